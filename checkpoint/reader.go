@@ -1,0 +1,299 @@
+package checkpoint
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// File names of the Hugging Face checkpoint layout.
+const (
+	SingleFile = "model.safetensors"
+	IndexFile  = "model.safetensors.index.json"
+)
+
+// Checkpoint is an open checkpoint whose tensors are read on demand.
+// It is safe for concurrent reads.
+type Checkpoint struct {
+	// Path is the path the checkpoint was opened from.
+	Path string
+	// Dir is the folder that holds the checkpoint's side files
+	// (config.json, tokenizer files).
+	Dir string
+	// Metadata is the __metadata__ of the first file.
+	Metadata map[string]string
+
+	files   []*os.File
+	sizes   []int64
+	tensors []TensorInfo
+	index   map[string]int
+}
+
+// Open opens a .safetensors file, a folder holding model.safetensors, or a
+// sharded folder with model.safetensors.index.json, and validates every
+// header. It reads no tensor data.
+func Open(path string) (*Checkpoint, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("checkpoint %s does not exist: give a .safetensors file or a folder holding %s or %s", path, SingleFile, IndexFile)
+		}
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	c := &Checkpoint{Path: path, index: make(map[string]int)}
+	var files []string
+	var weightMap map[string]string
+	switch {
+	case !st.IsDir():
+		c.Dir = filepath.Dir(path)
+		files = []string{path}
+	case fileExists(filepath.Join(path, IndexFile)):
+		c.Dir = path
+		files, weightMap, err = readIndex(filepath.Join(path, IndexFile))
+		if err != nil {
+			return nil, err
+		}
+	case fileExists(filepath.Join(path, SingleFile)):
+		c.Dir = path
+		files = []string{filepath.Join(path, SingleFile)}
+	default:
+		return nil, fmt.Errorf("checkpoint folder %s holds neither %s nor %s", path, SingleFile, IndexFile)
+	}
+	for _, name := range files {
+		if err := c.addFile(name); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if weightMap != nil {
+		if err := c.checkWeightMap(weightMap); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// readIndex reads a sharded checkpoint's index and returns its shard files in
+// name order and its weight map.
+func readIndex(path string) ([]string, map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading index: %w", err)
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(data, &idx); err != nil {
+		return nil, nil, fmt.Errorf("%s: invalid JSON: %w", path, err)
+	}
+	if len(idx.WeightMap) == 0 {
+		return nil, nil, fmt.Errorf("%s: no weight_map entries", path)
+	}
+	dir := filepath.Dir(path)
+	seen := make(map[string]bool)
+	var files []string
+	for tensor, f := range idx.WeightMap {
+		if f == "" || filepath.IsAbs(f) || strings.Contains(f, "..") || strings.ContainsRune(f, os.PathSeparator) {
+			return nil, nil, fmt.Errorf("%s: tensor %q maps to shard %q, which is not a file name in the same folder", path, tensor, f)
+		}
+		if !seen[f] {
+			seen[f] = true
+			p := filepath.Join(dir, f)
+			if !fileExists(p) {
+				return nil, nil, fmt.Errorf("%s: shard %s (holding %q) is missing", path, p, tensor)
+			}
+			files = append(files, p)
+		}
+	}
+	sort.Strings(files)
+	return files, idx.WeightMap, nil
+}
+
+func (c *Checkpoint) addFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return fmt.Errorf("opening checkpoint file: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	h, err := parseHeader(f, st.Size(), name)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	c.files = append(c.files, f)
+	c.sizes = append(c.sizes, st.Size())
+	if c.Metadata == nil {
+		c.Metadata = h.metadata
+	}
+	for _, t := range h.tensors {
+		if i, dup := c.index[t.Name]; dup {
+			return fmt.Errorf("tensor %q is stored twice: in %s and in %s", t.Name, c.tensors[i].File, name)
+		}
+		c.index[t.Name] = len(c.tensors)
+		c.tensors = append(c.tensors, t)
+	}
+	return nil
+}
+
+func (c *Checkpoint) checkWeightMap(wm map[string]string) error {
+	for _, t := range c.tensors {
+		f, ok := wm[t.Name]
+		if !ok {
+			return fmt.Errorf("%s: tensor %q of %s is not listed in the index's weight_map", filepath.Join(c.Dir, IndexFile), t.Name, t.File)
+		}
+		if f != filepath.Base(t.File) {
+			return fmt.Errorf("%s: the index puts tensor %q in %s, but it is in %s", filepath.Join(c.Dir, IndexFile), t.Name, f, t.File)
+		}
+	}
+	if len(wm) != len(c.tensors) {
+		for name, f := range wm {
+			if _, ok := c.index[name]; !ok {
+				return fmt.Errorf("%s: tensor %q is listed in the index but missing from shard %s", filepath.Join(c.Dir, IndexFile), name, f)
+			}
+		}
+	}
+	return nil
+}
+
+// Close closes the checkpoint's files.
+func (c *Checkpoint) Close() error {
+	var first error
+	for _, f := range c.files {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	c.files = nil
+	return first
+}
+
+// Tensors lists the tensors in storage order (shard by shard, by offset).
+func (c *Checkpoint) Tensors() []TensorInfo { return c.tensors }
+
+// Tensor returns the named tensor's description.
+func (c *Checkpoint) Tensor(name string) (TensorInfo, bool) {
+	i, ok := c.index[name]
+	if !ok {
+		return TensorInfo{}, false
+	}
+	return c.tensors[i], true
+}
+
+// Files lists the safetensors files and their sizes in bytes.
+func (c *Checkpoint) Files() (paths []string, sizes []int64) {
+	for _, f := range c.files {
+		paths = append(paths, f.Name())
+	}
+	return paths, append([]int64(nil), c.sizes...)
+}
+
+// Size is the total size of the checkpoint's safetensors files in bytes.
+func (c *Checkpoint) Size() int64 {
+	var n int64
+	for _, s := range c.sizes {
+		n += s
+	}
+	return n
+}
+
+func (c *Checkpoint) file(t TensorInfo) *os.File {
+	for _, f := range c.files {
+		if f.Name() == t.File {
+			return f
+		}
+	}
+	return nil
+}
+
+// ReadRaw reads the named tensor's bytes into buf (grown when too small).
+func (c *Checkpoint) ReadRaw(name string, buf []byte) ([]byte, error) {
+	t, ok := c.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("%s: no tensor %q", c.Path, name)
+	}
+	return c.readBytes(t, 0, t.Bytes, buf)
+}
+
+func (c *Checkpoint) readBytes(t TensorInfo, off, n int64, buf []byte) ([]byte, error) {
+	if int64(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	f := c.file(t)
+	if f == nil {
+		return nil, fmt.Errorf("%s: checkpoint is closed", c.Path)
+	}
+	if _, err := f.ReadAt(buf, t.Offset+off); err != nil {
+		return nil, fmt.Errorf("%s: reading tensor %q: %w (was the file changed or truncated after opening?)", t.File, t.Name, err)
+	}
+	return buf, nil
+}
+
+// ReadFloat32 reads a whole float tensor as float32; see ReadFloat32Range.
+func (c *Checkpoint) ReadFloat32(name string, raw []byte, dst []float32) ([]float32, []byte, error) {
+	t, ok := c.Tensor(name)
+	if !ok {
+		return nil, raw, fmt.Errorf("%s: no tensor %q", c.Path, name)
+	}
+	return c.ReadFloat32Range(name, 0, t.NumElements(), raw, dst)
+}
+
+// ReadFloat32Range reads elements [start, start+n) of a float tensor, in
+// flat order, as float32. raw and dst are scratch buffers reused when large
+// enough; the result aliases dst's storage and the returned raw buffer is
+// the one to pass next time.
+func (c *Checkpoint) ReadFloat32Range(name string, start, n int64, raw []byte, dst []float32) ([]float32, []byte, error) {
+	t, ok := c.Tensor(name)
+	if !ok {
+		return nil, raw, fmt.Errorf("%s: no tensor %q", c.Path, name)
+	}
+	if !IsFloat(t.DType) {
+		return nil, raw, fmt.Errorf("%s: tensor %q has dtype %s, not a float type", t.File, name, t.DType)
+	}
+	if start < 0 || n < 0 || start+n > t.NumElements() {
+		return nil, raw, fmt.Errorf("%s: tensor %q: range [%d, %d) outside its %d elements", t.File, name, start, start+n, t.NumElements())
+	}
+	size := int64(t.DType.Size())
+	if t.DType == F32 && int64(cap(dst)) >= n {
+		// Read straight into dst's storage, no second buffer.
+		out := dst[:n]
+		if _, err := c.readBytes(t, start*size, n*size, float32Bytes(out)); err != nil {
+			return nil, raw, err
+		}
+		fixEndianF32(out)
+		return out, raw, nil
+	}
+	raw, err := c.readBytes(t, start*size, n*size, raw)
+	if err != nil {
+		return nil, raw, err
+	}
+	out, err := DecodeFloat32(t.DType, raw, dst)
+	return out, raw, err
+}
+
+// CheckFinite returns an error naming the tensor and the first offending
+// index when data holds NaN or ±Inf.
+func CheckFinite(file, name string, data []float32) error {
+	for i, v := range data {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("%s: tensor %q holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", file, name, v, i)
+		}
+	}
+	return nil
+}

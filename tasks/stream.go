@@ -1,0 +1,376 @@
+package tasks
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/editkit/editkit/checkpoint"
+)
+
+// DefaultChunk is the number of elements per chunk: with 4 members in
+// float32, a worker holds about 24 MiB.
+const DefaultChunk = 1 << 20
+
+// Chunk is a run of consecutive elements of one float tensor, read from the
+// base and every member.
+type Chunk struct {
+	// Seq numbers the chunks of a stream from 0 in order; reductions index
+	// their partial results by it and combine them in order.
+	Seq int
+	// Tensor is the base's tensor; Index its position in Set.Floats.
+	Tensor checkpoint.TensorInfo
+	Index  int
+	// Start is the flat offset of the chunk's first element in the tensor.
+	Start int64
+	// Base holds θ_base, Taus[i] member i's τ, and, when asked for,
+	// Models[i] member i's θ.
+	Base   []float32
+	Taus   [][]float32
+	Models [][]float32
+	// Out receives the result in WriteModel and WriteVector.
+	Out []float32
+}
+
+// StreamOptions configure a pass over a Set.
+type StreamOptions struct {
+	// Whole makes every chunk a whole tensor, for computations that need
+	// per-tensor statistics.
+	Whole bool
+	// Models fills Chunk.Models.
+	Models bool
+	// Workers run the function concurrently (default: GOMAXPROCS, at most 4).
+	Workers int
+	// ChunkElems is the chunk size in elements (default DefaultChunk).
+	ChunkElems int64
+	// Progress, when set, is called from one goroutine with the number of
+	// base bytes done and the total.
+	Progress func(done, total int64)
+}
+
+// ChunkFunc computes on one chunk; worker identifies the calling goroutine
+// (0 ≤ worker < Workers) so callers can keep per-worker scratch space.
+type ChunkFunc func(worker int, c *Chunk) error
+
+// WriteOptions configure the checkpoints written by WriteModel and WriteVector.
+type WriteOptions struct {
+	checkpoint.WriteOptions
+	// DType is the dtype of float tensors in the output; zero keeps the
+	// base's dtype for models and uses F32 for task vectors.
+	DType checkpoint.DType
+	// SideFiles adds files (name → content) to a folder output; the base's
+	// config and tokenizer files are copied for models.
+	SideFiles map[string][]byte
+}
+
+type job struct {
+	seq   int
+	index int
+	start int64
+	n     int64
+	out   []float32
+	err   error
+	done  chan struct{}
+}
+
+// Scan calls fn on every chunk of every float tensor.
+func (s *Set) Scan(opts StreamOptions, fn ChunkFunc) error {
+	return s.stream(opts, fn, nil)
+}
+
+// WriteModel writes a full model: fn fills Chunk.Out with θ for each chunk
+// of each float tensor; other tensors are copied from the base.
+func (s *Set) WriteModel(out string, wo WriteOptions, opts StreamOptions, fn ChunkFunc) error {
+	specs := make([]checkpoint.TensorSpec, 0, len(s.Base.Tensors()))
+	for _, t := range s.Base.Tensors() {
+		dt := t.DType
+		if checkpoint.IsFloat(dt) && wo.DType != 0 {
+			dt = wo.DType
+		}
+		specs = append(specs, checkpoint.TensorSpec{Name: t.Name, DType: dt, Shape: t.Shape})
+	}
+	return s.write(out, specs, wo, opts, fn, true)
+}
+
+// WriteVector writes a task vector: fn fills Chunk.Out with τ for each chunk
+// of each float tensor.
+func (s *Set) WriteVector(out string, wo WriteOptions, opts StreamOptions, fn ChunkFunc) error {
+	dt := wo.DType
+	if dt == 0 {
+		dt = checkpoint.F32
+	}
+	specs := make([]checkpoint.TensorSpec, 0, len(s.floats))
+	for _, t := range s.floats {
+		specs = append(specs, checkpoint.TensorSpec{Name: t.Name, DType: dt, Shape: t.Shape})
+	}
+	meta := map[string]string{KindKey: KindTaskVector, BaseKey: s.Base.Path, BaseSizeKey: fmt.Sprint(s.Base.Size())}
+	for k, v := range wo.Metadata {
+		meta[k] = v
+	}
+	wo.Metadata = meta
+	return s.write(out, specs, wo, opts, fn, false)
+}
+
+func (s *Set) write(out string, specs []checkpoint.TensorSpec, wo WriteOptions, opts StreamOptions, fn ChunkFunc, model bool) error {
+	wo.Inputs = append(append([]string(nil), wo.Inputs...), s.Inputs()...)
+	if model {
+		meta := map[string]string{KindKey: KindModel}
+		for k, v := range wo.Metadata {
+			meta[k] = v
+		}
+		wo.Metadata = meta
+	}
+	w, err := checkpoint.Create(out, specs, wo.WriteOptions)
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	for _, name := range slices.Sorted(maps.Keys(wo.SideFiles)) {
+		if err := w.AddFile(name, wo.SideFiles[name]); err != nil {
+			return err
+		}
+	}
+	if model {
+		if err := w.CopySideFiles(s.Base); err != nil {
+			return err
+		}
+	}
+	var raw []byte
+	// copyThrough writes the non-float tensors that come before the next
+	// float tensor, straight from the base.
+	copyThrough := func(upTo string) error {
+		for {
+			spec, ok := w.Next()
+			if !ok || spec.Name == upTo {
+				return nil
+			}
+			if !model {
+				return fmt.Errorf("internal: task vector writer expected %q, got %q", spec.Name, upTo)
+			}
+			if raw, err = s.Base.ReadRaw(spec.Name, raw); err != nil {
+				return err
+			}
+			if err := w.Write(spec.Name, raw); err != nil {
+				return err
+			}
+		}
+	}
+	sink := func(j *job) error {
+		name := s.floats[j.index].Name
+		if j.start == 0 {
+			if err := copyThrough(name); err != nil {
+				return err
+			}
+		}
+		return w.WriteFloat32(name, j.out)
+	}
+	if err := s.stream(opts, fn, sink); err != nil {
+		return err
+	}
+	if err := copyThrough(""); err != nil {
+		return err
+	}
+	return w.Commit()
+}
+
+// stream runs fn over all chunks on worker goroutines and hands the
+// finished chunks, in order, to sink (when not nil).
+func (s *Set) stream(opts StreamOptions, fn ChunkFunc, sink func(*job) error) error {
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = min(runtime.GOMAXPROCS(0), 4)
+	}
+	chunk := opts.ChunkElems
+	if chunk <= 0 {
+		chunk = DefaultChunk
+	}
+	var total int64
+	for _, t := range s.floats {
+		total += t.Bytes
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Output buffers circulate through a pool sized so the producer can run
+	// at most a few chunks ahead of the consumer.
+	pool := make(chan []float32, workers+2)
+	if sink != nil {
+		for range workers + 2 {
+			pool <- nil
+		}
+	}
+	jobs := make(chan *job)
+	queue := make(chan *job, workers)
+	go func() {
+		defer close(jobs)
+		defer close(queue)
+		seq := 0
+		for i, t := range s.floats {
+			n := t.NumElements()
+			step := chunk
+			if opts.Whole || n < step {
+				step = max(n, 1)
+			}
+			for start := int64(0); start < n || (n == 0 && start == 0); start += step {
+				j := &job{seq: seq, index: i, start: start, n: min(step, n-start), done: make(chan struct{})}
+				seq++
+				if sink != nil {
+					select {
+					case j.out = <-pool:
+					case <-ctx.Done():
+						return
+					}
+				}
+				select {
+				case queue <- j:
+				case <-ctx.Done():
+					return
+				}
+				select {
+				case jobs <- j:
+				case <-ctx.Done():
+					close(j.done)
+					return
+				}
+				if n == 0 {
+					break
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &chunkReader{set: s, models: opts.Models, out: sink != nil}
+			for j := range jobs {
+				if ctx.Err() == nil {
+					j.err = r.run(w, j, fn)
+				}
+				close(j.done)
+			}
+		}()
+	}
+	var firstErr error
+	var done int64
+	for j := range queue {
+		<-j.done
+		if firstErr == nil {
+			firstErr = j.err
+			if firstErr == nil && sink != nil {
+				firstErr = sink(j)
+			}
+			if firstErr != nil {
+				cancel()
+			}
+		}
+		if sink != nil {
+			pool <- j.out
+		}
+		t := s.floats[j.index]
+		done += j.n * int64(t.DType.Size())
+		if opts.Progress != nil && firstErr == nil {
+			opts.Progress(done, total)
+		}
+	}
+	cancel()
+	wg.Wait()
+	return firstErr
+}
+
+// chunkReader holds one worker's read buffers.
+type chunkReader struct {
+	set    *Set
+	models bool
+	out    bool
+	raw    []byte
+	c      Chunk
+}
+
+func (r *chunkReader) run(worker int, j *job, fn ChunkFunc) error {
+	s := r.set
+	t := s.floats[j.index]
+	c := &r.c
+	c.Seq, c.Tensor, c.Index, c.Start = j.seq, t, j.index, j.start
+	var err error
+	if c.Base, r.raw, err = s.Base.ReadFloat32Range(t.Name, j.start, j.n, r.raw, c.Base); err != nil {
+		return err
+	}
+	if !s.AllowNonfinite {
+		if err := checkFinite(s.Base, t.Name, j.start, c.Base); err != nil {
+			return err
+		}
+	}
+	m := len(s.Members)
+	if len(c.Taus) != m {
+		c.Taus = make([][]float32, m)
+		c.Models = make([][]float32, m)
+	}
+	for i, mem := range s.Members {
+		// A fine-tuned member is read into Models (its θ) and τ derived; a
+		// stored task vector is read into Taus and θ derived when wanted.
+		if s.stored[i] {
+			if c.Taus[i], r.raw, err = mem.ReadFloat32Range(t.Name, j.start, j.n, r.raw, c.Taus[i]); err != nil {
+				return err
+			}
+			if !s.AllowNonfinite {
+				if err := checkFinite(mem, t.Name, j.start, c.Taus[i]); err != nil {
+					return err
+				}
+			}
+			if r.models {
+				c.Models[i] = grow(c.Models[i], len(c.Base))
+				for k, b := range c.Base {
+					c.Models[i][k] = b + c.Taus[i][k]
+				}
+			}
+			continue
+		}
+		if c.Models[i], r.raw, err = mem.ReadFloat32Range(t.Name, j.start, j.n, r.raw, c.Models[i]); err != nil {
+			return err
+		}
+		if !s.AllowNonfinite {
+			if err := checkFinite(mem, t.Name, j.start, c.Models[i]); err != nil {
+				return err
+			}
+		}
+		c.Taus[i] = grow(c.Taus[i], len(c.Base))
+		for k, b := range c.Base {
+			c.Taus[i][k] = c.Models[i][k] - b
+		}
+	}
+	if !r.models {
+		// Models of stored vectors were not derived: don't expose stale data.
+		for i := range c.Models {
+			if s.stored[i] {
+				c.Models[i] = nil
+			}
+		}
+	}
+	if r.out {
+		j.out = grow(j.out, len(c.Base))
+	}
+	c.Out = j.out
+	return fn(worker, c)
+}
+
+func checkFinite(c *checkpoint.Checkpoint, name string, start int64, data []float32) error {
+	t, _ := c.Tensor(name)
+	err := checkpoint.CheckFinite(t.File, name, data)
+	if err != nil && start > 0 {
+		return fmt.Errorf("%w (index counted from element %d)", err, start)
+	}
+	return err
+}
+
+// grow returns buf resized to n, reallocating only when too small.
+func grow(buf []float32, n int) []float32 {
+	if cap(buf) < n {
+		return make([]float32, n)
+	}
+	return buf[:n]
+}
