@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unsafe"
 
 	"github.com/nlpodyssey/safetensors"
 	"github.com/x448/float16"
@@ -20,6 +21,7 @@ const (
 	F32  = safetensors.F32
 	F64  = safetensors.F64
 	U8   = safetensors.U8
+	I64  = safetensors.I64
 )
 
 // IsFloat reports whether dt is a floating-point type: only those take part in
@@ -63,8 +65,9 @@ func DecodeFloat32(dt DType, raw []byte, dst []float32) ([]float32, error) {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 		}
 	case BF16:
+		raw = raw[:2*n]
 		for i := range dst {
-			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(raw[2*i:])) << 16)
+			dst[i] = math.Float32frombits(uint32(raw[2*i])<<16 | uint32(raw[2*i+1])<<24)
 		}
 	case F16:
 		for i := range dst {
@@ -95,8 +98,10 @@ func EncodeFloat32(dt DType, src []float32, dst []byte) ([]byte, error) {
 			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
 		}
 	case BF16:
+		dst = dst[:2*len(src)]
 		for i, v := range src {
-			binary.LittleEndian.PutUint16(dst[2*i:], BFloat16Bits(v))
+			b := BFloat16Bits(v)
+			dst[2*i], dst[2*i+1] = byte(b), byte(b>>8)
 		}
 	case F16:
 		for i, v := range src {
@@ -119,4 +124,44 @@ func BFloat16Bits(v float32) uint16 {
 		return uint16(b>>16) | 0x40 // quiet NaN, sign kept
 	}
 	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
+}
+
+// DecodeFloat32Finite decodes like DecodeFloat32 and, in the same pass,
+// finds the first NaN or ±Inf: it returns its index, or −1 when all values
+// are finite. Merging reads every value once, so checking while decoding
+// saves a pass over memory.
+func DecodeFloat32Finite(dt DType, raw []byte, dst []float32) ([]float32, int, error) {
+	if dt != BF16 {
+		out, err := DecodeFloat32(dt, raw, dst)
+		if err != nil {
+			return nil, -1, err
+		}
+		return out, FirstNonFinite(out), nil
+	}
+	n := len(raw) / 2
+	if cap(dst) < n {
+		dst = make([]float32, n)
+	}
+	dst = dst[:n]
+	var u []uint16
+	if littleEndianHost && n > 0 {
+		u = unsafe.Slice((*uint16)(unsafe.Pointer(&raw[0])), n)
+	} else {
+		u = make([]uint16, n)
+		for i := range u {
+			u[i] = binary.LittleEndian.Uint16(raw[2*i:])
+		}
+	}
+	// An exponent of all ones (Inf or NaN) carries into bit 31 when
+	// 0x00800000 is added: OR-ing that keeps the loop free of branches.
+	var flag uint32
+	for i, h := range u {
+		b := uint32(h) << 16
+		flag |= b&0x7f800000 + 0x00800000
+		dst[i] = math.Float32frombits(b)
+	}
+	if flag&0x80000000 == 0 {
+		return dst, -1, nil
+	}
+	return dst, FirstNonFinite(dst), nil
 }

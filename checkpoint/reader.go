@@ -245,6 +245,22 @@ func (c *Checkpoint) readBytes(t TensorInfo, off, n int64, buf []byte) ([]byte, 
 	return buf, nil
 }
 
+// ReadRawRange reads the raw bytes of elements [start, start+n) of a tensor
+// into buf (grown when too small), and returns them with the tensor's
+// description.
+func (c *Checkpoint) ReadRawRange(name string, start, n int64, buf []byte) ([]byte, TensorInfo, error) {
+	t, ok := c.Tensor(name)
+	if !ok {
+		return nil, t, fmt.Errorf("%s: no tensor %q", c.Path, name)
+	}
+	if err := checkRange(t, start, n); err != nil {
+		return nil, t, err
+	}
+	size := int64(t.DType.Size())
+	buf, err := c.readBytes(t, start*size, n*size, buf)
+	return buf, t, err
+}
+
 // ReadFloat32 reads a whole float tensor as float32; see ReadFloat32Range.
 func (c *Checkpoint) ReadFloat32(name string, raw []byte, dst []float32) ([]float32, []byte, error) {
 	t, ok := c.Tensor(name)
@@ -266,8 +282,8 @@ func (c *Checkpoint) ReadFloat32Range(name string, start, n int64, raw []byte, d
 	if !IsFloat(t.DType) {
 		return nil, raw, fmt.Errorf("%s: tensor %q has dtype %s, not a float type", t.File, name, t.DType)
 	}
-	if start < 0 || n < 0 || start+n > t.NumElements() {
-		return nil, raw, fmt.Errorf("%s: tensor %q: range [%d, %d) outside its %d elements", t.File, name, start, start+n, t.NumElements())
+	if err := checkRange(t, start, n); err != nil {
+		return nil, raw, err
 	}
 	size := int64(t.DType.Size())
 	if t.DType == F32 && int64(cap(dst)) >= n {
@@ -290,10 +306,29 @@ func (c *Checkpoint) ReadFloat32Range(name string, start, n int64, raw []byte, d
 // CheckFinite returns an error naming the tensor and the first offending
 // index when data holds NaN or ±Inf.
 func CheckFinite(file, name string, data []float32) error {
+	if i := FirstNonFinite(data); i >= 0 {
+		return fmt.Errorf("%s: tensor %q holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", file, name, data[i], i)
+	}
+	return nil
+}
+
+// FirstNonFinite returns the index of the first NaN or ±Inf in data, or −1.
+// It tests exponent bits (all ones means Inf or NaN), which is several times
+// faster than math.IsNaN/IsInf on every element.
+func FirstNonFinite(data []float32) int {
 	for i, v := range data {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("%s: tensor %q holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", file, name, v, i)
+		if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
+			return i
 		}
+	}
+	return -1
+}
+
+// checkRange rejects element ranges outside the tensor, written so that
+// start+n cannot overflow past the check.
+func checkRange(t TensorInfo, start, n int64) error {
+	if total := t.NumElements(); start < 0 || n < 0 || start > total || n > total-start {
+		return fmt.Errorf("%s: tensor %q: range of %d elements from %d lies outside its %d elements", t.File, t.Name, n, start, total)
 	}
 	return nil
 }

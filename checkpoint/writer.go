@@ -142,6 +142,9 @@ func Create(out string, specs []TensorSpec, opts WriteOptions) (*Writer, error) 
 	if dir == "" {
 		dir = "."
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating the folder of output %s: %w", out, err)
+	}
 	var err error
 	if w.tmp, err = createTemp(dir, "."+base+".tmp-", !w.single); err != nil {
 		return nil, fmt.Errorf("creating output beside %s: %w", out, err)

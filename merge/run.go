@@ -33,8 +33,10 @@ type plan struct {
 	// thr holds the global TIES thresholds per member (keep |τ| ≥ thr); nil
 	// unless trimming over the whole model.
 	thr []float32
-	// majority is the global majority sign where elected signs are 0.
-	majority float32
+	// majority is the global majority sign where elected signs are 0;
+	// majorityKnown is set when the threshold passes could count it.
+	majority      float32
+	majorityKnown bool
 	// alpha and beta are LiNeS's coefficients once resolved.
 	alpha, beta float64
 
@@ -115,8 +117,11 @@ func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.
 			thr[i] = float64(v)
 		}
 		res.Params["ties_thresholds"] = thr
+		if p.majorityKnown {
+			res.Params["majority_sign"] = p.majority
+		}
 	}
-	if p.globalMajority() {
+	if p.globalMajority() && !p.majorityKnown {
 		if err := p.majorityPass(pass()); err != nil {
 			return nil, err
 		}
@@ -183,83 +188,6 @@ func (p *plan) electsPaper() bool {
 
 func (p *plan) globalMajority() bool {
 	return p.electsPaper() && !(p.trims() && p.cfg.TIESScope == ScopeTensor)
-}
-
-// thresholdPasses computes each member's global TIES threshold with two
-// histogram passes (exact radix selection).
-func (p *plan) thresholdPasses(so tasks.StreamOptions) error {
-	var d int64
-	for _, t := range p.set.Floats() {
-		d += t.NumElements()
-	}
-	searches := make([]*kthSearch, p.n)
-	active := false
-	for i := range searches {
-		if k := tiesThresholdIndex(d, p.cfg.Density[i]); k > 0 {
-			searches[i] = newKthSearch(k)
-			active = true
-		}
-	}
-	p.thr = make([]float32, p.n) // 0 keeps everything
-	if !active {
-		return nil
-	}
-	workers := so.Workers
-	hist := make([][][]int64, workers) // [worker][member]
-	for w := range hist {
-		hist[w] = make([][]int64, p.n)
-		for i := range hist[w] {
-			if searches[i] != nil {
-				hist[w][i] = make([]int64, coarseBins)
-			}
-		}
-	}
-	err := p.set.Scan(so, func(w int, c *tasks.Chunk) error {
-		for i, tau := range c.Taus {
-			if searches[i] != nil {
-				addCoarse(hist[w][i], tau)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	reduce := func(i int, into []int64) {
-		for w := range hist {
-			for b, v := range hist[w][i] {
-				into[b] += v
-				hist[w][i][b] = 0
-			}
-		}
-	}
-	for i, s := range searches {
-		if s != nil {
-			reduce(i, s.coarse)
-			s.endCoarse()
-			for w := range hist {
-				hist[w][i] = make([]int64, fineBins)
-			}
-		}
-	}
-	err = p.set.Scan(so, func(w int, c *tasks.Chunk) error {
-		for i, tau := range c.Taus {
-			if s := searches[i]; s != nil {
-				addFine(hist[w][i], s.bin, tau)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for i, s := range searches {
-		if s != nil {
-			reduce(i, s.fine)
-			p.thr[i], _ = s.result()
-		}
-	}
-	return nil
 }
 
 // sparsify applies the recipe's sparsification to the chunk's task vectors

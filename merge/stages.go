@@ -134,19 +134,24 @@ func sign(v float32) float32 {
 // with sum, the sum) of the entries that agree with it, zeros not counted.
 // s holds Σ_t τ_t on entry and is overwritten.
 func tiesElectMerge(dst, s []float32, taus [][]float32, majority float32, sum bool) {
-	for i := range dst {
-		e := sign(s[i])
-		if e == 0 {
-			e = majority
-		}
+	// Branch-free form of "e := sign(s) or majority; keep τ_t when it is
+	// non-zero and its sign equals e (e ≤ 0 keeps negatives)": the signs of
+	// real weights are close to random, so branches would mispredict.
+	majNeg := uint32(0)
+	if majority <= 0 {
+		majNeg = 1
+	}
+	for i, v := range s {
+		b := math.Float32bits(v)
+		nz := ((b & 0x7fffffff) + 0x7fffffff) >> 31 // 1 when s ≠ 0
+		eNeg := nz&(b>>31) | (1-nz)&majNeg          // elected sign is −/0
 		var acc float32
-		var count int
+		var count uint32
 		for _, tau := range taus {
-			v := tau[i]
-			if (e > 0 && v > 0) || (e <= 0 && v < 0) {
-				acc += v
-				count++
-			}
+			tb := math.Float32bits(tau[i])
+			agree := ((tb & 0x7fffffff) + 0x7fffffff) >> 31 & (1 ^ (tb>>31 ^ eNeg))
+			acc += tau[i] * float32(agree)
+			count += agree
 		}
 		if !sum && count > 1 {
 			acc /= float32(count)
@@ -158,25 +163,27 @@ func tiesElectMerge(dst, s []float32, taus [][]float32, majority float32, sum bo
 // weightedSum sets dst = Σ_t w_t τ_t, divided by Σ_t w_t when normalize
 // (mergekit without sign consensus; a divisor below 1e-8 counts as 1).
 func weightedSum(dst []float32, taus [][]float32, w []float32, normalize bool) {
-	div := float32(1)
-	if normalize {
-		var s float32
-		for _, v := range w {
-			s += v
-		}
-		if math.Abs(float64(s)) >= 1e-8 {
-			div = s
+	// Member-major: each element still sums its terms in member order.
+	clear(dst)
+	for t, tau := range taus {
+		wt := w[t]
+		tau = tau[:len(dst)]
+		for i := range dst {
+			dst[i] += wt * tau[i]
 		}
 	}
+	if !normalize {
+		return
+	}
+	var s float32
+	for _, v := range w {
+		s += v
+	}
+	if math.Abs(float64(s)) < 1e-8 {
+		return
+	}
 	for i := range dst {
-		var acc float32
-		for t, tau := range taus {
-			acc += w[t] * tau[i]
-		}
-		if normalize {
-			acc /= div
-		}
-		dst[i] = acc
+		dst[i] /= s
 	}
 }
 

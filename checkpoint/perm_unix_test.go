@@ -1,0 +1,48 @@
+//go:build unix
+
+package checkpoint
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// TestOutputPermissions checks outputs get the modes of os.Create and
+// os.Mkdir (less the umask), not the private 0600/0700 of temporary files.
+func TestOutputPermissions(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	spec := []TensorSpec{{Name: "a", DType: F32, Shape: []int64{1}}}
+	tests := []struct {
+		out  string
+		mode os.FileMode
+	}{
+		{"o.safetensors", 0o644},
+		{"o", os.ModeDir | 0o755},
+	}
+	for _, tc := range tests {
+		out := filepath.Join(dir, tc.out)
+		writeAll(t, out, spec, WriteOptions{}, map[string][]float32{"a": {1}})
+		fi, err := os.Stat(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != tc.mode {
+			t.Errorf("%s has mode %v, want %v", tc.out, fi.Mode(), tc.mode)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(dir, "o", SingleFile))
+	if err != nil || fi.Mode() != 0o644 {
+		t.Errorf("%s mode %v, %v; want 0644", SingleFile, fi.Mode(), err)
+	}
+	p := filepath.Join(dir, "c.yaml")
+	if err := WriteFileAtomic(p, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode() != 0o644 {
+		t.Errorf("WriteFileAtomic mode %v, %v; want 0644", fi.Mode(), err)
+	}
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/editkit/editkit/tasks"
+)
+
+// openSet opens a base and members, applying --allow-nonfinite.
+func (a *app) openSet(base string, members []string) (*tasks.Set, error) {
+	if base == "" {
+		return nil, errors.New("no base given: pass --base CHECKPOINT (the pre-trained model the task vectors are taken against)")
+	}
+	s, err := tasks.OpenSet(base, members)
+	if err != nil {
+		return nil, err
+	}
+	s.AllowNonfinite = a.allowNonfinite
+	return s, nil
+}
+
+// checkOutputEarly refuses an existing output (without --force) and an
+// output that is one of the inputs before any pass over the data, so a
+// multi-pass merge does not fail at its last step. checkpoint.Create checks
+// again, fully, when the output is created.
+func checkOutputEarly(out string, force bool, inputs []string) error {
+	outAbs := resolved(out)
+	for _, in := range inputs {
+		if resolved(in) == outAbs {
+			return fmt.Errorf("output %s is also an input: choose another output path", out)
+		}
+	}
+	if _, err := os.Lstat(out); err == nil && !force {
+		return fmt.Errorf("output %s already exists: pass --force to replace it", out)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("output %s: %w", out, err)
+	}
+	return nil
+}
+
+// resolved is p as an absolute path with symlinks resolved where it exists.
+func resolved(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return filepath.Clean(p)
+	}
+	if r, err := filepath.EvalSymlinks(a); err == nil {
+		return r
+	}
+	return a
+}
+
+// writeSummary is the --json result of the commands that write a checkpoint.
+type writeSummary struct {
+	Command    string         `json:"command"`
+	Output     string         `json:"output"`
+	Method     string         `json:"method,omitempty"`
+	Params     map[string]any `json:"params,omitempty"`
+	Passes     int            `json:"passes,omitempty"`
+	Seconds    float64        `json:"seconds"`
+	InputBytes int64          `json:"input_bytes"`
+}
+
+// inputBytes is the size of the set's base and members.
+func inputBytes(s *tasks.Set) int64 {
+	n := s.Base.Size()
+	for _, m := range s.Members {
+		n += m.Size()
+	}
+	return n
+}
+
+// finish reports a written checkpoint: JSON on stdout with --json, a line
+// on stderr otherwise (unless --quiet).
+func (a *app) finish(sum writeSummary, start time.Time) error {
+	sum.Seconds = time.Since(start).Seconds()
+	if a.json {
+		return a.printJSON(sum)
+	}
+	if !a.quiet {
+		what := sum.Command
+		if sum.Method != "" {
+			what += " " + sum.Method
+		}
+		passes := ""
+		if sum.Passes > 0 {
+			passes = fmt.Sprintf(", %d pass(es)", sum.Passes)
+		}
+		fmt.Fprintf(a.stderr, "editkit: %s: wrote %s (%s read%s, %.1fs)\n", what, sum.Output, humanBytes(sum.InputBytes), passes, sum.Seconds)
+	}
+	return nil
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// humanBytes formats a byte count in decimal units, as file managers and
+// Hugging Face's shard sizes do.
+func humanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTP"[exp])
+}

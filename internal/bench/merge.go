@@ -1,0 +1,138 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/editkit/editkit/merge"
+	"github.com/editkit/editkit/tasks"
+)
+
+// MergeOptions configure the merge benchmark.
+type MergeOptions struct {
+	Dir     string // where the synthetic checkpoints go
+	Size    int64  // approximate bytes per checkpoint
+	Models  int    // fine-tuned models
+	Workers int
+	// Repeat runs each phase this many times and keeps the fastest
+	// (default 3), after one unmeasured read that warms the page cache.
+	Repeat int
+	Log    io.Writer
+}
+
+// MergeReport is the merge benchmark's result.
+type MergeReport struct {
+	Family     Family
+	Tensors    int
+	InputBytes int64
+	Largest    int64 // bytes of the largest tensor
+	Phases     []Phase
+}
+
+// RunMerge generates (or reuses) a base and fine-tuned checkpoints and times
+// a raw read of them, task arithmetic and TIES with a whole-model threshold.
+func RunMerge(o MergeOptions) (*MergeReport, error) {
+	f := FamilyForBytes(o.Size)
+	rep := &MergeReport{Family: f, Tensors: len(f.Specs())}
+	for _, s := range f.Specs() {
+		rep.Largest = max(rep.Largest, s.Bytes())
+	}
+	dirs := []string{filepath.Join(o.Dir, "base")}
+	for i := range o.Models {
+		dirs = append(dirs, filepath.Join(o.Dir, "ft"+strconv.Itoa(i)))
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	var files []string
+	for i, d := range dirs {
+		fs, err := SafetensorsFiles(d)
+		if err != nil {
+			fmt.Fprintf(o.Log, "generating %s (%d layers, %d tensors)\n", d, f.Layers, rep.Tensors)
+			if err := Generate(d, f, i-1); err != nil {
+				return nil, err
+			}
+			if fs, err = SafetensorsFiles(d); err != nil {
+				return nil, err
+			}
+		}
+		files = append(files, fs...)
+	}
+	repeat := max(o.Repeat, 1)
+	if o.Repeat == 0 {
+		repeat = 3
+	}
+	n, err := RawRead(files) // warm the page cache
+	if err != nil {
+		return nil, err
+	}
+	rep.InputBytes = n
+	raw, err := best(repeat, func() (Phase, error) {
+		return Measure("raw read", rep.InputBytes, func() error {
+			_, err := RawRead(files)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.Phases = append(rep.Phases, raw)
+	fmt.Fprintf(o.Log, "raw read: %.2f s\n", raw.Seconds)
+	runs := []struct {
+		name string
+		cfg  merge.Config
+	}{
+		{"task_arithmetic", merge.Config{Method: merge.TaskArithmetic, Lambda: ptr(0.3)}},
+		{"ties (global top-20%)", merge.Config{Method: merge.TIES}},
+	}
+	for i, r := range runs {
+		if only := os.Getenv("EDITKIT_BENCH_ONLY"); only != "" && !strings.HasPrefix(r.name, only) {
+			continue
+		}
+		out := filepath.Join(o.Dir, "out"+strconv.Itoa(i))
+		ph, err := best(repeat, func() (Phase, error) {
+			return Measure(r.name, rep.InputBytes, func() error {
+				s, err := tasks.OpenSet(dirs[0], dirs[1:])
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				cfg := r.cfg
+				wo := tasks.WriteOptions{}
+				wo.Force = true
+				_, err = merge.Run(s, &cfg, out, wo, tasks.StreamOptions{Workers: o.Workers})
+				return err
+			})
+		})
+		if err != nil {
+			return nil, err
+		}
+		rep.Phases = append(rep.Phases, ph)
+		fmt.Fprintf(o.Log, "%s: %.2f s\n", r.name, ph.Seconds)
+	}
+	return rep, nil
+}
+
+func ptr(v float64) *float64 { return &v }
+
+// best runs measure repeat times and keeps the fastest run with the largest
+// peak RSS seen (memory is a bound, time a best case).
+func best(repeat int, measure func() (Phase, error)) (Phase, error) {
+	var b Phase
+	for i := range repeat {
+		p, err := measure()
+		if err != nil {
+			return p, err
+		}
+		rss := max(b.PeakRSS, p.PeakRSS)
+		if i == 0 || p.Seconds < b.Seconds {
+			b = p
+		}
+		b.PeakRSS = rss
+	}
+	return b, nil
+}
