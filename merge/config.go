@@ -153,6 +153,12 @@ func (c *Config) Validate(n int) error {
 	if c.Method == Consensus {
 		c.Semantics = Paper // one definition: the paper's (a YAML extension too)
 	}
+	if c.Semantics == Mergekit && c.Method == TIES && c.TIESScope == ScopeModel {
+		// The YAML extension "ties_scope: model" asks for the paper's TIES:
+		// whole-model trim, majority fill, unweighted disjoint mean.
+		c.Semantics = Paper
+		c.Normalize, c.Rescale = nil, nil
+	}
 	if len(c.Weights) == 0 {
 		c.Weights = make([]float64, n)
 		for i := range c.Weights {
@@ -171,7 +177,7 @@ func (c *Config) Validate(n int) error {
 		}
 	}
 	if c.Semantics == Paper && c.Method.electsSign() && !allOnes(c.Weights) {
-		return fmt.Errorf("--weights: %s as published has no per-model weights; use a mergekit YAML config for mergekit's weighted variant", c.Method)
+		return fmt.Errorf("weights %v: %s as published has no per-model weights (leave them at 1); mergekit's weighted variant is what a mergekit YAML config without ties_scope: model gives", c.Weights, c.Method)
 	}
 	density := 1.0 // mergekit's default: no sparsification
 	if c.Semantics == Paper {

@@ -308,16 +308,21 @@ func (p *plan) delta(w int, c *tasks.Chunk, dst []float32) error {
 	case cfg.Semantics == Mergekit:
 		weightedSum(dst, taus, p.w, *cfg.Normalize)
 	case cfg.Method.electsSign():
-		signSum(sc.sum, taus)
-		majority := p.majority
-		if !p.globalMajority() {
-			majority = sign(float32(countSigns(sc.sum)))
-		}
-		tiesElectMerge(dst, sc.sum, taus, majority, cfg.TIESAggregate == "sum")
+		tiesElectMerge(dst, taus, p.majorityFor(sc, taus), cfg.TIESAggregate == "sum")
 	default:
 		weightedSum(dst, taus, p.w, false)
 	}
 	return nil
+}
+
+// majorityFor returns the sign that fills elected signs of 0: the global
+// majority, or, when TIES trims per tensor, the tensor's own majority.
+func (p *plan) majorityFor(sc *scratch, taus [][]float32) float32 {
+	if p.globalMajority() {
+		return p.majority
+	}
+	signSum(sc.sum, taus)
+	return sign(float32(countSigns(sc.sum)))
 }
 
 // consensus is Consensus merging (Wang et al. 2024): τ_MTL is Σ_t τ_t (or
@@ -328,12 +333,7 @@ func (p *plan) consensus(w int, c *tasks.Chunk, dst []float32) error {
 	sc := p.scratchFor(w, len(c.Base))
 	if cfg.ConsensusBase == "ties" {
 		taus := p.sparseTaus(w, c)
-		signSum(sc.sum, taus)
-		majority := p.majority
-		if !p.globalMajority() {
-			majority = sign(float32(countSigns(sc.sum)))
-		}
-		tiesElectMerge(dst, sc.sum, taus, majority, true)
+		tiesElectMerge(dst, taus, p.majorityFor(sc, taus), true)
 	} else {
 		weightedSum(dst, c.Taus, p.ones, false)
 	}

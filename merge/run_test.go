@@ -490,3 +490,17 @@ func TestMergekitTIESMatchesReference(t *testing.T) {
 	}
 	assertClose(t, "mergekit ties", got, want, tol)
 }
+
+func TestYAMLGlobalTIESIsThePapersTIES(t *testing.T) {
+	f := newFixture(t, 3, 10)
+	yml := "merge_method: ties\nbase_model: base\nparameters:\n  ties_scope: model\n  density: 0.5\n  lambda: 0.7\nmodels:\n"
+	for i := range 3 {
+		yml += "  - model: " + modelName(i) + "\n    parameters:\n      weight: 1\n"
+	}
+	plan, err := ParseMergekitYAML([]byte(yml), "config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := f.run(t, 3, plan.Config, tasks.StreamOptions{})
+	assertClose(t, "yaml ties_scope: model", got, referenceTIES(f, 0.5, 0.7), tol)
+}

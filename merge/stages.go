@@ -10,10 +10,11 @@ import "math"
 // (Yadav et al. 2023, reference topk_values_mask: keep |τ| ≥ the k-th
 // smallest |τ| with k = d − int(d·density), ties at the threshold kept).
 func trimBelow(tau []float32, thr float32) {
+	t := absBits(thr)
 	for i, v := range tau {
-		if absBits(v) < absBits(thr) {
-			tau[i] = 0
-		}
+		// Branch-free: multiply by 1 when |τ| ≥ thr, else by 0.
+		keep := 1 ^ (absBits(v)-t)>>31
+		tau[i] = v * float32(keep)
 	}
 }
 
@@ -109,11 +110,7 @@ func signSum(s []float32, taus [][]float32) {
 func countSigns(s []float32) int64 {
 	var n int64
 	for _, v := range s {
-		if v > 0 {
-			n++
-		} else if v < 0 {
-			n--
-		}
+		n += signInt(v)
 	}
 	return n
 }
@@ -132,8 +129,7 @@ func sign(v float32) float32 {
 // vectors (reference resolve_sign + disjoint_merge): the elected sign is
 // sign(Σ_t τ_t), or majority where that is 0; the result is the mean (or,
 // with sum, the sum) of the entries that agree with it, zeros not counted.
-// s holds Σ_t τ_t on entry and is overwritten.
-func tiesElectMerge(dst, s []float32, taus [][]float32, majority float32, sum bool) {
+func tiesElectMerge(dst []float32, taus [][]float32, majority float32, sum bool) {
 	// Branch-free form of "e := sign(s) or majority; keep τ_t when it is
 	// non-zero and its sign equals e (e ≤ 0 keeps negatives)": the signs of
 	// real weights are close to random, so branches would mispredict.
@@ -141,8 +137,12 @@ func tiesElectMerge(dst, s []float32, taus [][]float32, majority float32, sum bo
 	if majority <= 0 {
 		majNeg = 1
 	}
-	for i, v := range s {
-		b := math.Float32bits(v)
+	for i := range dst {
+		var s float32
+		for _, tau := range taus {
+			s += tau[i]
+		}
+		b := math.Float32bits(s)
 		nz := ((b & 0x7fffffff) + 0x7fffffff) >> 31 // 1 when s ≠ 0
 		eNeg := nz&(b>>31) | (1-nz)&majNeg          // elected sign is −/0
 		var acc float32

@@ -129,13 +129,13 @@ func TestTIESElectMerge(t *testing.T) {
 		t.Fatalf("signSum = %v, want %v", s, want)
 	}
 	dst := make([]float32, 4)
-	tiesElectMerge(dst, slices.Clone(s), taus, 1, false)
+	tiesElectMerge(dst, taus, 1, false)
 	// entry 0: + agrees {1, 3} → 2; entry 1: − agrees {−2, −1} → −1.5;
 	// entry 2: nothing; entry 3: majority + → {3} → 3.
 	if want := []float32{2, -1.5, 0, 3}; !slices.Equal(dst, want) {
 		t.Errorf("disjoint mean = %v, want %v", dst, want)
 	}
-	tiesElectMerge(dst, slices.Clone(s), taus, -1, true)
+	tiesElectMerge(dst, taus, -1, true)
 	if want := []float32{4, -3, 0, -3}; !slices.Equal(dst, want) {
 		t.Errorf("disjoint sum, majority − = %v, want %v", dst, want)
 	}

@@ -1,6 +1,8 @@
 package merge
 
 import (
+	"math"
+
 	"github.com/editkit/editkit/tasks"
 )
 
@@ -71,7 +73,7 @@ func (p *plan) thresholdPasses(so tasks.StreamOptions) error {
 		s.endCoarse()
 	}
 	counters := make([]*majorityCounter, workers)
-	withMajority := p.globalMajority() && p.n < 256 // member indices fit a byte
+	withMajority := p.globalMajority()
 	if withMajority {
 		for w := range counters {
 			counters[w] = newMajorityCounter(p.n, searches)
@@ -129,9 +131,7 @@ type majorityCounter struct {
 	// undecided entries: their τ values, member-major per entry.
 	undecided []float32
 	overflow  bool
-	// per-chunk scratch
-	sumKept, sumAll   []float32
-	nUndecided, which []uint8
+	bins      []uint32
 }
 
 func newMajorityCounter(n int, searches []*kthSearch) *majorityCounter {
@@ -145,55 +145,46 @@ func newMajorityCounter(n int, searches []*kthSearch) *majorityCounter {
 }
 
 func (c *majorityCounter) add(taus [][]float32) {
-	m := len(taus[0])
-	if cap(c.sumKept) < m {
-		c.sumKept = make([]float32, m)
-		c.sumAll = make([]float32, m)
-		c.nUndecided = make([]uint8, m)
-		c.which = make([]uint8, m)
-	}
-	// Member-major, branch-free passes: sumKept adds the entries surely
-	// kept, sumAll also the undecided ones, both in member order as the
-	// merge itself sums them.
-	sumKept, sumAll, nUnd, which := c.sumKept[:m], c.sumAll[:m], c.nUndecided[:m], c.which[:m]
-	clear(sumKept)
-	clear(sumAll)
-	clear(nUnd)
-	for i, tau := range taus {
-		s := c.searches[i]
+	n := len(taus)
+	bins := c.bins[:0]
+	for _, s := range c.searches {
 		if s == nil {
-			for e, v := range tau {
-				sumKept[e] += v
-				sumAll[e] += v
-			}
-			continue
+			bins = append(bins, 1<<31) // no |τ| reaches it: always kept
+		} else {
+			bins = append(bins, s.bin)
 		}
-		for e, v := range tau {
+	}
+	c.bins = bins
+	sure := c.sure
+	for e := range taus[0] {
+		// Branch-free over members: trim decisions on real weights are
+		// close to random, and mispredicted branches cost more than the
+		// arithmetic. sumKept adds the entries surely kept, sumAll also the
+		// undecided ones, both in member order as the merge sums them.
+		var sumKept, sumAll float32
+		var nUnd, which uint32
+		for i, tau := range taus {
+			v := tau[e]
 			hi := absBits(v) >> 16
-			var keep, und float32
-			var u uint8
-			if hi > s.bin {
+			bin := bins[i]
+			keep := (bin - hi) >> 31 // 1 when hi > bin
+			if bin == 1<<31 {
 				keep = 1
 			}
-			if hi == s.bin {
-				und, u = 1, 1
-			}
-			sumKept[e] += v * keep
-			sumAll[e] += v * (keep + und)
-			nUnd[e] += u
-			which[e] = which[e]*(1-u) + uint8(i)*u
+			x := hi ^ bin
+			und := 1 ^ (x|-x)>>31 // 1 when hi == bin
+			sumKept += v * float32(keep)
+			sumAll += v * float32(keep|und)
+			nUnd += und
+			which = which*(1-und) + uint32(i)*und
 		}
-	}
-	n := len(taus)
-	for e := range m {
-		switch nUnd[e] {
+		switch nUnd {
 		case 0:
-			c.sure += int64(sign(sumKept[e]))
+			sure += signInt(sumKept)
 		case 1:
-			sd := int64(sign(sumKept[e]))
-			c.sure += sd
-			amb := which[e]
-			c.extra[amb][absBits(taus[amb][e])&0xffff] += int64(sign(sumAll[e])) - sd
+			sd := signInt(sumKept)
+			sure += sd
+			c.extra[which][absBits(taus[which][e])&0xffff] += signInt(sumAll) - sd
 		default:
 			if len(c.undecided) >= maxUndecided*n {
 				c.overflow = true
@@ -204,6 +195,14 @@ func (c *majorityCounter) add(taus [][]float32) {
 			}
 		}
 	}
+	c.sure = sure
+}
+
+// signInt is the sign of v as −1, 0 or 1, without branches.
+func signInt(v float32) int64 {
+	b := math.Float32bits(v)
+	nz := int64((b&0x7fffffff + 0x7fffffff) >> 31)
+	return nz - 2*nz*int64(b>>31)
 }
 
 // total resolves the count once the thresholds are known: an entry in the

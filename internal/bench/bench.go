@@ -116,6 +116,7 @@ type Phase struct {
 	Seconds    float64
 	InputBytes int64
 	PeakRSS    int64 // bytes, 0 when unknown
+	Passes     int   // streaming passes over the inputs, for merges
 }
 
 // GBps is the input throughput in GB/s (10⁹ bytes).

@@ -94,6 +94,7 @@ func RunMerge(o MergeOptions) (*MergeReport, error) {
 			continue
 		}
 		out := filepath.Join(o.Dir, "out"+strconv.Itoa(i))
+		passes := 0
 		ph, err := best(repeat, func() (Phase, error) {
 			return Measure(r.name, rep.InputBytes, func() error {
 				s, err := tasks.OpenSet(dirs[0], dirs[1:])
@@ -104,15 +105,19 @@ func RunMerge(o MergeOptions) (*MergeReport, error) {
 				cfg := r.cfg
 				wo := tasks.WriteOptions{}
 				wo.Force = true
-				_, err = merge.Run(s, &cfg, out, wo, tasks.StreamOptions{Workers: o.Workers})
+				res, err := merge.Run(s, &cfg, out, wo, tasks.StreamOptions{Workers: o.Workers})
+				if err == nil {
+					passes = res.Passes
+				}
 				return err
 			})
 		})
 		if err != nil {
 			return nil, err
 		}
+		ph.Passes = passes
 		rep.Phases = append(rep.Phases, ph)
-		fmt.Fprintf(o.Log, "%s: %.2f s\n", r.name, ph.Seconds)
+		fmt.Fprintf(o.Log, "%s: %.2f s, %d passes\n", r.name, ph.Seconds, passes)
 	}
 	return rep, nil
 }
