@@ -82,7 +82,7 @@ func Create(out string, specs []TensorSpec, opts WriteOptions) (*Writer, error) 
 	if out == "" {
 		return nil, errors.New("no output path given")
 	}
-	if err := checkOutput(out, opts.Inputs, opts.Force); err != nil {
+	if err := CheckOutput(out, opts.Inputs, opts.Force); err != nil {
 		return nil, err
 	}
 	w := &Writer{target: out, single: strings.HasSuffix(out, ".safetensors"), force: opts.Force, specs: specs}
@@ -177,9 +177,11 @@ func checkSpec(s TensorSpec) error {
 	return nil
 }
 
-// checkOutput refuses outputs that would overwrite or remove an input, and
-// existing outputs unless force.
-func checkOutput(out string, inputs []string, force bool) error {
+// CheckOutput refuses an output that would overwrite or remove an input
+// (the same path, a path inside an input folder, or a folder holding an
+// input), and an existing output unless force. Create calls it; commands
+// that run several passes call it first so they fail before the work.
+func CheckOutput(out string, inputs []string, force bool) error {
 	outAbs := absPath(out)
 	for _, in := range inputs {
 		inAbs := absPath(in)

@@ -87,7 +87,8 @@ type Config struct {
 	FilterWise bool
 	// Lines applies LiNeS layer scaling to the merged task vector.
 	Lines *Lines
-	// MasksOut, when set, is a folder receiving the TALL and consensus masks.
+	// MasksOut, when set, receives the TALL and consensus masks, bit-packed
+	// (a .safetensors file, or a folder holding model.safetensors).
 	MasksOut string
 }
 

@@ -504,3 +504,150 @@ func TestYAMLGlobalTIESIsThePapersTIES(t *testing.T) {
 	got, _, _ := f.run(t, 3, plan.Config, tasks.StreamOptions{})
 	assertClose(t, "yaml ties_scope: model", got, referenceTIES(f, 0.5, 0.7), tol)
 }
+
+func TestConsensusSavesPackedMasks(t *testing.T) {
+	f := newFixture(t, 3, 11)
+	masks := filepath.Join(t.TempDir(), "masks.safetensors")
+	cfg := Config{Method: Consensus, Lambda: lam(1), TallLambda: []float64{0.3, 0.4, 0.5}, MasksOut: masks}
+	f.run(t, 3, cfg, tasks.StreamOptions{ChunkElems: 8, Workers: 2})
+	c, err := checkpoint.Open(masks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Metadata["bit_order"] != "big" || c.Metadata["k"] != "2" {
+		t.Errorf("metadata = %v", c.Metadata)
+	}
+	bit := func(packed []byte, i int) bool { return packed[i/8]&(0x80>>(i%8)) != 0 }
+	for _, name := range f.names {
+		taus := f.taus(name)
+		lambdas := []float64{0.3, 0.4, 0.5}
+		var packed [][]byte
+		for i := range 3 {
+			p, err := c.ReadRaw("mask."+string(rune('0'+i))+"."+name, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			packed = append(packed, p)
+		}
+		cons, err := c.ReadRaw("consensus."+name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (len(taus[0]) + 7) / 8; len(cons) != want {
+			t.Fatalf("%s: %d packed bytes, want %d", name, len(cons), want)
+		}
+		for e := range taus[0] {
+			mtl := taus[0][e] + taus[1][e] + taus[2][e]
+			count := 0
+			for i := range 3 {
+				want := math.Abs(taus[i][e]) > lambdas[i]*math.Abs(mtl-taus[i][e])
+				if bit(packed[i], e) != want {
+					t.Fatalf("%s: mask %d entry %d = %v, want %v", name, i, e, !want, want)
+				}
+				if want {
+					count++
+				}
+			}
+			if bit(cons, e) != (count >= 2) {
+				t.Fatalf("%s: consensus entry %d wrong", name, e)
+			}
+		}
+	}
+}
+
+// referenceDARE drops with the documented generator (keep element i of
+// member t when uniform(streamKey(seed, t, name), i) < density) and rescales
+// the survivors by 1/density, as in the DARE paper.
+func referenceDARE(f *fixture, seed uint64, density float64) map[string][][]float64 {
+	out := map[string][][]float64{}
+	for _, name := range f.names {
+		taus := f.taus(name)
+		for t, tau := range taus {
+			key := streamKey(seed, t, name)
+			for i := range tau {
+				if uniform(key, int64(i)) < density {
+					tau[i] = float64(float32(tau[i]) * float32(1/density))
+				} else {
+					tau[i] = 0
+				}
+			}
+		}
+		out[name] = taus
+	}
+	return out
+}
+
+func TestDAREMatchesReference(t *testing.T) {
+	f := newFixture(t, 3, 12)
+	dropped := referenceDARE(f, 5, 0.5)
+	got, _, _ := f.run(t, 3, Config{Method: DARELinear, Density: []float64{0.5}, Seed: 5, Lambda: lam(0.5)}, tasks.StreamOptions{ChunkElems: 4})
+	want := map[string][]float64{}
+	for _, name := range f.names {
+		v := make([]float64, len(f.base[name]))
+		for i := range v {
+			v[i] = f.base[name][i] + 0.5*(dropped[name][0][i]+dropped[name][1][i]+dropped[name][2][i])
+		}
+		want[name] = v
+	}
+	assertClose(t, "dare_linear", got, want, tol)
+
+	// dare_ties: the dropped vectors go through TIES's election with the
+	// whole-model majority sign and the disjoint mean.
+	got, _, _ = f.run(t, 3, Config{Method: DARETIES, Density: []float64{0.5}, Seed: 5}, tasks.StreamOptions{})
+	var total float64
+	for _, name := range f.names {
+		for i := range f.base[name] {
+			total += signf(dropped[name][0][i] + dropped[name][1][i] + dropped[name][2][i])
+		}
+	}
+	for _, name := range f.names {
+		v := make([]float64, len(f.base[name]))
+		for i := range v {
+			s := signf(dropped[name][0][i] + dropped[name][1][i] + dropped[name][2][i])
+			if s == 0 {
+				s = signf(total)
+			}
+			var sum float64
+			n := 0
+			for _, tau := range dropped[name] {
+				if (s > 0 && tau[i] > 0) || (s <= 0 && tau[i] < 0) {
+					sum += tau[i]
+					n++
+				}
+			}
+			v[i] = f.base[name][i] + sum/math.Max(float64(n), 1)
+		}
+		want[name] = v
+	}
+	assertClose(t, "dare_ties", got, want, tol)
+}
+
+func TestLinesOnTIESUsesTheNormRatio(t *testing.T) {
+	f := newFixture(t, 3, 13)
+	got, res, _ := f.run(t, 3, Config{Method: TIES, Lines: &Lines{Beta: lam(0.5)}}, tasks.StreamOptions{})
+	ties := referenceTIES(f, 0.2, 1)
+	var sumL1, mergedL1 float64
+	for _, name := range f.names {
+		taus := f.taus(name)
+		for i := range f.base[name] {
+			sumL1 += math.Abs(taus[0][i] + taus[1][i] + taus[2][i])
+			mergedL1 += math.Abs(ties[name][i] - f.base[name][i])
+		}
+	}
+	alpha := sumL1 / mergedL1 / 3
+	if a := res.Params["lines"].(map[string]any)["alpha"].(float64); math.Abs(a-alpha) > 1e-9 {
+		t.Fatalf("alpha = %v, want %v", a, alpha)
+	}
+	block := map[string]float64{"model.layers.0.mlp.weight": 0, "model.layers.1.mlp.weight": 0.5, "model.layers.2.mlp.weight": 1, "model.layers.2.norm.weight": 1}
+	want := map[string][]float64{}
+	for _, name := range f.names {
+		scale := alpha + 0.5*block[name]
+		v := make([]float64, len(f.base[name]))
+		for i := range v {
+			v[i] = f.base[name][i] + scale*(ties[name][i]-f.base[name][i])
+		}
+		want[name] = v
+	}
+	assertClose(t, "lines on ties", got, want, 1e-5)
+}

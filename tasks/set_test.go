@@ -120,7 +120,7 @@ func TestNewSetAccepts(t *testing.T) {
 	// A task vector without a recorded base size, in BF16, and a fine-tuned
 	// model whose float tensors all have other float dtypes.
 	unsized := filepath.Join(dir, "unsized.safetensors")
-	f.writeTV(t, unsized, f.tau(f.ft1), checkpoint.F32, false)
+	f.writeTV(t, unsized, f.tau(f.ft1), checkpoint.BF16, false)
 	over := map[string]checkpoint.DType{}
 	for _, d := range floatDefs(defs) {
 		over[d.name] = checkpoint.F64

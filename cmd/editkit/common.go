@@ -4,9 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/editkit/editkit/tasks"
@@ -23,37 +20,6 @@ func (a *app) openSet(base string, members []string) (*tasks.Set, error) {
 	}
 	s.AllowNonfinite = a.allowNonfinite
 	return s, nil
-}
-
-// checkOutputEarly refuses an existing output (without --force) and an
-// output that is one of the inputs before any pass over the data, so a
-// multi-pass merge does not fail at its last step. checkpoint.Create checks
-// again, fully, when the output is created.
-func checkOutputEarly(out string, force bool, inputs []string) error {
-	outAbs := resolved(out)
-	for _, in := range inputs {
-		if resolved(in) == outAbs {
-			return fmt.Errorf("output %s is also an input: choose another output path", out)
-		}
-	}
-	if _, err := os.Lstat(out); err == nil && !force {
-		return fmt.Errorf("output %s already exists: pass --force to replace it", out)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("output %s: %w", out, err)
-	}
-	return nil
-}
-
-// resolved is p as an absolute path with symlinks resolved where it exists.
-func resolved(p string) string {
-	a, err := filepath.Abs(p)
-	if err != nil {
-		return filepath.Clean(p)
-	}
-	if r, err := filepath.EvalSymlinks(a); err == nil {
-		return r
-	}
-	return a
 }
 
 // writeSummary is the --json result of the commands that write a checkpoint.

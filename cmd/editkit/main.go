@@ -72,6 +72,7 @@ complete: a failed run leaves nothing behind.`,
 		a.normsCmd(),
 		a.cosineCmd(),
 		a.mergeCmd(),
+		a.benchCmd(),
 	)
 	return root
 }

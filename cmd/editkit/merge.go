@@ -102,7 +102,7 @@ The output gets the recipe as ` + mergeSideFile + ` and provenance metadata
 	fs.StringVar(&f.consensusBase, "consensus-base", "", "consensus: multi-task vector to mask, ta (Σ τ) or ties (default ta)")
 	fs.StringVar(&f.tiesScope, "ties-scope", "", "TIES trimming over the whole model (model, the paper's) or per tensor (tensor)")
 	fs.StringVar(&f.tiesAggregate, "ties-aggregate", "", "TIES disjoint merge: mean (default) or sum")
-	fs.StringVar(&f.saveMasks, "save-masks", "", "consensus: folder receiving the TALL and consensus masks")
+	fs.StringVar(&f.saveMasks, "save-masks", "", "consensus: where to save the TALL and consensus masks, bit-packed (a .safetensors file, or a folder)")
 	fs.Float64Var(&f.linesAlpha, "lines-alpha", 0, "LiNeS: scale of the first block (α)")
 	fs.Float64Var(&f.linesBeta, "lines-beta", 0, "LiNeS: added scale at the last block (β)")
 	fs.StringVar(&f.layerPattern, "layer-pattern", "", "LiNeS: regular expression with a capture group around the block index, overriding layout detection")
@@ -135,7 +135,7 @@ func (a *app) runMerge(cmd *cobra.Command, f *mergeFlags) error {
 		return err
 	}
 	defer s.Close()
-	if err := checkOutputEarly(f.o.out, f.o.force, s.Inputs()); err != nil {
+	if err := checkpoint.CheckOutput(f.o.out, s.Inputs(), f.o.force); err != nil {
 		return err
 	}
 	if err := job.provenance(s); err != nil {

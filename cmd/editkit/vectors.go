@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/tasks"
 )
 
@@ -157,7 +158,7 @@ func (a *app) writeSet(command, base string, members []string, o outFlags, wo ta
 		return err
 	}
 	defer s.Close()
-	if err := checkOutputEarly(o.out, o.force, s.Inputs()); err != nil {
+	if err := checkpoint.CheckOutput(o.out, s.Inputs(), o.force); err != nil {
 		return err
 	}
 	p := a.newProgress(desc)

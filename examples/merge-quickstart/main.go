@@ -27,7 +27,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -131,11 +130,15 @@ type row struct {
 	// majority being the mean τ of the two tasks that agree.
 	Conflict float64 `json:"conflict_cos"`
 	// Noise is ‖Δ‖ on coordinates of no task over the RMS of ‖τ_t‖ there.
-	Noise   float64        `json:"noise"`
-	Passes  int            `json:"passes"`
-	Seconds float64        `json:"seconds"`
-	Params  map[string]any `json:"params"`
-	SHA256  string         `json:"sha256"`
+	Noise float64 `json:"noise"`
+	// GainMean is the mean of Gain; GainPerNoise is GainMean/Noise, which λ
+	// does not change (it scales both).
+	GainMean     float64        `json:"gain_mean"`
+	GainPerNoise float64        `json:"gain_per_noise"`
+	Passes       int            `json:"passes"`
+	Seconds      float64        `json:"seconds"`
+	Params       map[string]any `json:"params"`
+	SHA256       string         `json:"sha256"`
 }
 
 // mergeSpec is a recipe: the merge.Config and the CLI flags that say the same.
@@ -177,7 +180,6 @@ func defaultMerges() []mergeSpec {
 // family is the synthetic model family on disk, with the ground truth the
 // table is measured against.
 type family struct {
-	dir    string
 	base   string
 	fts    []string
 	tvs    []string
@@ -214,7 +216,10 @@ func run(o options) (*report, error) {
 		return nil, err
 	}
 	r := &report{Dir: dir}
-	total := fam.counts[0] + fam.counts[1] + fam.counts[2] + fam.counts[3] + fam.counts[4]
+	var total int64
+	for _, n := range fam.counts {
+		total += n
+	}
 	r.Model.SignalFrac = float64(fam.counts[0]) / float64(total)
 	r.Model.ConflFrac = float64(fam.counts[numTasks]) / float64(total)
 	r.Model.NoiseFrac = float64(fam.counts[numTasks+1]) / float64(total)
@@ -262,7 +267,7 @@ func run(o options) (*report, error) {
 	}
 
 	fmt.Fprintf(log, "\n== 6. What each merge kept (README.md explains the columns)\n\n")
-	printTable(log, r.Rows)
+	printTable(log, r.Rows, r.Cosine)
 	fmt.Fprintf(log, "\ndone in %.2fs", time.Since(start).Seconds())
 	if o.Keep {
 		fmt.Fprintf(log, "; the models stay in %s\n", dir)
@@ -326,7 +331,7 @@ func llamaTensors(o options) []tensorDef {
 // writeFamily writes the base and the fine-tuned models tensor by tensor,
 // all four at once, and records each coordinate's category.
 func writeFamily(dir string, o options) (*family, error) {
-	fam := &family{dir: dir, base: filepath.Join(dir, "base"), cats: map[string][]int8{}, minor: map[string][]int8{}}
+	fam := &family{base: filepath.Join(dir, "base"), cats: map[string][]int8{}, minor: map[string][]int8{}}
 	for i := range numTasks {
 		fam.fts = append(fam.fts, filepath.Join(dir, fmt.Sprintf("ft-%d", i+1)))
 		fam.tvs = append(fam.tvs, filepath.Join(dir, fmt.Sprintf("tv-%d", i+1)))
@@ -618,6 +623,12 @@ func measure(fam *family, merged string, rw *row) error {
 	}
 	rw.Conflict = cos(conf.dm, conf.dd, conf.mm)
 	rw.Noise = math.Sqrt(noise.dd / (noise.tt / numTasks))
+	for _, g := range rw.Gain {
+		rw.GainMean += g / numTasks
+	}
+	if rw.Noise > 0 {
+		rw.GainPerNoise = rw.GainMean / rw.Noise
+	}
 	return nil
 }
 
@@ -648,24 +659,57 @@ func hashCheckpoint(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func printTable(log io.Writer, rows []row) {
-	tw := tabwriter.NewWriter(log, 0, 4, 2, ' ', tabwriter.AlignRight)
+func printTable(log io.Writer, rows []row, cosine [][]float64) {
 	head := []string{"method"}
 	for t := range numTasks {
 		head = append(head, fmt.Sprintf("cos[%d]", t+1))
 	}
-	head = append(head, "gain", "conflict", "noise", "passes", "ms", "")
-	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	table := [][]string{append(head, "gain", "conflict", "noise", "gain/noise", "passes", "ms")}
 	for _, r := range rows {
 		cells := []string{r.Name}
-		var gain float64
 		for t := range numTasks {
 			cells = append(cells, fmt.Sprintf("%.3f", r.Retention[t]))
-			gain += r.Gain[t] / numTasks
 		}
-		cells = append(cells, fmt.Sprintf("%.3f", gain), fmt.Sprintf("%.3f", r.Conflict), fmt.Sprintf("%.3f", r.Noise),
-			fmt.Sprint(r.Passes), fmt.Sprintf("%.0f", 1000*r.Seconds), "")
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		table = append(table, append(cells, fmt.Sprintf("%.3f", r.GainMean), fmt.Sprintf("%.3f", r.Conflict),
+			fmt.Sprintf("%.3f", r.Noise), fmt.Sprintf("%.2f", r.GainPerNoise), fmt.Sprint(r.Passes), fmt.Sprintf("%.0f", 1000*r.Seconds)))
 	}
-	tw.Flush()
+	var width []int
+	for _, cells := range table {
+		for j, c := range cells {
+			if j == len(width) {
+				width = append(width, 0)
+			}
+			width[j] = max(width[j], len(c))
+		}
+	}
+	for _, cells := range table {
+		fmt.Fprintf(log, "  %-*s", width[0], cells[0])
+		for j, c := range cells[1:] {
+			fmt.Fprintf(log, "  %*s", width[j+1], c)
+		}
+		fmt.Fprintln(log)
+	}
+	// What the passes computed from the data.
+	fmt.Fprintln(log)
+	for _, r := range rows {
+		if thr, ok := r.Params["ties_thresholds"].([]float64); ok {
+			fmt.Fprintf(log, "  %s: trimmed |τ_t| below %.4g, %.4g, %.4g (global top-%.0f%% by magnitude, per task)\n", r.Name, thr[0], thr[1], thr[2], 100*r.Params["density"].([]float64)[0])
+		}
+		if l, ok := r.Params["lines"].(map[string]any); ok {
+			fmt.Fprintf(log, "  %s: LiNeS α = %.4f (computed), β = %v: blocks scaled %.3f → %.3f\n", r.Name, l["alpha"], l["beta"], l["alpha"], l["alpha"].(float64)+l["beta"].(float64))
+		}
+		if r.Params["method"] == string(merge.ModelStock) {
+			// Model Stock computes its ratio per tensor; the whole vectors'
+			// mean pairwise cosine gives its typical value.
+			var c float64
+			n := len(cosine)
+			for i := range n {
+				for j := i + 1; j < n; j++ {
+					c += cosine[i][j] / float64(n*(n-1)/2)
+				}
+			}
+			fmt.Fprintf(log, "  %s: mean pairwise cosine c = %.3f, so θ = θ_base + t·mean_t(τ_t) with t = Nc/(1+(N−1)c) ≈ %.3f (per tensor)\n",
+				r.Name, c, float64(n)*c/(1+float64(n-1)*c))
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/editkit/editkit/checkpoint"
@@ -184,3 +185,13 @@ func peakRSS() int64 {
 
 // MiB formats bytes in MiB.
 func MiB(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// DropPageCache writes back dirty pages and drops the page cache, so the
+// next read comes from disk. It needs root on Linux.
+func DropPageCache() error {
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		return fmt.Errorf("dropping the page cache for a cold-cache run (needs root on Linux): %w", err)
+	}
+	return nil
+}

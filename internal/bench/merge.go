@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/editkit/editkit/merge"
 	"github.com/editkit/editkit/tasks"
@@ -18,6 +17,9 @@ type MergeOptions struct {
 	Size    int64  // approximate bytes per checkpoint
 	Models  int    // fine-tuned models
 	Workers int
+	// Cold drops the page cache before every measured run, so each phase
+	// reads the files from disk (Linux, as root).
+	Cold bool
 	// Repeat runs each phase this many times and keeps the fastest
 	// (default 3), after one unmeasured read that warms the page cache.
 	Repeat int
@@ -30,14 +32,28 @@ type MergeReport struct {
 	Tensors    int
 	InputBytes int64
 	Largest    int64 // bytes of the largest tensor
+	Models     int
+	Cold       bool
 	Phases     []Phase
+}
+
+// RSSBound is the memory target: 64 MiB + (N+2) × the largest tensor.
+func (r *MergeReport) RSSBound() int64 { return 64<<20 + int64(r.Models+2)*r.Largest }
+
+func measureMaybeCold(cold bool, name string, inputBytes int64, fn func() error) (Phase, error) {
+	if cold {
+		if err := DropPageCache(); err != nil {
+			return Phase{}, err
+		}
+	}
+	return Measure(name, inputBytes, fn)
 }
 
 // RunMerge generates (or reuses) a base and fine-tuned checkpoints and times
 // a raw read of them, task arithmetic and TIES with a whole-model threshold.
 func RunMerge(o MergeOptions) (*MergeReport, error) {
 	f := FamilyForBytes(o.Size)
-	rep := &MergeReport{Family: f, Tensors: len(f.Specs())}
+	rep := &MergeReport{Family: f, Tensors: len(f.Specs()), Models: o.Models}
 	for _, s := range f.Specs() {
 		rep.Largest = max(rep.Largest, s.Bytes())
 	}
@@ -71,8 +87,9 @@ func RunMerge(o MergeOptions) (*MergeReport, error) {
 		return nil, err
 	}
 	rep.InputBytes = n
+	rep.Cold = o.Cold
 	raw, err := best(repeat, func() (Phase, error) {
-		return Measure("raw read", rep.InputBytes, func() error {
+		return measureMaybeCold(o.Cold, "raw read", rep.InputBytes, func() error {
 			_, err := RawRead(files)
 			return err
 		})
@@ -90,13 +107,10 @@ func RunMerge(o MergeOptions) (*MergeReport, error) {
 		{"ties (global top-20%)", merge.Config{Method: merge.TIES}},
 	}
 	for i, r := range runs {
-		if only := os.Getenv("EDITKIT_BENCH_ONLY"); only != "" && !strings.HasPrefix(r.name, only) {
-			continue
-		}
 		out := filepath.Join(o.Dir, "out"+strconv.Itoa(i))
 		passes := 0
 		ph, err := best(repeat, func() (Phase, error) {
-			return Measure(r.name, rep.InputBytes, func() error {
+			return measureMaybeCold(o.Cold, r.name, rep.InputBytes, func() error {
 				s, err := tasks.OpenSet(dirs[0], dirs[1:])
 				if err != nil {
 					return err
