@@ -292,7 +292,9 @@ func (p *plan) delta(w int, c *tasks.Chunk, dst []float32) error {
 	cfg := p.cfg
 	switch cfg.Method {
 	case Linear, ModelStock, SLERP:
-		p.mergeModels(c, dst)
+		if err := p.mergeModels(c, dst); err != nil {
+			return err
+		}
 		for i, b := range c.Base {
 			dst[i] -= b
 		}
@@ -368,7 +370,7 @@ func (p *plan) tallMasks(w int, c *tasks.Chunk, mtl []float32) [][]bool {
 }
 
 // mergeModels computes θ_merged of a whole-model method into dst.
-func (p *plan) mergeModels(c *tasks.Chunk, dst []float32) {
+func (p *plan) mergeModels(c *tasks.Chunk, dst []float32) error {
 	cfg := p.cfg
 	switch cfg.Method {
 	case Linear:
@@ -377,14 +379,15 @@ func (p *plan) mergeModels(c *tasks.Chunk, dst []float32) {
 	case SLERP:
 		slerp(dst, c.Base, c.Models[0], *cfg.T)
 	case ModelStock:
-		modelStock(dst, c, cfg.FilterWise)
+		return modelStock(dst, c, cfg.FilterWise)
 	}
+	return nil
 }
 
 // modelStock merges per tensor (or per row with filterWise):
 // θ = t · mean_t θ_t + (1 − t) θ_0 with t from the mean pairwise cosine of
 // the task vectors.
-func modelStock(dst []float32, c *tasks.Chunk, filterWise bool) {
+func modelStock(dst []float32, c *tasks.Chunk, filterWise bool) error {
 	row := len(dst)
 	if filterWise && len(c.Tensor.Shape) > 1 {
 		row = int(c.Tensor.Shape[len(c.Tensor.Shape)-1])
@@ -396,7 +399,11 @@ func modelStock(dst []float32, c *tasks.Chunk, filterWise bool) {
 		for i := range rowTaus {
 			rowTaus[i] = c.Taus[i][start:end]
 		}
-		t := float32(modelStockRatio(n, meanPairCosine(rowTaus)))
+		cos := meanPairCosine(rowTaus)
+		if 1+float64(n-1)*cos == 0 {
+			return fmt.Errorf("model_stock: tensor %q: the task vectors' mean cosine is %v = −1/(N−1), where the ratio N c/(1+(N−1)c) is undefined", c.Tensor.Name, cos)
+		}
+		t := float32(modelStockRatio(n, cos))
 		for k := start; k < end; k++ {
 			var avg float32
 			for _, m := range c.Models {
@@ -406,6 +413,7 @@ func modelStock(dst []float32, c *tasks.Chunk, filterWise bool) {
 			dst[k] = t*avg + (1-t)*c.Base[k]
 		}
 	}
+	return nil
 }
 
 // scale returns the coefficient of the merged task vector for a tensor:
@@ -427,8 +435,7 @@ func (p *plan) scale(name string) float32 {
 // final computes θ = θ_0 + scale · Δ into the chunk's output.
 func (p *plan) final(w int, c *tasks.Chunk) error {
 	if !p.cfg.Method.usesTaskVectors() && p.cfg.Lines == nil {
-		p.mergeModels(c, c.Out)
-		return nil
+		return p.mergeModels(c, c.Out)
 	}
 	if err := p.delta(w, c, c.Out); err != nil {
 		return err
