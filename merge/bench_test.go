@@ -19,14 +19,14 @@ func benchTaus(n, m int) [][]float32 {
 
 func BenchmarkMajorityCounterAdd(b *testing.B) {
 	taus := benchTaus(4, 1<<16)
-	searches := make([]*kthSearch, 4)
-	for i := range searches {
-		s := newKthSearch(int64(0.8 * float64(len(taus[i]))))
-		addCoarse(s.coarse, taus[i])
-		s.endCoarse()
-		searches[i] = s
+	ks := make([]int64, 4)
+	wins := make([]window, 4)
+	for i := range ks {
+		ks[i] = int64(0.8 * float64(len(taus[i])))
+		thr, _ := kthSmallestAbs(taus[i], ks[i])
+		wins[i] = window{lo: absBits(thr)>>16 - 1, width: windowBins}
 	}
-	c := newMajorityCounter(4, searches)
+	c := newMajorityCounter(ks, wins)
 	b.SetBytes(4 << 16)
 	for b.Loop() {
 		c.add(taus)

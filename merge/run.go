@@ -102,16 +102,12 @@ func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.
 	for i := range p.scratch {
 		p.scratch[i] = &scratch{}
 	}
-	pass := func() tasks.StreamOptions {
-		res.Passes++
-		return so
-	}
-
 	if p.globalTrim() {
-		if err := p.thresholdPasses(pass()); err != nil {
+		n, err := p.thresholdPasses(so)
+		res.Passes += n
+		if err != nil {
 			return nil, err
 		}
-		res.Passes++ // two passes for exact selection
 		thr := make([]float64, p.n)
 		for i, v := range p.thr {
 			thr[i] = float64(v)
@@ -120,19 +116,25 @@ func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.
 		if p.majorityKnown {
 			res.Params["majority_sign"] = p.majority
 		}
+		// Later passes read values the first one checked.
+		so.SkipFiniteCheck = so.SkipFiniteCheck || n > 0
 	}
 	if p.globalMajority() && !p.majorityKnown {
-		if err := p.majorityPass(pass()); err != nil {
+		res.Passes++
+		if err := p.majorityPass(so); err != nil {
 			return nil, err
 		}
+		so.SkipFiniteCheck = true
 		res.Params["majority_sign"] = p.majority
 	}
 	if cfg.Lines != nil {
 		if cfg.Lines.Alpha == nil {
-			a, err := p.linesAlphaPass(pass())
+			res.Passes++
+			a, err := p.linesAlphaPass(so)
 			if err != nil {
 				return nil, err
 			}
+			so.SkipFiniteCheck = true
 			p.alpha = a
 		} else {
 			p.alpha = *cfg.Lines.Alpha
@@ -141,11 +143,13 @@ func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.
 		res.Params["lines"] = map[string]any{"alpha": p.alpha, "beta": p.beta, "layout": p.layout.Family}
 	}
 	if cfg.MasksOut != "" {
-		if err := p.writeMasks(pass(), wo.Force); err != nil {
+		res.Passes++
+		if err := p.writeMasks(so, wo.Force); err != nil {
 			return nil, err
 		}
 	}
-	err := s.WriteModel(out, wo, pass(), func(worker int, c *tasks.Chunk) error {
+	res.Passes++
+	err := s.WriteModel(out, wo, so, func(worker int, c *tasks.Chunk) error {
 		return p.final(worker, c)
 	})
 	if err != nil {

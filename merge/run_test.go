@@ -301,10 +301,19 @@ func signf(v float64) float64 {
 func TestTIESGlobalMatchesReference(t *testing.T) {
 	f := newFixture(t, 3, 3)
 	for _, density := range []float64{0.2, 0.5, 0.9} {
-		got, res, _ := f.run(t, 3, Config{Method: TIES, Density: []float64{density}, Lambda: lam(0.7)}, tasks.StreamOptions{ChunkElems: 5})
+		// Whole small tensors are sampled, so the estimated windows hold the
+		// thresholds: one counting pass and the write.
+		got, res, _ := f.run(t, 3, Config{Method: TIES, Density: []float64{density}, Lambda: lam(0.7)}, tasks.StreamOptions{})
 		assertClose(t, "ties", got, referenceTIES(f, density, 0.7), tol)
+		if res.Passes != 2 {
+			t.Errorf("density %v: passes = %d, want 2", density, res.Passes)
+		}
+		// Chunks of 5 make the sample a poor estimate here: the windows miss
+		// and a second counting pass resolves the exact bins.
+		got, res, _ = f.run(t, 3, Config{Method: TIES, Density: []float64{density}, Lambda: lam(0.7)}, tasks.StreamOptions{ChunkElems: 5})
+		assertClose(t, "ties, chunks of 5", got, referenceTIES(f, density, 0.7), tol)
 		if res.Passes != 3 {
-			t.Errorf("passes = %d, want 3 (2 threshold passes counting the majority, write)", res.Passes)
+			t.Errorf("density %v, chunks of 5: passes = %d, want 3", density, res.Passes)
 		}
 	}
 }

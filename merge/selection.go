@@ -17,70 +17,28 @@ const (
 
 func absBits(v float32) uint32 { return math.Float32bits(v) & 0x7fffffff }
 
-// kthSearch finds the k-th smallest (1-based) |x| over data seen in two passes.
-type kthSearch struct {
-	k      int64
-	coarse []int64
-	fine   []int64
-	bin    uint32 // coarse bin holding the answer, after the first pass
-	below  int64  // entries in coarse bins below bin
-}
-
-func newKthSearch(k int64) *kthSearch {
-	return &kthSearch{k: k, coarse: make([]int64, coarseBins)}
-}
-
-// addCoarse counts data into the first-pass histogram h (len coarseBins).
+// addCoarse counts data into the first-level histogram h (len coarseBins).
 func addCoarse(h []int64, data []float32) {
 	for _, v := range data {
 		h[absBits(v)>>16]++
 	}
 }
 
-// addFine counts, into the second-pass histogram h, the entries of data whose
-// high bits equal bin.
-func addFine(h []int64, bin uint32, data []float32) {
-	for _, v := range data {
-		if b := absBits(v); b>>16 == bin {
-			h[b&0xffff]++
-		}
-	}
-}
-
-// endCoarse locates the coarse bin of the k-th smallest value.
-func (s *kthSearch) endCoarse() {
-	var cum int64
-	for b, n := range s.coarse {
-		if cum+n >= s.k {
-			s.bin, s.below = uint32(b), cum
-			break
-		}
-		cum += n
-	}
-	s.fine = make([]int64, fineBins)
-}
-
-// result returns the k-th smallest |x| and how many entries are strictly
-// smaller, after the fine pass.
-func (s *kthSearch) result() (value float32, less int64) {
-	cum := s.below
-	for f, n := range s.fine {
-		if cum+n >= s.k {
-			return math.Float32frombits(s.bin<<16 | uint32(f)), cum
-		}
-		cum += n
-	}
-	return float32(math.Inf(1)), cum
-}
-
 // kthSmallestAbs returns the k-th smallest (1-based, 1 ≤ k ≤ len(data)) |x|
 // of data and the number of entries whose |x| is strictly smaller.
 func kthSmallestAbs(data []float32, k int64) (float32, int64) {
-	s := newKthSearch(k)
-	addCoarse(s.coarse, data)
-	s.endCoarse()
-	addFine(s.fine, s.bin, data)
-	return s.result()
+	coarse := make([]int64, coarseBins)
+	addCoarse(coarse, data)
+	bin, below := coarseBin(coarse, k)
+	w := window{lo: bin, width: 1}
+	fine := make([]int64, fineBins)
+	addWindow(fine, w, data)
+	f := fineValue(fine, w, bin, k-below)
+	less := below
+	for _, n := range fine[:f] {
+		less += n
+	}
+	return math.Float32frombits(bin<<16 | f), less
 }
 
 // rankKeep marks, in keep, the entries whose position in the ascending order

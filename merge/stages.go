@@ -130,9 +130,6 @@ func sign(v float32) float32 {
 // sign(Σ_t τ_t), or majority where that is 0; the result is the mean (or,
 // with sum, the sum) of the entries that agree with it, zeros not counted.
 func tiesElectMerge(dst []float32, taus [][]float32, majority float32, sum bool) {
-	// Branch-free form of "e := sign(s) or majority; keep τ_t when it is
-	// non-zero and its sign equals e (e ≤ 0 keeps negatives)": the signs of
-	// real weights are close to random, so branches would mispredict.
 	majNeg := uint32(0)
 	if majority <= 0 {
 		majNeg = 1
@@ -142,22 +139,41 @@ func tiesElectMerge(dst []float32, taus [][]float32, majority float32, sum bool)
 		for _, tau := range taus {
 			s += tau[i]
 		}
-		b := math.Float32bits(s)
-		nz := ((b & 0x7fffffff) + 0x7fffffff) >> 31 // 1 when s ≠ 0
-		eNeg := nz&(b>>31) | (1-nz)&majNeg          // elected sign is −/0
+		e := electNeg(s, majNeg)
 		var acc float32
 		var count uint32
 		for _, tau := range taus {
-			tb := math.Float32bits(tau[i])
-			agree := ((tb & 0x7fffffff) + 0x7fffffff) >> 31 & (1 ^ (tb>>31 ^ eNeg))
-			acc += tau[i] * float32(agree)
-			count += agree
+			g := agrees(tau[i], e)
+			acc += tau[i] * float32(g)
+			count += g
 		}
-		if !sum && count > 1 {
-			acc /= float32(count)
-		}
-		dst[i] = acc
+		dst[i] = disjoint(acc, count, sum)
 	}
+}
+
+// electNeg is 1 when the elected sign is negative: sign(s) < 0, or s = 0
+// and the majority (majNeg) is not positive. It and agrees are branch-free:
+// the signs of real weights are close to random, so branches mispredict.
+func electNeg(s float32, majNeg uint32) uint32 {
+	b := math.Float32bits(s)
+	nz := (b&0x7fffffff + 0x7fffffff) >> 31 // 1 when s ≠ 0
+	return nz&(b>>31) | (1-nz)&majNeg
+}
+
+// agrees is 1 when v is non-zero and has the elected sign (a negative
+// election keeps negatives).
+func agrees(v float32, eNeg uint32) uint32 {
+	b := math.Float32bits(v)
+	return (b&0x7fffffff+0x7fffffff)>>31 & (1 ^ (b>>31 ^ eNeg))
+}
+
+// disjoint is the disjoint mean of count agreeing entries summing to acc
+// (clamped to at least one, as in the reference), or their sum.
+func disjoint(acc float32, count uint32, sum bool) float32 {
+	if !sum && count > 1 {
+		return acc / float32(count)
+	}
+	return acc
 }
 
 // weightedSum sets dst = Σ_t w_t τ_t, divided by Σ_t w_t when normalize

@@ -21,27 +21,28 @@ func TestMajorityCounterMatchesDirectCount(t *testing.T) {
 				taus[i][e] = float32(r.IntN(9)-4) / 8
 			}
 		}
-		searches := make([]*kthSearch, n)
+		ks := make([]int64, n)
+		wins := make([]window, n)
 		thr := make([]float32, n)
 		fine := make([]int, n)
-		for i := range searches {
+		for i := range ks {
 			if r.IntN(4) == 0 {
 				continue // keeps everything
 			}
-			k := int64(1 + r.IntN(size))
-			s := newKthSearch(k)
-			addCoarse(s.coarse, taus[i])
-			s.endCoarse()
-			addFine(s.fine, s.bin, taus[i])
-			thr[i], _ = s.result()
-			fine[i] = int(absBits(thr[i]) & 0xffff)
-			searches[i] = s
+			ks[i] = int64(1 + r.IntN(size))
+			thr[i], _ = kthSmallestAbs(taus[i], ks[i])
+			// Any window holding the threshold's coarse bin will do.
+			bin := absBits(thr[i]) >> 16
+			width := uint32(1 + r.IntN(3))
+			lo := bin - min(bin, uint32(r.IntN(int(width))))
+			wins[i] = window{lo: lo, width: width}
+			fine[i] = wins[i].index(absBits(thr[i]))
 		}
-		c := newMajorityCounter(n, searches)
 		// Two chunks, as two workers would see them.
 		half := size / 2
+		c := newMajorityCounter(ks, wins)
 		c.add(sliceAll(taus, 0, half))
-		c2 := newMajorityCounter(n, searches)
+		c2 := newMajorityCounter(ks, wins)
 		c2.add(sliceAll(taus, half, size))
 		got := c.total(fine, thr) + c2.total(fine, thr)
 
@@ -49,7 +50,7 @@ func TestMajorityCounterMatchesDirectCount(t *testing.T) {
 		for e := range size {
 			var acc float32
 			for i := range taus {
-				if searches[i] == nil || absBits(taus[i][e]) >= absBits(thr[i]) {
+				if ks[i] == 0 || absBits(taus[i][e]) >= absBits(thr[i]) {
 					acc += taus[i][e]
 				}
 			}

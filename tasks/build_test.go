@@ -279,3 +279,61 @@ func TestFloatNames(t *testing.T) {
 		t.Errorf("FloatNames = %q, want %q", got, want)
 	}
 }
+
+// Outputs are sharded as asked, and carry the caller's metadata.
+func TestApplyShardedWithMetadata(t *testing.T) {
+	f := newFixture(t)
+	s := openSet(t, f.base.path, f.tv1, f.ft2.path)
+	out := filepath.Join(t.TempDir(), "out")
+	wo := tasks.WriteOptions{DType: checkpoint.F32}
+	wo.ShardSize = 100
+	wo.Metadata = map[string]string{"editkit.recipe": "ta"}
+	if err := tasks.Apply(s, []float32{0.5, -1.25}, out, wo, tasks.StreamOptions{ChunkElems: 4, Workers: 3}); err != nil {
+		t.Fatal(err)
+	}
+	shards, _ := filepath.Glob(filepath.Join(out, "model-*-of-*.safetensors"))
+	if len(shards) < 3 {
+		t.Errorf("%d shards of at most 100 bytes, want several", len(shards))
+	}
+	c := mustOpen(t, out)
+	want := combo([]map[string][]float64{f.tau(f.ft1), f.tau(f.ft2)}, []float64{0.5, -1.25})
+	for name, v := range want {
+		for k := range v {
+			v[k] += f.base.vals[name][k]
+		}
+	}
+	checkVals(t, c, want, checkpoint.F32)
+	if got := names(c); !slices.Equal(got, defNames(defs)) {
+		t.Errorf("tensors %q, want %q", got, defNames(defs))
+	}
+	if c.Metadata["editkit.recipe"] != "ta" || c.Metadata[tasks.KindKey] != tasks.KindModel {
+		t.Errorf("metadata %v", c.Metadata)
+	}
+}
+
+// The set's own paths are inputs that no output may overwrite, even with
+// Force.
+func TestWriteRefusesInputs(t *testing.T) {
+	f := newFixture(t)
+	s := openSet(t, f.base.path, f.tv1, f.ft2.path)
+	before, err := os.ReadFile(f.tv1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{f.tv1, f.base.path, filepath.Join(f.ft2.path, "inside"), f.dir} {
+		wo := tasks.WriteOptions{}
+		wo.Force = true
+		if err := tasks.Apply(s, []float32{1, 1}, out, wo, tasks.StreamOptions{}); err == nil {
+			t.Errorf("Apply wrote over input %s", out)
+		}
+		if err := tasks.WriteCombination(s, []float32{1, 1}, out, wo, tasks.StreamOptions{}); err == nil {
+			t.Errorf("WriteCombination wrote over input %s", out)
+		}
+	}
+	if after, _ := os.ReadFile(f.tv1); !bytes.Equal(after, before) {
+		t.Error("an input changed")
+	}
+	if _, err := os.Stat(filepath.Join(f.base.path, "model.safetensors")); err != nil {
+		t.Errorf("base damaged: %v", err)
+	}
+}

@@ -49,8 +49,13 @@ func TestOrdered(t *testing.T) {
 				}
 				got = append(got, v[0])
 			})
-			if !slices.Equal(got, seqs) {
-				t.Errorf("Each visited %v, want %v", got, seqs)
+			if len(got) != len(seqs) {
+				t.Fatalf("Each visited %d results, want %d", len(got), len(seqs))
+			}
+			for k := range got {
+				if got[k] != seqs[k] {
+					t.Fatalf("Each visited seq %d at position %d, want %d", got[k], k, seqs[k])
+				}
 			}
 		})
 	}

@@ -16,6 +16,10 @@ import (
 // which measured faster than 2^14 or 2^18 on the merge benchmark.
 const DefaultChunk = 1 << 16
 
+// sampleChunk is the chunk size of sampling passes: small, so a sample
+// touches many places in every tensor.
+const sampleChunk = 1 << 12
+
 // Chunk is a run of consecutive elements of one float tensor, read from the
 // base and every member.
 type Chunk struct {
@@ -27,6 +31,9 @@ type Chunk struct {
 	Index  int
 	// Start is the flat offset of the chunk's first element in the tensor.
 	Start int64
+	// Weight is the number of the tensor's elements each element of the
+	// chunk stands for: 1, except in sampling passes.
+	Weight float64
 	// Base holds θ_base, Taus[i] member i's τ, and, when asked for,
 	// Models[i] member i's θ.
 	Base   []float32
@@ -47,6 +54,11 @@ type StreamOptions struct {
 	Workers int
 	// ChunkElems is the chunk size in elements (default DefaultChunk).
 	ChunkElems int64
+	// Sample, when above 1, visits only a deterministic 1/Sample of the
+	// data for estimates: every Sample-th chunk of sampleChunk elements of
+	// each tensor (at least one chunk per tensor); Chunk.Weight scales each
+	// visited element to the share of the tensor it stands for.
+	Sample int
 	// SkipFiniteCheck skips the NaN/Inf check, for passes after a first
 	// one that checked the same data.
 	SkipFiniteCheck bool
@@ -71,13 +83,14 @@ type WriteOptions struct {
 }
 
 type job struct {
-	seq   int
-	index int
-	start int64
-	n     int64
-	out   []float32
-	err   error
-	done  chan struct{}
+	seq    int
+	weight float64
+	index  int
+	start  int64
+	n      int64
+	out    []float32
+	err    error
+	done   chan struct{}
 }
 
 // Scan calls fn on every chunk of every float tensor.
@@ -215,11 +228,34 @@ func (s *Set) stream(opts StreamOptions, fn ChunkFunc, sink func(*job) error) er
 		for i, t := range s.floats {
 			n := t.NumElements()
 			step := chunk
+			if opts.Sample > 1 {
+				step = min(step, sampleChunk)
+			}
 			if opts.Whole || n < step {
 				step = max(n, 1)
 			}
+			chunks := (n + step - 1) / step
+			weight := 1.0
+			var visit func(c int64) bool
+			if opts.Sample > 1 {
+				// Every Sample-th chunk, starting at an offset that varies
+				// with the tensor so that no position is always skipped.
+				every := int64(opts.Sample)
+				first := int64(i) % min(every, max(chunks, 1))
+				visited := int64(0)
+				for c := first; c < chunks; c += every {
+					visited += min(step, n-c*step)
+				}
+				if visited > 0 {
+					weight = float64(n) / float64(visited)
+				}
+				visit = func(c int64) bool { return c >= first && (c-first)%every == 0 }
+			}
 			for start := int64(0); start < n || (n == 0 && start == 0); start += step {
-				j := &job{seq: seq, index: i, start: start, n: min(step, n-start), done: make(chan struct{})}
+				if visit != nil && !visit(start/step) {
+					continue
+				}
+				j := &job{seq: seq, weight: weight, index: i, start: start, n: min(step, n-start), done: make(chan struct{})}
 				seq++
 				if sink != nil {
 					select {
@@ -300,7 +336,7 @@ func (r *chunkReader) run(worker int, j *job, fn ChunkFunc) error {
 	s := r.set
 	t := s.floats[j.index]
 	c := &r.c
-	c.Seq, c.Tensor, c.Index, c.Start = j.seq, t, j.index, j.start
+	c.Seq, c.Tensor, c.Index, c.Start, c.Weight = j.seq, t, j.index, j.start, j.weight
 	var err error
 	if c.Base, err = r.read(s.Base, t.Name, j, c.Base); err != nil {
 		return err
@@ -348,7 +384,7 @@ func (r *chunkReader) read(ck *checkpoint.Checkpoint, name string, j *job, dst [
 		if err != nil {
 			return nil, err
 		}
-		if false {
+		if r.check {
 			return out, nonFinite(info, j.start, checkpoint.FirstNonFinite(out), out)
 		}
 		return out, nil

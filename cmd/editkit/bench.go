@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ func (a *app) benchMergeCmd() *cobra.Command {
 		models, rep   int
 		workers       int
 		cold, keepDir bool
+		cpuProfile    string
 	)
 	c := &cobra.Command{
 		Use:   "merge",
@@ -53,6 +55,17 @@ resident memory. Checkpoints are reused from --dir when present.`,
 					defer os.RemoveAll(dir)
 				}
 			}
+			if cpuProfile != "" {
+				pf, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			log := a.stderr
 			if a.quiet || a.json {
 				log = discard{}
@@ -76,6 +89,7 @@ resident memory. Checkpoints are reused from --dir when present.`,
 	f.IntVar(&workers, "workers", 0, "merge workers (default: GOMAXPROCS, at most 4)")
 	f.BoolVar(&cold, "cold", false, "drop the page cache before each run so data comes from disk (Linux, root)")
 	f.BoolVar(&keepDir, "keep", false, "keep the temporary folder")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	return c
 }
 
