@@ -164,7 +164,7 @@ func electNeg(s float32, majNeg uint32) uint32 {
 // election keeps negatives).
 func agrees(v float32, eNeg uint32) uint32 {
 	b := math.Float32bits(v)
-	return (b&0x7fffffff+0x7fffffff)>>31 & (1 ^ (b>>31 ^ eNeg))
+	return (b&0x7fffffff + 0x7fffffff) >> 31 & (1 ^ (b>>31 ^ eNeg))
 }
 
 // disjoint is the disjoint mean of count agreeing entries summing to acc
