@@ -91,14 +91,12 @@ func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.
 		res.Params["lines_layout"] = l.Family
 	}
 	p.whole = p.needsWhole()
-	workers := so.Workers
-	if workers <= 0 {
-		workers = 4
+	if so.Workers <= 0 {
+		so.Workers = tasks.DefaultWorkers()
 	}
-	so.Workers = workers
 	so.Whole = p.whole
 	so.Models = !cfg.Method.usesTaskVectors()
-	p.scratch = make([]*scratch, workers)
+	p.scratch = make([]*scratch, so.Workers)
 	for i := range p.scratch {
 		p.scratch[i] = &scratch{}
 	}

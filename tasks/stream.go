@@ -67,6 +67,10 @@ type StreamOptions struct {
 	Progress func(done, total int64)
 }
 
+// DefaultWorkers is the number of workers a stream uses when not told:
+// one per CPU, at most 4 (beyond that the passes are bound by memory).
+func DefaultWorkers() int { return min(runtime.GOMAXPROCS(0), 4) }
+
 // ChunkFunc computes on one chunk; worker identifies the calling goroutine
 // (0 ≤ worker < Workers) so callers can keep per-worker scratch space.
 type ChunkFunc func(worker int, c *Chunk) error
@@ -198,7 +202,7 @@ func (s *Set) write(out string, specs []checkpoint.TensorSpec, wo WriteOptions, 
 func (s *Set) stream(opts StreamOptions, fn ChunkFunc, sink func(*job) error) error {
 	workers := opts.Workers
 	if workers <= 0 {
-		workers = min(runtime.GOMAXPROCS(0), 4)
+		workers = DefaultWorkers()
 	}
 	chunk := opts.ChunkElems
 	if chunk <= 0 {
