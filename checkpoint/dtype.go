@@ -165,3 +165,27 @@ func DecodeFloat32Finite(dt DType, raw []byte, dst []float32) ([]float32, int, e
 	}
 	return dst, FirstNonFinite(dst), nil
 }
+
+// DecodeBF16Diff sets dst[i] = bf16(raw[i]) − base[i] for BF16 data, the
+// task vector of a bf16 fine-tuned tensor in one pass, and returns the index
+// of the first NaN or ±Inf among the decoded values, or −1.
+func DecodeBF16Diff(raw []byte, base, dst []float32) int {
+	n := len(dst)
+	raw, base = raw[:2*n], base[:n]
+	var flag uint32
+	for i := range dst {
+		b := uint32(raw[2*i])<<16 | uint32(raw[2*i+1])<<24
+		flag |= b&0x7f800000 + 0x00800000
+		dst[i] = math.Float32frombits(b) - base[i]
+	}
+	if flag&0x80000000 == 0 {
+		return -1
+	}
+	for i := range dst {
+		b := uint32(raw[2*i])<<16 | uint32(raw[2*i+1])<<24
+		if b&0x7f800000 == 0x7f800000 {
+			return i
+		}
+	}
+	return -1
+}

@@ -3,6 +3,7 @@ package checkpoint
 import (
 	st "github.com/nlpodyssey/safetensors"
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -250,5 +251,22 @@ func TestIsFloatAndParseFloatDType(t *testing.T) {
 		if !tc.ok && err == nil {
 			t.Errorf("ParseFloatDType(%q) = %v, want an error", tc.in, got)
 		}
+	}
+}
+
+func TestDecodeBF16Diff(t *testing.T) {
+	// bf16 bit patterns: 0x3f80 = 1, 0xc000 = −2, 0x3f00 = 0.5, 0x7fc0 = NaN.
+	raw := []byte{0x80, 0x3f, 0x00, 0xc0, 0x00, 0x3f}
+	base := []float32{0.25, 1, -0.5}
+	dst := make([]float32, 3)
+	if bad := DecodeBF16Diff(raw, base, dst); bad != -1 {
+		t.Fatalf("bad = %d, want -1", bad)
+	}
+	if want := []float32{0.75, -3, 1}; !slices.Equal(dst, want) {
+		t.Errorf("DecodeBF16Diff = %v, want %v", dst, want)
+	}
+	raw = append(raw, 0xc0, 0x7f) // NaN at index 3
+	if bad := DecodeBF16Diff(raw, append(base, 0), make([]float32, 4)); bad != 3 {
+		t.Errorf("bad = %d, want 3", bad)
 	}
 }

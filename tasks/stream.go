@@ -333,6 +333,7 @@ type chunkReader struct {
 	out    bool
 	check  bool
 	raw    []byte
+	theta  [][]float32 // fine-tuned members' θ, exposed as Models when asked for
 	c      Chunk
 }
 
@@ -349,6 +350,7 @@ func (r *chunkReader) run(worker int, j *job, fn ChunkFunc) error {
 	if len(c.Taus) != m {
 		c.Taus = make([][]float32, m)
 		c.Models = make([][]float32, m)
+		r.theta = make([][]float32, m)
 	}
 	for i, mem := range s.Members {
 		// A fine-tuned member is read into Models (its θ) and τ derived; a
@@ -358,18 +360,32 @@ func (r *chunkReader) run(worker int, j *job, fn ChunkFunc) error {
 				return err
 			}
 			if r.models {
-				c.Models[i] = grow(c.Models[i], len(c.Base))
-				add(c.Models[i], c.Base, c.Taus[i])
+				r.theta[i] = grow(r.theta[i], len(c.Base))
+				add(r.theta[i], c.Base, c.Taus[i])
+				c.Models[i] = r.theta[i]
 			} else {
 				c.Models[i] = nil // not derived: don't expose stale data
 			}
 			continue
 		}
-		if c.Models[i], err = r.read(mem, t.Name, j, c.Models[i]); err != nil {
+		c.Taus[i] = grow(c.Taus[i], len(c.Base))
+		if info, _ := mem.Tensor(t.Name); info.DType == checkpoint.BF16 && !r.models {
+			// The common case of bf16 checkpoints: τ straight from the raw
+			// bytes, without materialising θ.
+			if err := r.readDiff(mem, info, j, c.Base, c.Taus[i]); err != nil {
+				return err
+			}
+			c.Models[i] = nil
+			continue
+		}
+		if r.theta[i], err = r.read(mem, t.Name, j, r.theta[i]); err != nil {
 			return err
 		}
-		c.Taus[i] = grow(c.Taus[i], len(c.Base))
-		sub(c.Taus[i], c.Models[i], c.Base)
+		sub(c.Taus[i], r.theta[i], c.Base)
+		c.Models[i] = nil
+		if r.models {
+			c.Models[i] = r.theta[i]
+		}
 	}
 	if r.out {
 		j.out = grow(j.out, len(c.Base))
@@ -411,6 +427,24 @@ func (r *chunkReader) read(ck *checkpoint.Checkpoint, name string, j *job, dst [
 		return nil, err
 	}
 	return out, nonFinite(info, j.start, bad, out)
+}
+
+// readDiff reads the job's range of a bf16 tensor and stores it minus base
+// into dst.
+func (r *chunkReader) readDiff(ck *checkpoint.Checkpoint, info checkpoint.TensorInfo, j *job, base, dst []float32) error {
+	raw, _, err := ck.ReadRawRange(info.Name, j.start, j.n, r.raw)
+	if raw != nil {
+		r.raw = raw
+	}
+	if err != nil {
+		return err
+	}
+	bad := checkpoint.DecodeBF16Diff(raw, base, dst)
+	if !r.check || bad < 0 {
+		return nil
+	}
+	v, _ := checkpoint.DecodeFloat32(checkpoint.BF16, raw[2*bad:2*bad+2], nil)
+	return nonFinite(info, j.start+int64(bad), 0, v[:1])
 }
 
 func nonFinite(t checkpoint.TensorInfo, start int64, bad int, data []float32) error {
