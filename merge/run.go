@@ -63,11 +63,22 @@ func (p *plan) scratchFor(worker, n int) *scratch {
 }
 
 // Run merges the members of s into out as cfg says. It validates cfg for
-// the number of members, runs the statistics passes the method needs, then
-// writes the merged model.
+// the number of members and fills in its defaults (cfg is modified), checks
+// the outputs can be written, runs the statistics passes the method needs,
+// then writes the merged model.
 func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.StreamOptions) (*Result, error) {
 	if err := cfg.Validate(len(s.Members)); err != nil {
 		return nil, err
+	}
+	// Fail before the statistics passes, not after them.
+	inputs := append(append([]string(nil), wo.Inputs...), s.Inputs()...)
+	if err := checkpoint.CheckOutput(out, inputs, wo.Force); err != nil {
+		return nil, err
+	}
+	if cfg.MasksOut != "" {
+		if err := checkpoint.CheckOutput(cfg.MasksOut, append(inputs, out), wo.Force); err != nil {
+			return nil, fmt.Errorf("--save-masks: %w", err)
+		}
 	}
 	p := &plan{cfg: cfg, set: s, n: len(s.Members)}
 	for _, w := range cfg.Weights {
