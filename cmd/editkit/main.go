@@ -73,6 +73,13 @@ complete: a failed run leaves nothing behind.`,
 		a.cosineCmd(),
 		a.mergeCmd(),
 		a.benchCmd(),
+		a.embedCmd(),
+		a.headCmd(),
+		a.evalCmd(),
+		a.convertCmd(),
+		a.finetuneCmd(),
+		a.generateCmd(),
+		a.memoirCmd(),
 	)
 	return root
 }

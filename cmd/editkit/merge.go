@@ -47,6 +47,7 @@ var recipeFlags = []string{"base", "models", "method", "weights", "density", "la
 
 func (a *app) mergeCmd() *cobra.Command {
 	f := &mergeFlags{}
+	sf := &searchFlags{}
 	c := &cobra.Command{
 		Use:   "merge --base BASE --models FT1 FT2... --method METHOD -o OUT | merge --config FILE.yaml -o OUT",
 		Short: "Merge fine-tuned models (task arithmetic, TIES, DARE, Breadcrumbs, consensus, Model Stock, SLERP, LiNeS)",
@@ -83,6 +84,9 @@ The output gets the recipe as ` + mergeSideFile + ` and provenance metadata
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if sf.requested(cmd) {
+				return a.runMergeSearch(cmd, f, sf)
+			}
 			return a.runMerge(cmd, f)
 		},
 	}
@@ -109,6 +113,7 @@ The output gets the recipe as ` + mergeSideFile + ` and provenance metadata
 	fs.BoolVar(&f.filterWise, "filter-wise", false, "model_stock: one interpolation ratio per output row instead of per tensor")
 	f.o.register(fs, "dtype of the output's float tensors (default: the base's)")
 	a.addNonfinite(c)
+	sf.register(fs)
 	return c
 }
 

@@ -1,0 +1,497 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/datasets"
+	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/models"
+	"github.com/editkit/editkit/models/clip"
+	"github.com/editkit/editkit/models/heads"
+	"github.com/editkit/editkit/models/vit"
+	"github.com/editkit/editkit/tasks"
+)
+
+// evalFlags are the eval command's flags.
+type evalFlags struct {
+	model        string
+	heads        []string
+	datasets     []string
+	split, data  string
+	limit, batch int
+	md           string
+	finetunedAcc string
+	finetuned    []string
+}
+
+func (a *app) evalCmd() *cobra.Command {
+	f := &evalFlags{}
+	c := &cobra.Command{
+		Use:   "eval --model DIR --dataset NAME --head HEAD.safetensors [--dataset NAME2 --head HEAD2 ...]",
+		Short: "Top-1 accuracy of an image encoder with a classification head, per task",
+		Long: `eval measures the top-1 accuracy of a model on one or more image
+classification tasks: the model's image encoder (a Hugging Face ViT, or the
+image tower of a CLIP checkpoint in either naming) computes features, the
+task's head (a .safetensors file from editkit head: a zero-shot CLIP head or
+a linear probe) turns them into class scores. Images are preprocessed as the
+model expects: CLIP's preprocess (bicubic, center crop, CLIP mean/std) for
+CLIP checkpoints, Hugging Face ViT's (bilinear stretch, mean/std 0.5) for ViT,
+at the model's image size. Features are CLIP's projected image embeddings, or
+ViT's pooled CLS output.
+
+Give --dataset and --head once per task, in matching order. Datasets are
+found by name as editkit's datasets package finds them (mnist from the Go
+module cache, other names as folders under --data, $EDITKIT_DATA or
+../shared/data/vision). --split val is the validation set held out of the
+training set (10%, at most 5000, seed 0), as the task-vectors code holds it
+out; --limit evaluates only the first N examples of the split.
+
+Normalized accuracy (accuracy / the task's fine-tuned accuracy) is shown when
+the fine-tuned accuracies are known: --finetuned-acc task=acc,... (fractions),
+or --finetuned CHECKPOINT once per task, which evaluates that fine-tuned
+model with the same head on the same examples.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runEval(cmd, f) },
+	}
+	fs := c.Flags()
+	fs.StringVar(&f.model, "model", "", "model checkpoint (folder or .safetensors): Hugging Face ViT or CLIP")
+	fs.StringArrayVar(&f.heads, "head", nil, "classification head of a task (.safetensors), once per --dataset, in the same order")
+	fs.StringArrayVar(&f.datasets, "dataset", nil, "dataset name or folder, once per task")
+	fs.StringVar(&f.split, "split", "test", "split to evaluate: test, val (validation), train or trainval")
+	fs.StringVar(&f.data, "data", "", "folder holding one folder per named dataset (default $EDITKIT_DATA, else ../shared/data/vision)")
+	fs.IntVar(&f.limit, "limit", 0, "evaluate only the first N examples of each split (0: all)")
+	fs.IntVar(&f.batch, "batch", 64, "images per forward pass")
+	fs.StringVar(&f.md, "md", "", "also write the table as markdown to this file")
+	fs.StringVar(&f.finetunedAcc, "finetuned-acc", "", "fine-tuned accuracies for normalization: task=acc,... (fractions, e.g. mnist=0.996)")
+	fs.StringArrayVar(&f.finetuned, "finetuned", nil, "fine-tuned checkpoint of a task, once per --dataset, evaluated for normalization")
+	return c
+}
+
+// evalTask is one task of an evaluation: its split, its head and its name.
+type evalTask struct {
+	name string
+	ds   *datasets.Dataset
+	head *heads.Head
+}
+
+// evalReport is eval's --json output.
+type evalReport struct {
+	Model     string                 `json:"model"`
+	Kind      string                 `json:"kind"`
+	Split     string                 `json:"split"`
+	Results   []eval.Result          `json:"results"`
+	Finetuned map[string]eval.Result `json:"finetuned_results,omitempty"`
+	Table     *eval.Table            `json:"table"`
+	Seconds   float64                `json:"seconds"`
+}
+
+func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
+	start := time.Now()
+	if f.model == "" {
+		return errors.New("no --model given: pass the checkpoint to evaluate")
+	}
+	if f.batch <= 0 {
+		return fmt.Errorf("--batch %d: give a positive number of images", f.batch)
+	}
+	if f.limit < 0 {
+		return fmt.Errorf("--limit %d must be ≥ 0", f.limit)
+	}
+	split, err := datasets.ParseSplit(f.split)
+	if err != nil {
+		return fmt.Errorf("--split: %w", err)
+	}
+	if len(f.finetuned) > 0 && f.finetunedAcc != "" {
+		return errors.New("--finetuned and --finetuned-acc both give the fine-tuned accuracies: use one")
+	}
+	if len(f.finetuned) > 0 && len(f.finetuned) != len(f.datasets) {
+		return fmt.Errorf("%d --finetuned checkpoints for %d --dataset: give one per dataset, in the same order", len(f.finetuned), len(f.datasets))
+	}
+	enc, err := loadImageEncoder(f.model)
+	if err != nil {
+		return err
+	}
+	ts, err := loadEvalTasks(f.datasets, f.heads, split, f.data, f.limit, enc)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.name
+	}
+	ftAcc, err := parseTaskFloats("finetuned-acc", f.finetunedAcc, names)
+	if err != nil {
+		return err
+	}
+	total := 0
+	for _, t := range ts {
+		total += t.ds.Len()
+	}
+	if len(f.finetuned) > 0 {
+		total *= 2
+	}
+	p := a.newCountProgress("evaluating", total)
+	defer p.finish()
+	rep := &evalReport{Model: f.model, Kind: enc.Kind, Split: f.split}
+	acc := map[string]float64{}
+	for _, t := range ts {
+		r, err := enc.accuracy(enc.Weights, t, f.batch, p)
+		if err != nil {
+			return err
+		}
+		r.Task = t.name
+		rep.Results = append(rep.Results, r)
+		acc[t.name] = r.Accuracy
+	}
+	if len(f.finetuned) > 0 {
+		rep.Finetuned = map[string]eval.Result{}
+		ftAcc = map[string]float64{}
+		for i, path := range f.finetuned {
+			w, err := enc.readWeights(path)
+			if err != nil {
+				return fmt.Errorf("--finetuned %s: %w", path, err)
+			}
+			r, err := enc.accuracy(w, ts[i], f.batch, p)
+			if err != nil {
+				return fmt.Errorf("--finetuned %s: %w", path, err)
+			}
+			r.Task = ts[i].name
+			rep.Finetuned[ts[i].name] = r
+			ftAcc[ts[i].name] = r.Accuracy
+		}
+	}
+	p.finish()
+	rep.Table = &eval.Table{Title: "editkit eval " + displayName(f.model), Split: string(split), Tasks: names, Finetuned: ftAcc}
+	if err := rep.Table.Add(displayName(f.model), acc, nil); err != nil {
+		return err
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	if f.md != "" {
+		if err := checkpoint.WriteFileAtomic(f.md, []byte(rep.Table.Markdown())); err != nil {
+			return err
+		}
+	}
+	if a.json {
+		return a.printJSON(rep)
+	}
+	fmt.Fprint(a.stdout, rep.Table.Markdown())
+	if !a.quiet {
+		n := 0
+		for _, r := range rep.Results {
+			n += r.Total
+		}
+		fmt.Fprintf(a.stderr, "editkit: eval: %d images on %d task(s) in %.1fs (%s encoder)\n", n, len(ts), rep.Seconds, enc.Kind)
+	}
+	return nil
+}
+
+// displayName is a checkpoint path's last element, without .safetensors.
+func displayName(path string) string {
+	return strings.TrimSuffix(filepath.Base(filepath.Clean(path)), ".safetensors")
+}
+
+// loadEvalTasks opens each dataset's split and its head, checking that the
+// head fits the encoder and the dataset.
+func loadEvalTasks(names, headPaths []string, split datasets.Split, dataDir string, limit int, enc *imageEncoder) ([]evalTask, error) {
+	if len(names) == 0 {
+		return nil, errors.New("no --dataset given: name at least one dataset (with its --head)")
+	}
+	if len(headPaths) != len(names) {
+		return nil, fmt.Errorf("%d --head for %d --dataset: give one head per dataset, in the same order", len(headPaths), len(names))
+	}
+	var out []evalTask
+	for i, name := range names {
+		src, err := datasets.Open(name, datasets.Options{DataDir: dataDir})
+		if err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(out, func(t evalTask) bool { return t.name == src.Name }) {
+			return nil, fmt.Errorf("dataset %s is given twice", src.Name)
+		}
+		ds, err := src.Split(split)
+		if err != nil {
+			return nil, err
+		}
+		if limit > 0 && limit < ds.Len() {
+			idx := make([]int, limit)
+			for k := range idx {
+				idx[k] = k
+			}
+			ds = ds.Subset(idx)
+		}
+		h, err := heads.Load(headPaths[i])
+		if err != nil {
+			return nil, err
+		}
+		if h.Dim != enc.Dim {
+			return nil, fmt.Errorf("head %s takes %d-dimensional features, the %s encoder of %s gives %d: was the head built for another model?", headPaths[i], h.Dim, enc.Kind, enc.Path, enc.Dim)
+		}
+		if len(h.Classes) != ds.NumClasses() {
+			return nil, fmt.Errorf("head %s has %d classes, dataset %s has %d: is it the head of another task?", headPaths[i], len(h.Classes), src.Name, ds.NumClasses())
+		}
+		out = append(out, evalTask{name: src.Name, ds: ds, head: h})
+	}
+	return out, nil
+}
+
+// parseTaskFloats parses "task=value,task=value" for the given tasks;
+// values are accuracies, fractions in (0, 1].
+func parseTaskFloats(flag, s string, known []string) (map[string]float64, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]float64{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return nil, fmt.Errorf("--%s: %q is not task=accuracy", flag, part)
+		}
+		x, err := parseAccuracy(v)
+		if err != nil {
+			return nil, fmt.Errorf("--%s %s: %w", flag, k, err)
+		}
+		if !slices.Contains(known, k) {
+			return nil, fmt.Errorf("--%s: no task %q among %s", flag, k, strings.Join(known, ", "))
+		}
+		out[k] = x
+	}
+	return out, nil
+}
+
+// parseAccuracy parses an accuracy given as a fraction.
+func parseAccuracy(s string) (float64, error) {
+	x, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	switch {
+	case err != nil || math.IsNaN(x):
+		return 0, fmt.Errorf("%q is not a number", s)
+	case x > 1 && x <= 100:
+		return 0, fmt.Errorf("%v looks like a percentage: give the accuracy as a fraction (%.4g)", x, x/100)
+	case !(x > 0 && x <= 1):
+		return 0, fmt.Errorf("accuracy %v is outside (0, 1]", x)
+	}
+	return x, nil
+}
+
+// imageEncoder is a checkpoint's image encoder as a function of its
+// weights: the same compiled graph runs any weights of its architecture (a
+// merge, a fine-tune).
+type imageEncoder struct {
+	Kind string // "vit" or "clip"
+	Path string
+	// Specs are the encoder's tensors (for CLIP, the image tower's only).
+	Specs   []checkpoint.TensorSpec
+	Weights models.Weights // the checkpoint's own
+	Pre     datasets.Preprocess
+	Dim     int // feature size
+	run     func(w models.Weights, pixels *tensors.Tensor) (*tensors.Tensor, error)
+}
+
+// loadImageEncoder reads the image encoder of a ViT or CLIP checkpoint.
+func loadImageEncoder(path string) (*imageEncoder, error) {
+	ck, err := checkpoint.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	e := &imageEncoder{Path: path}
+	if hasTensor(ck, "vit.embeddings.cls_token") || hasTensor(ck, "embeddings.cls_token") {
+		c, err := vit.ReadConfig(ck.Dir)
+		if err != nil {
+			return nil, err
+		}
+		if c, err = vit.ConfigFor(c, ck); err != nil {
+			return nil, err
+		}
+		c.NumLabels = 0 // the encoder: pooled features, no classifier
+		w, err := models.ReadWeights(ck, c.Specs())
+		if err != nil {
+			return nil, err
+		}
+		m, err := vit.New(c, w)
+		if err != nil {
+			return nil, err
+		}
+		e.Kind, e.Specs, e.Weights, e.Dim = "vit", c.Specs(), w, c.HiddenSize
+		e.Pre = datasets.ViT(c.ImageSize)
+		e.run = func(w models.Weights, px *tensors.Tensor) (*tensors.Tensor, error) {
+			mm, err := m.WithWeights(w)
+			if err != nil {
+				return nil, err
+			}
+			pooled, _, err := mm.Run(px)
+			return pooled, err
+		}
+		return e, nil
+	}
+	c, err := clip.ReadConfig(ck)
+	if err != nil {
+		return nil, fmt.Errorf("%s is neither a Hugging Face ViT nor a CLIP checkpoint: %w", path, err)
+	}
+	if c.Vision == nil {
+		return nil, fmt.Errorf("%s is a CLIP text model: it has no image tower to evaluate", path)
+	}
+	c.Text = nil
+	m, err := clip.LoadWithConfig(ck, c)
+	if err != nil {
+		return nil, err
+	}
+	e.Kind, e.Specs, e.Weights = "clip", c.Specs(), m.Weights
+	e.Dim = c.EmbedDim
+	if e.Dim == 0 {
+		e.Dim = c.Vision.Width
+	}
+	e.Pre = datasets.CLIP(c.Vision.ImageSize)
+	e.run = func(w models.Weights, px *tensors.Tensor) (*tensors.Tensor, error) {
+		mm, err := m.WithWeights(w)
+		if err != nil {
+			return nil, err
+		}
+		return mm.EncodeImage(px)
+	}
+	return e, nil
+}
+
+func hasTensor(ck *checkpoint.Checkpoint, name string) bool {
+	_, ok := ck.Tensor(name)
+	return ok
+}
+
+// readWeights reads the encoder's tensors from another checkpoint of its
+// architecture; a stored task vector τ gives the model θ + τ, θ the
+// encoder's own weights.
+func (e *imageEncoder) readWeights(path string) (models.Weights, error) {
+	ck, err := checkpoint.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	w, err := models.ReadWeights(ck, e.Specs)
+	if err != nil {
+		return nil, err
+	}
+	if tasks.IsTaskVector(ck) {
+		for _, s := range e.Specs {
+			base := e.Weights[s.Name]
+			tensors.MustMutableFlatData(w[s.Name], func(tau []float32) {
+				tensors.MustConstFlatData(base, func(b []float32) {
+					for i := range tau {
+						tau[i] += b[i]
+					}
+				})
+			})
+		}
+	}
+	return w, nil
+}
+
+// classifier returns the classifier of weights w with head h: features on
+// the encoder, logits on the host.
+func (e *imageEncoder) classifier(w models.Weights, h *heads.Head) eval.Classifier {
+	return func(b *datasets.Batch) ([]float32, error) {
+		px, err := models.Pixels(b.Images, b.Size, b.Height, b.Width)
+		if err != nil {
+			return nil, err
+		}
+		defer px.FinalizeAll()
+		out, err := e.run(w, px)
+		if err != nil {
+			return nil, err
+		}
+		feats := tensors.MustCopyFlatData[float32](out)
+		out.FinalizeAll()
+		return h.Logits(feats, b.Size)
+	}
+}
+
+// accuracy evaluates weights w on a task, reporting progress to p.
+func (e *imageEncoder) accuracy(w models.Weights, t evalTask, batch int, p *countProgress) (eval.Result, error) {
+	return eval.Accuracy(e.classifier(w, t.head), t.ds, e.Pre, eval.Options{BatchSize: batch, Progress: p.perCall()})
+}
+
+// countProgress shows the progress of work counted in images on stderr,
+// with the time left: a bar on a terminal, elsewhere a line at most every
+// logEvery. nil (with --quiet) shows nothing.
+type countProgress struct {
+	w            io.Writer
+	desc         string
+	bar          *progressbar.ProgressBar
+	tty          bool
+	total, done  int
+	start, shown time.Time
+}
+
+func (a *app) newCountProgress(desc string, total int) *countProgress {
+	if a.quiet {
+		return nil
+	}
+	p := &countProgress{w: a.stderr, desc: desc, total: total, start: time.Now(), shown: time.Now()}
+	if f, ok := a.stderr.(*os.File); ok {
+		p.tty = term.IsTerminal(int(f.Fd()))
+	}
+	return p
+}
+
+// perCall returns an eval.Options.Progress function for one evaluation
+// (whose done count starts at 0).
+func (p *countProgress) perCall() func(done, total int) {
+	if p == nil {
+		return nil
+	}
+	last := 0
+	return func(done, _ int) {
+		p.add(done - last)
+		last = done
+	}
+}
+
+func (p *countProgress) add(n int) {
+	if p == nil {
+		return
+	}
+	p.done += n
+	if p.tty {
+		if p.bar == nil {
+			p.bar = progressbar.NewOptions(p.total,
+				progressbar.OptionSetWriter(p.w),
+				progressbar.OptionSetDescription(p.desc),
+				progressbar.OptionShowCount(),
+				progressbar.OptionShowIts(),
+				progressbar.OptionSetItsString("img"),
+				progressbar.OptionSetPredictTime(true),
+				progressbar.OptionSetWidth(30),
+				progressbar.OptionThrottle(100*time.Millisecond),
+				progressbar.OptionClearOnFinish(),
+			)
+		}
+		p.bar.Set(p.done)
+		return
+	}
+	if time.Since(p.shown) >= logEvery && p.done < p.total {
+		p.shown = time.Now()
+		el := time.Since(p.start)
+		left := time.Duration(float64(el) / float64(p.done) * float64(p.total-p.done))
+		fmt.Fprintf(p.w, "editkit: %s: %d/%d images (%d%%), %s elapsed, about %s left\n",
+			p.desc, p.done, p.total, 100*p.done/max(p.total, 1), el.Round(time.Second), left.Round(time.Second))
+	}
+}
+
+func (p *countProgress) finish() {
+	if p != nil && p.bar != nil {
+		p.bar.Finish()
+		p.bar = nil
+	}
+}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/datasets"
+	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/models/heads"
+	"github.com/editkit/editkit/models/train"
+)
+
+// finetuneSummary is finetune's --json result.
+type finetuneSummary struct {
+	Command      string   `json:"command"`
+	Output       string   `json:"output"`
+	Model        string   `json:"model"`
+	Family       string   `json:"family"`
+	Head         string   `json:"head"`
+	Dataset      string   `json:"dataset"`
+	Split        string   `json:"split"`
+	Examples     int      `json:"examples"`
+	Steps        int      `json:"steps"`
+	Epochs       int      `json:"epochs"`
+	LearningRate float64  `json:"lr"`
+	WeightDecay  float64  `json:"weight_decay"`
+	BatchSize    int      `json:"batch_size"`
+	Warmup       int      `json:"warmup"`
+	ClipNorm     float64  `json:"clip_norm"`
+	Seed         uint64   `json:"seed"`
+	FinalLoss    float64  `json:"final_loss"`
+	MeanLoss     float64  `json:"mean_loss_last_50"`
+	StepsPerSec  float64  `json:"steps_per_sec"`
+	TrainSeconds float64  `json:"train_seconds"`
+	ValAccuracy  *float64 `json:"val_accuracy,omitempty"`
+	ValExamples  int      `json:"val_examples,omitempty"`
+	Seconds      float64  `json:"seconds"`
+}
+
+func (a *app) finetuneCmd() *cobra.Command {
+	var (
+		o                              outFlags
+		model, headPath, dataset, data string
+		split                          string
+		lr, wd, clipNorm               float64
+		batch, epochs, steps, warmup   int
+		limit, workers                 int
+		seed                           uint64
+		evalVal, ignoreNames           bool
+	)
+	c := &cobra.Command{
+		Use:   "finetune --model DIR --head HEAD.safetensors --dataset NAME (--epochs E | --steps S) -o OUT",
+		Short: "Fine-tune an image encoder through a frozen head (the task-vectors recipe)",
+		Long: `finetune trains the image encoder of a checkpoint (a Hugging Face ViT, or the
+image tower of a CLIP model in Hugging Face or OpenAI naming) on a dataset's
+training split through a frozen classification head (from 'editkit head'),
+as the task-vectors papers fine-tune CLIP (mlfoundations/task_vectors
+src/finetune.py): softmax cross-entropy, AdamW with decoupled weight decay on
+every encoder tensor, a learning rate warmed up linearly over --warmup steps
+then decayed to 0 on a cosine, the gradient's global norm clipped to --clip.
+The defaults are the reference's: --lr 1e-5, --wd 0.1, --batch 128,
+--warmup 500, --clip 1.0. Give the length as --epochs (the reference: MNIST 5,
+GTSRB 11, EuroSAT 12, SVHN 4, ...) or --steps.
+
+Only the image tower is trained: a CLIP text tower and logit_scale, and a
+ViT's own classifier, are copied unchanged. The output holds every tensor of
+the input under the same names, shapes and dtypes (--dtype converts all float
+tensors; a bfloat16 input fine-tuned at small learning rates may want
+--dtype float32, as bfloat16 rounds small updates away), with the config
+files, so that 'editkit taskvector --base MODEL --finetuned OUT' works as is.
+
+The training split is the training set less the validation examples
+(10%, at most 5000, seed 0); --split trainval trains on all of it, --limit N
+on N examples drawn at random (--seed). --eval-val reports the fine-tuned
+model's accuracy on the validation split. The data order is shuffled anew
+each epoch from --seed: two runs with the same flags train the same model.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			start := time.Now()
+			switch {
+			case model == "":
+				return errors.New("no model given: pass --model CHECKPOINT (a ViT or CLIP checkpoint folder or .safetensors file)")
+			case headPath == "":
+				return errors.New("no head given: pass --head HEAD.safetensors (build one with 'editkit head zeroshot' or 'editkit head probe')")
+			case dataset == "":
+				return errors.New("no dataset given: pass --dataset NAME (see 'editkit embed --help' for where datasets are found)")
+			case epochs > 0 && steps > 0:
+				return errors.New("give --epochs or --steps, not both")
+			case epochs <= 0 && steps <= 0:
+				return errors.New("give the length of the run: --epochs E or --steps S")
+			case limit < 0:
+				return fmt.Errorf("--limit %d: want ≥ 0", limit)
+			}
+			if _, err := o.options(); err != nil {
+				return err
+			}
+			sp, err := datasets.ParseSplit(split)
+			if err != nil {
+				return fmt.Errorf("--split: %w", err)
+			}
+			if sp != datasets.Train && sp != datasets.TrainVal {
+				return fmt.Errorf("--split %s: fine-tune on train or trainval (the validation and test splits are for evaluation)", split)
+			}
+			opts := train.Recipe()
+			opts.LearningRate, opts.WeightDecay, opts.BatchSize = lr, wd, batch
+			opts.Epochs, opts.Steps, opts.Warmup, opts.ClipNorm = epochs, steps, warmup, clipNorm
+			opts.Seed, opts.Workers = seed, workers
+			if err := checkpoint.CheckOutput(o.out, []string{model, headPath}, o.force); err != nil {
+				return err
+			}
+
+			enc, err := train.LoadEncoder(model)
+			if err != nil {
+				return err
+			}
+			head, err := heads.Load(headPath)
+			if err != nil {
+				return err
+			}
+			dopts := datasets.Options{DataDir: data}
+			ds, err := datasets.Load(dataset, sp, dopts)
+			if err != nil {
+				return err
+			}
+			if limit > 0 && limit < ds.Len() {
+				idx := datasets.Permutation(ds.Len(), seed)[:limit]
+				slices.Sort(idx)
+				ds = ds.Subset(idx)
+			}
+			if err := train.CheckHead(enc, head, ds, ignoreNames); err != nil {
+				return fmt.Errorf("%s and %s: %w", headPath, model, err)
+			}
+
+			p := a.newTrainProgress("fine-tuning")
+			opts.Progress = p.callback()
+			var res *train.Result
+			if ignoreNames {
+				res, err = train.FinetuneIgnoringClassNames(enc, head, ds, opts)
+			} else {
+				res, err = train.Finetune(enc, head, ds, opts)
+			}
+			p.done()
+			if err != nil {
+				return err
+			}
+			meta := map[string]string{
+				"editkit.finetune.dataset": ds.Name(),
+				"editkit.finetune.head":    headPath,
+				"editkit.finetune.steps":   strconv.Itoa(res.Steps),
+				"editkit.finetune.recipe": fmt.Sprintf("adamw lr=%g wd=%g batch=%d warmup=%d clip=%g cosine seed=%d",
+					lr, wd, batch, warmup, clipNorm, seed),
+			}
+			wo, _ := o.options()
+			if err := train.WriteFinetuned(model, o.out, res.Weights, train.WriteOptions{DType: o.dtype, ShardSize: wo.ShardSize, Force: o.force, Metadata: meta}); err != nil {
+				return err
+			}
+			sum := finetuneSummary{Command: "finetune", Output: o.out, Model: model, Family: string(enc.Family), Head: headPath,
+				Dataset: ds.Name(), Split: string(sp), Examples: ds.Len(), Steps: res.Steps, Epochs: res.Epochs,
+				LearningRate: lr, WeightDecay: wd, BatchSize: batch, Warmup: warmup, ClipNorm: clipNorm, Seed: seed,
+				FinalLoss: res.FinalLoss, MeanLoss: res.MeanLoss, StepsPerSec: res.StepsPerSec, TrainSeconds: res.Seconds}
+			if evalVal {
+				val, err := datasets.Load(dataset, datasets.Validation, dopts)
+				if err != nil {
+					return err
+				}
+				clf, closeFn, err := train.Classifier(enc, res.Weights, head)
+				if err != nil {
+					return err
+				}
+				ep := a.newEmbProgress("validation", "images")
+				r, err := eval.Accuracy(clf, val, enc.Preprocess, eval.Options{BatchSize: batch, Progress: ep.callback()})
+				ep.done()
+				closeFn()
+				if err != nil {
+					return err
+				}
+				sum.ValAccuracy, sum.ValExamples = &r.Accuracy, r.Total
+			}
+			sum.Seconds = time.Since(start).Seconds()
+			if a.json {
+				return a.printJSON(sum)
+			}
+			if !a.quiet {
+				val := ""
+				if sum.ValAccuracy != nil {
+					acc := *sum.ValAccuracy
+					val = fmt.Sprintf(", validation accuracy %.2f%% of %d", 100*acc, sum.ValExamples)
+				}
+				fmt.Fprintf(a.stderr, "editkit: finetune: wrote %s (%d steps, %d epoch(s) of %d examples, final loss %.4f, mean of last %d %.4f, %.2f steps/s%s; %.1fs)\n",
+					o.out, sum.Steps, sum.Epochs, sum.Examples, sum.FinalLoss, min(50, sum.Steps), sum.MeanLoss, sum.StepsPerSec, val, sum.Seconds)
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&model, "model", "", "checkpoint to fine-tune: a Hugging Face ViT or a CLIP model (folder or .safetensors file) (required)")
+	f.StringVar(&headPath, "head", "", "frozen classification head, from 'editkit head' (required)")
+	f.StringVar(&dataset, "dataset", "", "dataset name or folder (required)")
+	f.StringVar(&data, "data", "", "folder holding the datasets (default $EDITKIT_DATA, else ../shared/data/vision)")
+	f.StringVar(&split, "split", "train", "split to train on: train (the training set less validation) or trainval")
+	f.Float64Var(&lr, "lr", 1e-5, "peak learning rate")
+	f.Float64Var(&wd, "wd", 0.1, "AdamW's decoupled weight decay")
+	f.IntVar(&batch, "batch", 128, "batch size")
+	f.IntVar(&epochs, "epochs", 0, "epochs to train (or --steps)")
+	f.IntVar(&steps, "steps", 0, "steps to train (or --epochs)")
+	f.IntVar(&warmup, "warmup", 500, "linear warm-up steps before the cosine decay")
+	f.Float64Var(&clipNorm, "clip", 1.0, "clip the gradient's global L2 norm to this (0: no clipping)")
+	f.Uint64Var(&seed, "seed", 0, "seed of the data order (and of --limit's draw)")
+	f.IntVar(&limit, "limit", 0, "train on N examples drawn at random from the split (0: all)")
+	f.IntVar(&workers, "workers", 0, "goroutines preprocessing images (0: one per CPU)")
+	f.BoolVar(&evalVal, "eval-val", false, "report the fine-tuned model's accuracy on the validation split")
+	f.BoolVar(&ignoreNames, "ignore-class-names", false, "accept a head whose class names differ from the dataset's (their number must match)")
+	o.register(f, "dtype of the output's float tensors (default: each tensor's dtype in the input)")
+	return c
+}
+
+// trainProgress shows a training run on stderr: on a terminal a bar of
+// steps with the loss, learning rate, rate and ETA; elsewhere a line at
+// most every logEvery.
+type trainProgress struct {
+	w     io.Writer
+	desc  string
+	tty   bool
+	bar   *progressbar.ProgressBar
+	shown time.Time
+}
+
+func (a *app) newTrainProgress(desc string) *trainProgress {
+	if a.quiet {
+		return nil
+	}
+	tty := false
+	if f, ok := a.stderr.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return &trainProgress{w: a.stderr, desc: desc, tty: tty, shown: time.Now()}
+}
+
+func (p *trainProgress) callback() func(train.Progress) {
+	if p == nil {
+		return nil
+	}
+	return p.update
+}
+
+func (p *trainProgress) update(s train.Progress) {
+	status := fmt.Sprintf("%s: loss %.4f (avg %.4f) lr %.2e", p.desc, s.Loss, s.AvgLoss, s.LR)
+	if !p.tty {
+		if time.Since(p.shown) >= logEvery || s.Step == s.Steps {
+			p.shown = time.Now()
+			fmt.Fprintf(p.w, "editkit: %s, step %d/%d (epoch %d), %.2f steps/s, ETA %s\n",
+				status, s.Step, s.Steps, s.Epoch+1, s.StepsPerSec, s.ETA.Round(time.Second))
+		}
+		return
+	}
+	if p.bar == nil {
+		p.bar = progressbar.NewOptions(s.Steps,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetItsString("steps"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetWidth(25),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionClearOnFinish(),
+		)
+	}
+	p.bar.Describe(status)
+	p.bar.Set(s.Step)
+}
+
+func (p *trainProgress) done() {
+	if p != nil && p.bar != nil {
+		p.bar.Finish()
+		p.bar = nil
+	}
+}

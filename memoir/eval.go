@@ -1,0 +1,283 @@
+package memoir
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// TokenAccuracy is EasyEdit's teacher-forced token accuracy: the fraction
+// of the target tokens ids[promptLen:] that the argmax predictions pred
+// (pred[t] is the prediction after position t) get right, i.e. the mean of
+// pred[t−1] == ids[t] over t in [promptLen, len(ids)). NaN for an empty
+// target.
+func TokenAccuracy(pred, ids []int, promptLen int) float64 {
+	return Agreement(TargetSpan(pred, promptLen, len(ids)), ids[promptLen:])
+}
+
+// TargetSpan is the predictions of a query's target tokens: pred[promptLen−1
+// : n−1] for a query of n tokens.
+func TargetSpan(pred []int, promptLen, n int) []int {
+	return pred[promptLen-1 : n-1]
+}
+
+// Agreement is the fraction of positions where a and b hold the same
+// token (NaN when empty). Locality is the agreement of the post- and
+// pre-edit target spans of the locality prompt + answer.
+func Agreement(a, b []int) float64 {
+	if len(a) != len(b) {
+		panic(fmt.Errorf("memoir: comparing %d tokens with %d", len(a), len(b)))
+	}
+	if len(a) == 0 {
+		return nan()
+	}
+	n := 0
+	for i := range a {
+		if a[i] == b[i] {
+			n++
+		}
+	}
+	return float64(n) / float64(len(a))
+}
+
+func nan() float64 { var z float64; return z / z }
+
+// EditResult is one edit's scores.
+type EditResult struct {
+	Index  int    `json:"index"`
+	Prompt string `json:"prompt"`
+	Target string `json:"target"`
+	// Reliability: token accuracy of the target after the prompt.
+	Reliability float64 `json:"reliability"`
+	// Generalization: mean token accuracy after the rephrasings (nil
+	// without rephrasings).
+	Generalization *float64 `json:"generalization"`
+	// Locality: mean agreement with the unedited model on the locality
+	// prompts and answers (nil without locality prompts).
+	Locality *float64 `json:"locality"`
+	// Active: whether the edit memory took part for the prompt, and the
+	// fractions of the rephrasings and locality prompts it took part for.
+	Active      bool    `json:"active"`
+	ActiveRephr float64 `json:"active_rephrase"`
+	ActiveLocal float64 `json:"active_locality"`
+	Rephrases   int     `json:"rephrases"`
+	LocalityN   int     `json:"locality_prompts"`
+	EditSeconds float64 `json:"edit_seconds"`
+	EditIters   int     `json:"edit_iterations"`
+	EditLoss    float64 `json:"edit_loss"`
+	EditNote    string  `json:"edit_note,omitempty"`
+}
+
+// Rates are fractions of the queries of each kind.
+type Rates struct {
+	Reliability    float64 `json:"reliability"`
+	Generalization float64 `json:"generalization"`
+	Locality       float64 `json:"locality"`
+}
+
+// Result is the evaluation of a method after T sequential edits: the
+// means over the T edits (EasyEdit's sequential protocol: all T applied,
+// then all T evaluated).
+type Result struct {
+	Method Method `json:"method"`
+	Layer  int    `json:"layer"`
+	// Edits is T.
+	Edits int `json:"edits"`
+	Rates
+	// Active: the fraction of queries of each kind for which the edit
+	// memory took part (MEMOIR's routing, GRACE's radius).
+	Active Rates `json:"active"`
+	// EditSeconds is the time of the T edits (0 when not measured, e.g.
+	// a loaded memory); SecondsPerEdit its mean.
+	EditSeconds    float64       `json:"edit_seconds"`
+	SecondsPerEdit float64       `json:"seconds_per_edit"`
+	EvalSeconds    float64       `json:"eval_seconds"`
+	PerEdit        []*EditResult `json:"per_edit,omitempty"`
+}
+
+// Evaluate scores an editor on edits (those it has applied): reliability,
+// generalization and locality as EasyEdit's teacher-forced token accuracy.
+// Locality compares with base, the unedited model.
+func Evaluate(ed Editor, base *Base, edits []EditRequest, progress Progress) (*Result, error) {
+	start := time.Now()
+	res := &Result{Method: ed.Method(), Layer: ed.Layer(), Edits: len(edits)}
+	var rel, gen, loc, aRel, aGen, aLoc []float64
+	for i, e := range edits {
+		er := &EditResult{Index: i, Prompt: e.Prompt, Target: e.Target, Rephrases: len(e.Rephrases), LocalityN: len(e.Locality)}
+		ids, pl, err := base.Encode(e.Prompt, e.Target)
+		if err != nil {
+			return nil, fmt.Errorf("edit %d: %w", i, err)
+		}
+		pred, act, err := ed.Predict(ids, pl)
+		if err != nil {
+			return nil, fmt.Errorf("edit %d: %w", i, err)
+		}
+		er.Reliability, er.Active = TokenAccuracy(pred, ids, pl), act
+		rel, aRel = append(rel, er.Reliability), append(aRel, b2f(act))
+		if len(e.Rephrases) > 0 {
+			var accs, acts []float64
+			for _, r := range e.Rephrases {
+				ids, pl, err := base.Encode(r, e.Target)
+				if err != nil {
+					return nil, fmt.Errorf("edit %d: rephrasing: %w", i, err)
+				}
+				pred, act, err := ed.Predict(ids, pl)
+				if err != nil {
+					return nil, fmt.Errorf("edit %d: %w", i, err)
+				}
+				accs, acts = append(accs, TokenAccuracy(pred, ids, pl)), append(acts, b2f(act))
+			}
+			g := mean(accs)
+			er.Generalization, er.ActiveRephr = &g, mean(acts)
+			gen, aGen = append(gen, g), append(aGen, acts...)
+		}
+		if len(e.Locality) > 0 {
+			var agr, acts []float64
+			for _, l := range e.Locality {
+				ids, pl, err := base.Encode(l.Prompt, l.Answer)
+				if err != nil {
+					return nil, fmt.Errorf("edit %d: locality: %w", i, err)
+				}
+				post, act, err := ed.Predict(ids, pl)
+				if err != nil {
+					return nil, fmt.Errorf("edit %d: %w", i, err)
+				}
+				pre, err := base.Predict(ids)
+				if err != nil {
+					return nil, fmt.Errorf("edit %d: %w", i, err)
+				}
+				agr = append(agr, Agreement(TargetSpan(post, pl, len(ids)), TargetSpan(pre, pl, len(ids))))
+				acts = append(acts, b2f(act))
+			}
+			l := mean(agr)
+			er.Locality, er.ActiveLocal = &l, mean(acts)
+			loc, aLoc = append(loc, l), append(aLoc, acts...)
+		}
+		res.PerEdit = append(res.PerEdit, er)
+		if progress != nil {
+			progress("eval", i+1, len(edits))
+		}
+	}
+	res.Rates = Rates{mean(rel), mean(gen), mean(loc)}
+	res.Active = Rates{mean(aRel), mean(aGen), mean(aLoc)}
+	res.EvalSeconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// mean of xs, 0 when empty.
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// ApplyEdits applies edits one after another; onEdit (when not nil) is
+// called after each.
+func ApplyEdits(ed Editor, edits []EditRequest, onEdit func(i int, st EditStats)) ([]EditStats, error) {
+	stats := make([]EditStats, 0, len(edits))
+	for i, e := range edits {
+		st, err := ed.Edit(e)
+		if err != nil {
+			return stats, fmt.Errorf("edit %d (%q → %q): %w", i, e.Prompt, e.Target, err)
+		}
+		stats = append(stats, st)
+		if onEdit != nil {
+			onEdit(i, st)
+		}
+	}
+	return stats, nil
+}
+
+// RunSequential applies edits in order and, after the first T for each T
+// of checkpoints, evaluates those T (the sequential protocol: since edits
+// are applied deterministically in order, this gives each T's result as a
+// separate run of T edits would, with the edits done once).
+func RunSequential(ed Editor, base *Base, edits []EditRequest, checkpoints []int, progress Progress) ([]*Result, error) {
+	cps := slices.Clone(checkpoints)
+	slices.Sort(cps)
+	cps = slices.Compact(cps)
+	if len(cps) == 0 || cps[0] < 1 || cps[len(cps)-1] > len(edits) {
+		return nil, fmt.Errorf("memoir: edit counts %v: each must be in 1..%d (the edits given)", checkpoints, len(edits))
+	}
+	var stats []EditStats
+	var out []*Result
+	for _, T := range cps {
+		st, err := ApplyEdits(ed, edits[len(stats):T], func(i int, _ EditStats) {
+			if progress != nil {
+				progress("edit", len(stats)+i+1, cps[len(cps)-1])
+			}
+		})
+		stats = append(stats, st...)
+		if err != nil {
+			return out, err
+		}
+		r, err := Evaluate(ed, base, edits[:T], progress)
+		if err != nil {
+			return out, err
+		}
+		r.attachStats(stats[:T])
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// attachStats records the edits' statistics in the result.
+func (r *Result) attachStats(stats []EditStats) {
+	r.EditSeconds = 0
+	for i, st := range stats {
+		r.EditSeconds += st.Seconds
+		if i < len(r.PerEdit) {
+			e := r.PerEdit[i]
+			e.EditSeconds, e.EditIters, e.EditLoss, e.EditNote = st.Seconds, st.Iterations, st.Loss, st.Note
+		}
+	}
+	if len(stats) > 0 {
+		r.SecondsPerEdit = r.EditSeconds / float64(len(stats))
+	}
+}
+
+// AttachStats records edit statistics measured elsewhere (the CLI reads
+// them from the memory file).
+func (r *Result) AttachStats(stats []EditStats) { r.attachStats(stats) }
+
+// Markdown renders results as a markdown table: one row per method and T.
+func Markdown(results []*Result) string {
+	var sb strings.Builder
+	sb.WriteString("| method | T | reliability | generalization | locality | memory used (rel / gen / loc) | s / edit |\n")
+	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range results {
+		spe := "–"
+		if r.SecondsPerEdit > 0 {
+			spe = fmt.Sprintf("%.2f", r.SecondsPerEdit)
+		}
+		fmt.Fprintf(&sb, "| %s | %d | %.3f | %.3f | %.3f | %.2f / %.2f / %.2f | %s |\n",
+			methodTitle(r.Method), r.Edits, r.Reliability, r.Generalization, r.Locality,
+			r.Active.Reliability, r.Active.Generalization, r.Active.Locality, spe)
+	}
+	return sb.String()
+}
+
+func methodTitle(m Method) string {
+	switch m {
+	case MethodMEMOIR:
+		return "MEMOIR"
+	case MethodGRACE:
+		return "GRACE"
+	case MethodFTL:
+		return "FT-L"
+	}
+	return string(m)
+}
