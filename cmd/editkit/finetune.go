@@ -77,7 +77,8 @@ ViT's own classifier, are copied unchanged. The output holds every tensor of
 the input under the same names, shapes and dtypes (--dtype converts all float
 tensors; a bfloat16 input fine-tuned at small learning rates may want
 --dtype float32, as bfloat16 rounds small updates away), with the config
-files, so that 'editkit taskvector --base MODEL --finetuned OUT' works as is.
+files, so that 'editkit taskvector --base MODEL --finetuned OUT' works as is;
+a folder output also gets the frozen head as head.safetensors.
 
 The training split is the training set less the validation examples
 (10%, at most 5000, seed 0); --split trainval trains on all of it, --limit N
@@ -161,7 +162,13 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 					lr, wd, batch, warmup, clipNorm, seed),
 			}
 			wo, _ := o.options()
-			if err := train.WriteFinetuned(model, o.out, res.Weights, train.WriteOptions{DType: o.dtype, ShardSize: wo.ShardSize, Force: o.force, Metadata: meta}); err != nil {
+			// The frozen head travels with the model it was trained for.
+			headBytes, err := os.ReadFile(headPath)
+			if err != nil {
+				return err
+			}
+			side := map[string][]byte{"head.safetensors": headBytes}
+			if err := train.WriteFinetuned(model, o.out, res.Weights, train.WriteOptions{DType: o.dtype, ShardSize: wo.ShardSize, Force: o.force, Metadata: meta, SideFiles: side}); err != nil {
 				return err
 			}
 			sum := finetuneSummary{Command: "finetune", Output: o.out, Model: model, Family: string(enc.Family), Head: headPath,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,6 +29,9 @@ type WriteOptions struct {
 	Force bool
 	// Metadata is added to the input's __metadata__.
 	Metadata map[string]string
+	// SideFiles are added to a folder output (name → content), before the
+	// input's own side files, which do not replace them.
+	SideFiles map[string][]byte
 }
 
 // WriteFinetuned writes a copy of the checkpoint in with the trained
@@ -106,6 +110,11 @@ func WriteFinetuned(in, out string, trained models.Weights, o WriteOptions) erro
 			}
 		}
 		if err != nil {
+			return err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(o.SideFiles)) {
+		if err := w.AddFile(name, o.SideFiles[name]); err != nil {
 			return err
 		}
 	}
