@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -25,26 +24,26 @@ import (
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/clip"
+	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
 	"github.com/editkit/editkit/models/vit"
 )
 
-// embModel is an image encoder (and, for CLIP, perhaps a text encoder)
-// loaded from a checkpoint: a CLIP model in either naming, or a Hugging
-// Face ViT.
+// embModel is a checkpoint's image encoder and, for CLIP, its text tower:
+// a CLIP model in either naming, or a Hugging Face ViT with its classifier
+// when it has one.
 type embModel struct {
-	path     string
-	kind     string // "clip" or "vit"
-	clip     *clip.Model
-	vit      *vit.Model
-	pre      datasets.Preprocess // the model's image preprocessing at its image size
-	dim      int                 // image feature size (0: no image tower)
-	labels   int                 // ViT classifier outputs (0: none)
-	features string              // heads.FeaturesCLIP or heads.FeaturesViT
+	path string
+	kind string           // "clip" or "vit"
+	enc  *encoder.Encoder // the image encoder (nil: no image tower)
+	clip *clip.Model      // CLIP's text tower and logit_scale (nil: none)
+	// classifier is a ViT's own classifier as a head (nil: none).
+	classifier *heads.Head
 }
 
-// openEmbModel loads a CLIP or ViT checkpoint, telling them apart by their
-// tensor names.
+// openEmbModel loads a CLIP or ViT checkpoint: its image encoder, and
+// what embed and head need beyond it (CLIP's text tower and logit_scale, a
+// ViT's classifier), without reading any tensor twice.
 func openEmbModel(path string) (*embModel, error) {
 	if path == "" {
 		return nil, errors.New("no model given: pass --model CHECKPOINT (a CLIP or ViT checkpoint folder or .safetensors file)")
@@ -54,81 +53,81 @@ func openEmbModel(path string) (*embModel, error) {
 		return nil, err
 	}
 	defer ck.Close()
-	m := &embModel{path: path}
-	_, isViT := ck.Tensor("vit.embeddings.cls_token")
-	if _, ok := ck.Tensor("embeddings.cls_token"); ok {
-		isViT = true
-	}
-	if isViT {
-		c, err := vit.ReadConfig(ck.Dir)
-		if err != nil {
-			return nil, fmt.Errorf("%s looks like a ViT checkpoint: %w", path, err)
-		}
-		if c, err = vit.ConfigFor(c, ck); err != nil {
+	m := &embModel{path: path, kind: string(encoder.Detect(ck))}
+	if m.kind == string(encoder.ViT) {
+		if m.enc, err = encoder.Read(ck); err != nil {
 			return nil, err
 		}
-		w, err := models.ReadWeights(ck, c.Specs())
+		c, err := vit.ConfigFor(*m.enc.ViTConfig, ck)
 		if err != nil {
 			return nil, err
 		}
-		if m.vit, err = vit.New(c, w); err != nil {
-			return nil, err
+		if c.NumLabels > 0 {
+			w, err := embReadRest(ck, c.Specs(), m.enc.Weights)
+			if err != nil {
+				return nil, err
+			}
+			m.classifier = &heads.Head{Classes: make([]string, c.NumLabels), Dim: m.enc.Dim,
+				Weight: w.Float32("classifier.weight"), Bias: w.Float32("classifier.bias"), Scale: 1}
 		}
-		m.kind, m.dim, m.labels, m.features = "vit", c.HiddenSize, c.NumLabels, heads.FeaturesViT
-		m.pre = datasets.ViT(c.ImageSize)
 		return m, nil
 	}
 	c, err := clip.ReadConfig(ck)
 	if err != nil {
 		return nil, fmt.Errorf("%w (editkit embeds with CLIP models, either naming, and Hugging Face ViTs)", err)
 	}
-	if m.clip, err = clip.LoadWithConfig(ck, c); err != nil {
-		return nil, err
-	}
-	m.kind, m.features = "clip", heads.FeaturesCLIP
-	if v := c.Vision; v != nil {
-		m.dim = c.EmbedDim
-		if m.dim == 0 {
-			m.dim = v.Width
+	var own models.Weights
+	if c.Vision != nil {
+		if m.enc, err = encoder.Read(ck); err != nil {
+			return nil, err
 		}
-		m.pre = datasets.CLIP(v.ImageSize)
+		own = m.enc.Weights
+	}
+	if c.Text != nil {
+		w, err := embReadRest(ck, c.Specs(), own)
+		if err != nil {
+			return nil, err
+		}
+		if m.clip, err = clip.New(c, w); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }
 
-func (m *embModel) hasImages() bool { return m.dim > 0 }
+// embReadRest returns the weights of specs: those in have, the others read
+// from ck.
+func embReadRest(ck *checkpoint.Checkpoint, specs []checkpoint.TensorSpec, have models.Weights) (models.Weights, error) {
+	var rest []checkpoint.TensorSpec
+	for _, s := range specs {
+		if _, ok := have[s.Name]; !ok {
+			rest = append(rest, s)
+		}
+	}
+	w, err := models.ReadWeights(ck, rest)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range have {
+		w[k] = v
+	}
+	return w, nil
+}
+
+func (m *embModel) hasImages() bool { return m.enc != nil }
 func (m *embModel) hasTexts() bool  { return m.clip != nil && m.clip.Config.Text != nil }
 
-// encode runs the image encoder on a batch of preprocessed pixels and
-// returns the features and, for a ViT with a classifier, its logits.
-func (m *embModel) encode(pix *tensors.Tensor) (feats, logits []float32, err error) {
-	// Tensors are freed as soon as they are copied: device memory is not
-	// left to the garbage collector.
-	if m.vit != nil {
-		pooled, lg, err := m.vit.Run(pix)
-		if err != nil {
-			return nil, nil, err
-		}
-		if lg != nil {
-			logits = tensors.MustCopyFlatData[float32](lg)
-			lg.FinalizeAll()
-		}
-		feats = tensors.MustCopyFlatData[float32](pooled)
-		pooled.FinalizeAll()
-		return feats, logits, nil
+// dim is the image feature size (0: no image tower).
+func (m *embModel) dim() int {
+	if m.enc == nil {
+		return 0
 	}
-	emb, err := m.clip.EncodeImage(pix)
-	if err != nil {
-		return nil, nil, err
-	}
-	feats = tensors.MustCopyFlatData[float32](emb)
-	emb.FinalizeAll()
-	return feats, nil, nil
+	return m.enc.Dim
 }
 
 // encodeDataset preprocesses the images of ds as the model expects and
 // returns their features [n, dim] and, for a ViT with a classifier, its
-// logits [n, labels]. Every call of the model gets a full batch (the last
+// logits [n, labels] (computed on the host from the features). Every call of the model gets a full batch (the last
 // one padded), so the encoder is compiled once.
 func (m *embModel) encodeDataset(ds *datasets.Dataset, batchSize int, progress func(done, total int)) (feats, logits []float32, err error) {
 	if !m.hasImages() {
@@ -139,13 +138,14 @@ func (m *embModel) encodeDataset(ds *datasets.Dataset, batchSize int, progress f
 		return nil, nil, fmt.Errorf("%s holds no images", ds.Name())
 	}
 	bs := min(max(batchSize, 1), n)
-	it, err := ds.Batches(m.pre, datasets.BatchOptions{BatchSize: bs})
+	pre, dim := m.enc.Preprocess, m.enc.Dim
+	it, err := ds.Batches(pre, datasets.BatchOptions{BatchSize: bs})
 	if err != nil {
 		return nil, nil, err
 	}
-	per, s := m.pre.TensorLen(), m.pre.Size
+	per, s := pre.TensorLen(), pre.Size
 	buf := make([]float32, bs*per)
-	feats = make([]float32, 0, n*m.dim)
+	feats = make([]float32, 0, n*dim)
 	done := 0
 	for it.Next() {
 		b := it.Batch()
@@ -158,17 +158,22 @@ func (m *embModel) encodeDataset(ds *datasets.Dataset, batchSize int, progress f
 		if err != nil {
 			return nil, nil, err
 		}
-		f, l, err := m.encode(pix)
+		f, err := m.enc.Encode(nil, pix)
 		pix.FinalizeAll()
 		if err != nil {
 			return nil, nil, err
 		}
-		if len(f) != bs*m.dim {
-			return nil, nil, fmt.Errorf("the image encoder returned %d values for %d images of dimension %d", len(f), bs, m.dim)
+		if len(f) != bs*dim {
+			return nil, nil, fmt.Errorf("the image encoder returned %d values for %d images of dimension %d", len(f), bs, dim)
 		}
-		feats = append(feats, f[:b.Size*m.dim]...)
-		if l != nil {
-			logits = append(logits, l[:b.Size*m.labels]...)
+		f = f[:b.Size*dim]
+		feats = append(feats, f...)
+		if m.classifier != nil {
+			l, err := m.classifier.Logits(f, b.Size)
+			if err != nil {
+				return nil, nil, err
+			}
+			logits = append(logits, l...)
 		}
 		done += b.Size
 		if progress != nil {
@@ -570,8 +575,8 @@ the class names and the texts.`,
 					return err
 				}
 				meta["editkit.images"] = set.source
-				meta["editkit.features"] = m.features
-				meta["editkit.preprocess"] = fmt.Sprintf("%s %d", m.kind, m.pre.Size)
+				meta["editkit.features"] = m.enc.Features()
+				meta["editkit.preprocess"] = fmt.Sprintf("%s %d", m.kind, m.enc.Preprocess.Size)
 				if set.split != "" {
 					meta["editkit.split"] = set.split
 				}
@@ -595,7 +600,7 @@ the class names and the texts.`,
 				meta["editkit.texts"] = string(tj)
 				meta["editkit.texts_file"] = texts
 			}
-			dim := m.dim
+			dim := m.dim()
 			if dim == 0 {
 				dim = dimText
 			}
@@ -603,7 +608,7 @@ the class names and the texts.`,
 			var logits []float32
 			logitCols := 0
 			if images != "" {
-				specs = append(specs, checkpoint.TensorSpec{Name: embImageTensor, DType: checkpoint.F32, Shape: []int64{int64(n), int64(m.dim)}})
+				specs = append(specs, checkpoint.TensorSpec{Name: embImageTensor, DType: checkpoint.F32, Shape: []int64{int64(n), int64(m.enc.Dim)}})
 				if set.labelled {
 					specs = append(specs, checkpoint.TensorSpec{Name: embLabelsTensor, DType: checkpoint.I64, Shape: []int64{int64(n)}})
 				}
@@ -614,7 +619,7 @@ the class names and the texts.`,
 			switch {
 			case images != "" && texts != "":
 				scale, ok := heads.LogitScale(m.clip)
-				if !ok || m.dim != dimText {
+				if !ok || m.dim() != dimText {
 					a.embNotice("%s has no logit_scale or no common embedding space: logits not written", model)
 					break
 				}
@@ -622,7 +627,7 @@ the class names and the texts.`,
 				logitCols = numTexts
 				meta["editkit.logit_scale"] = strconv.FormatFloat(scale, 'g', -1, 64)
 			case imgLogits != nil:
-				logits, logitCols = imgLogits, m.labels
+				logits, logitCols = imgLogits, len(m.classifier.Classes)
 			}
 			if logits != nil {
 				specs = append(specs, checkpoint.TensorSpec{Name: embLogitsTensor, DType: checkpoint.F32, Shape: []int64{int64(n), int64(logitCols)}})

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -21,10 +20,8 @@ import (
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models"
-	"github.com/editkit/editkit/models/clip"
+	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
-	"github.com/editkit/editkit/models/vit"
-	"github.com/editkit/editkit/tasks"
 )
 
 // evalFlags are the eval command's flags.
@@ -121,10 +118,11 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	if len(f.finetuned) > 0 && len(f.finetuned) != len(f.datasets) {
 		return fmt.Errorf("%d --finetuned checkpoints for %d --dataset: give one per dataset, in the same order", len(f.finetuned), len(f.datasets))
 	}
-	enc, err := loadImageEncoder(f.model)
+	enc, err := encoder.Load(f.model)
 	if err != nil {
 		return err
 	}
+	defer enc.Close()
 	ts, err := loadEvalTasks(f.datasets, f.heads, split, f.data, f.limit, enc)
 	if err != nil {
 		return err
@@ -146,10 +144,10 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	}
 	p := a.newCountProgress("evaluating", total)
 	defer p.finish()
-	rep := &evalReport{Model: f.model, Kind: enc.Kind, Split: f.split}
+	rep := &evalReport{Model: f.model, Kind: string(enc.Family), Split: f.split}
 	acc := map[string]float64{}
 	for _, t := range ts {
-		r, err := enc.accuracy(enc.Weights, t, f.batch, p)
+		r, err := evalAccuracy(enc, enc.Weights, t, f.batch, p)
 		if err != nil {
 			return err
 		}
@@ -161,11 +159,11 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 		rep.Finetuned = map[string]eval.Result{}
 		ftAcc = map[string]float64{}
 		for i, path := range f.finetuned {
-			w, err := enc.readWeights(path)
+			w, err := enc.ReadWeights(path)
 			if err != nil {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
 			}
-			r, err := enc.accuracy(w, ts[i], f.batch, p)
+			r, err := evalAccuracy(enc, w, ts[i], f.batch, p)
 			if err != nil {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
 			}
@@ -194,7 +192,7 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 		for _, r := range rep.Results {
 			n += r.Total
 		}
-		fmt.Fprintf(a.stderr, "editkit: eval: %d images on %d task(s) in %.1fs (%s encoder)\n", n, len(ts), rep.Seconds, enc.Kind)
+		fmt.Fprintf(a.stderr, "editkit: eval: %d images on %d task(s) in %.1fs (%s encoder)\n", n, len(ts), rep.Seconds, enc.Family)
 	}
 	return nil
 }
@@ -206,7 +204,7 @@ func displayName(path string) string {
 
 // loadEvalTasks opens each dataset's split and its head, checking that the
 // head fits the encoder and the dataset.
-func loadEvalTasks(names, headPaths []string, split datasets.Split, dataDir string, limit int, enc *imageEncoder) ([]evalTask, error) {
+func loadEvalTasks(names, headPaths []string, split datasets.Split, dataDir string, limit int, enc *encoder.Encoder) ([]evalTask, error) {
 	if len(names) == 0 {
 		return nil, errors.New("no --dataset given: name at least one dataset (with its --head)")
 	}
@@ -238,7 +236,7 @@ func loadEvalTasks(names, headPaths []string, split datasets.Split, dataDir stri
 			return nil, err
 		}
 		if h.Dim != enc.Dim {
-			return nil, fmt.Errorf("head %s takes %d-dimensional features, the %s encoder of %s gives %d: was the head built for another model?", headPaths[i], h.Dim, enc.Kind, enc.Path, enc.Dim)
+			return nil, fmt.Errorf("head %s takes %d-dimensional features, the %s encoder of %s gives %d: was the head built for another model?", headPaths[i], h.Dim, enc.Family, enc.Path, enc.Dim)
 		}
 		if len(h.Classes) != ds.NumClasses() {
 			return nil, fmt.Errorf("head %s has %d classes, dataset %s has %d: is it the head of another task?", headPaths[i], len(h.Classes), src.Name, ds.NumClasses())
@@ -286,140 +284,14 @@ func parseAccuracy(s string) (float64, error) {
 	return x, nil
 }
 
-// imageEncoder is a checkpoint's image encoder as a function of its
-// weights: the same compiled graph runs any weights of its architecture (a
-// merge, a fine-tune).
-type imageEncoder struct {
-	Kind string // "vit" or "clip"
-	Path string
-	// Specs are the encoder's tensors (for CLIP, the image tower's only).
-	Specs   []checkpoint.TensorSpec
-	Weights models.Weights // the checkpoint's own
-	Pre     datasets.Preprocess
-	Dim     int // feature size
-	run     func(w models.Weights, pixels *tensors.Tensor) (*tensors.Tensor, error)
-}
-
-// loadImageEncoder reads the image encoder of a ViT or CLIP checkpoint.
-func loadImageEncoder(path string) (*imageEncoder, error) {
-	ck, err := checkpoint.Open(path)
+// evalAccuracy evaluates the encoder with weights w on a task, reporting
+// progress to p.
+func evalAccuracy(enc *encoder.Encoder, w models.Weights, t evalTask, batch int, p *countProgress) (eval.Result, error) {
+	clf, err := enc.Classifier(w, t.head)
 	if err != nil {
-		return nil, err
+		return eval.Result{}, err
 	}
-	defer ck.Close()
-	e := &imageEncoder{Path: path}
-	if hasTensor(ck, "vit.embeddings.cls_token") || hasTensor(ck, "embeddings.cls_token") {
-		c, err := vit.ReadConfig(ck.Dir)
-		if err != nil {
-			return nil, err
-		}
-		if c, err = vit.ConfigFor(c, ck); err != nil {
-			return nil, err
-		}
-		c.NumLabels = 0 // the encoder: pooled features, no classifier
-		w, err := models.ReadWeights(ck, c.Specs())
-		if err != nil {
-			return nil, err
-		}
-		m, err := vit.New(c, w)
-		if err != nil {
-			return nil, err
-		}
-		e.Kind, e.Specs, e.Weights, e.Dim = "vit", c.Specs(), w, c.HiddenSize
-		e.Pre = datasets.ViT(c.ImageSize)
-		e.run = func(w models.Weights, px *tensors.Tensor) (*tensors.Tensor, error) {
-			mm, err := m.WithWeights(w)
-			if err != nil {
-				return nil, err
-			}
-			pooled, _, err := mm.Run(px)
-			return pooled, err
-		}
-		return e, nil
-	}
-	c, err := clip.ReadConfig(ck)
-	if err != nil {
-		return nil, fmt.Errorf("%s is neither a Hugging Face ViT nor a CLIP checkpoint: %w", path, err)
-	}
-	if c.Vision == nil {
-		return nil, fmt.Errorf("%s is a CLIP text model: it has no image tower to evaluate", path)
-	}
-	c.Text = nil
-	m, err := clip.LoadWithConfig(ck, c)
-	if err != nil {
-		return nil, err
-	}
-	e.Kind, e.Specs, e.Weights = "clip", c.Specs(), m.Weights
-	e.Dim = c.EmbedDim
-	if e.Dim == 0 {
-		e.Dim = c.Vision.Width
-	}
-	e.Pre = datasets.CLIP(c.Vision.ImageSize)
-	e.run = func(w models.Weights, px *tensors.Tensor) (*tensors.Tensor, error) {
-		mm, err := m.WithWeights(w)
-		if err != nil {
-			return nil, err
-		}
-		return mm.EncodeImage(px)
-	}
-	return e, nil
-}
-
-func hasTensor(ck *checkpoint.Checkpoint, name string) bool {
-	_, ok := ck.Tensor(name)
-	return ok
-}
-
-// readWeights reads the encoder's tensors from another checkpoint of its
-// architecture; a stored task vector τ gives the model θ + τ, θ the
-// encoder's own weights.
-func (e *imageEncoder) readWeights(path string) (models.Weights, error) {
-	ck, err := checkpoint.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer ck.Close()
-	w, err := models.ReadWeights(ck, e.Specs)
-	if err != nil {
-		return nil, err
-	}
-	if tasks.IsTaskVector(ck) {
-		for _, s := range e.Specs {
-			base := e.Weights[s.Name]
-			tensors.MustMutableFlatData(w[s.Name], func(tau []float32) {
-				tensors.MustConstFlatData(base, func(b []float32) {
-					for i := range tau {
-						tau[i] += b[i]
-					}
-				})
-			})
-		}
-	}
-	return w, nil
-}
-
-// classifier returns the classifier of weights w with head h: features on
-// the encoder, logits on the host.
-func (e *imageEncoder) classifier(w models.Weights, h *heads.Head) eval.Classifier {
-	return func(b *datasets.Batch) ([]float32, error) {
-		px, err := models.Pixels(b.Images, b.Size, b.Height, b.Width)
-		if err != nil {
-			return nil, err
-		}
-		defer px.FinalizeAll()
-		out, err := e.run(w, px)
-		if err != nil {
-			return nil, err
-		}
-		feats := tensors.MustCopyFlatData[float32](out)
-		out.FinalizeAll()
-		return h.Logits(feats, b.Size)
-	}
-}
-
-// accuracy evaluates weights w on a task, reporting progress to p.
-func (e *imageEncoder) accuracy(w models.Weights, t evalTask, batch int, p *countProgress) (eval.Result, error) {
-	return eval.Accuracy(e.classifier(w, t.head), t.ds, e.Pre, eval.Options{BatchSize: batch, Progress: p.perCall()})
+	return eval.Accuracy(clf, t.ds, enc.Preprocess, eval.Options{BatchSize: batch, Progress: p.perCall()})
 }
 
 // countProgress shows the progress of work counted in images on stderr,

@@ -16,6 +16,7 @@ import (
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
 	"github.com/editkit/editkit/models/train"
 )
@@ -120,7 +121,7 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 				return err
 			}
 
-			enc, err := train.LoadEncoder(model)
+			enc, err := encoder.Load(model)
 			if err != nil {
 				return err
 			}
@@ -180,14 +181,14 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 				if err != nil {
 					return err
 				}
-				clf, closeFn, err := train.Classifier(enc, res.Weights, head)
+				clf, err := enc.Classifier(res.Weights, head)
 				if err != nil {
 					return err
 				}
 				ep := a.newEmbProgress("validation", "images")
 				r, err := eval.Accuracy(clf, val, enc.Preprocess, eval.Options{BatchSize: batch, Progress: ep.callback()})
 				ep.done()
-				closeFn()
+				enc.Close()
 				if err != nil {
 					return err
 				}

@@ -275,9 +275,9 @@ that a folder dataset ordered by class still gives every class.`,
 					}
 				}
 			}
-			h, res, err := heads.Probe(feats, ds.Len(), m.dim, ds.Labels(), src.Classes, heads.ProbeOptions{
+			h, res, err := heads.Probe(feats, ds.Len(), m.enc.Dim, ds.Labels(), src.Classes, heads.ProbeOptions{
 				L2: l2, Normalize: normalize, MaxIter: maxIter, Progress: progress,
-				Dataset: src.Name, Model: model, Features: m.features,
+				Dataset: src.Name, Model: model, Features: m.enc.Features(),
 			})
 			if err != nil {
 				return err

@@ -20,6 +20,7 @@ import (
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/merge"
 	"github.com/editkit/editkit/models"
+	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/tasks"
 )
 
@@ -173,7 +174,7 @@ type searchPlan struct {
 	grid    []float64
 	entries []searchEntry
 	names   []string
-	enc     *imageEncoder
+	enc     *encoder.Encoder
 	ts      []evalTask
 	// delta holds D = θ(extraction) − θ₀ per encoder tensor, and a the
 	// scale the extraction merge applied, so Δ = D/a.
@@ -228,7 +229,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	}
 
 	// The encoder and the validation data.
-	if sp.enc, err = loadImageEncoder(job.base); err != nil {
+	if sp.enc, err = encoder.Load(job.base); err != nil {
 		return err
 	}
 	heads := make([]string, len(sp.entries))
@@ -283,11 +284,11 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 		if ft[t.name] > 0 || from[t.name] == "" {
 			continue
 		}
-		w, err := sp.enc.readWeights(job.models[i])
+		w, err := sp.enc.ReadWeights(job.models[i])
 		if err != nil {
 			return fmt.Errorf("evaluating the fine-tuned model of %s: %w", t.name, err)
 		}
-		r, err := sp.enc.accuracy(w, t, sp.batch, sp.p)
+		r, err := evalAccuracy(sp.enc, w, t, sp.batch, sp.p)
 		finalizeWeights(w)
 		if err != nil {
 			return err
@@ -303,7 +304,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	if sp.mode == searchNegation || sp.mode == searchLinesAlpha {
 		rec.Pretrained = map[string]float64{}
 		for i, t := range sp.ts[1:] {
-			r, err := sp.enc.accuracy(sp.enc.Weights, t, sp.batch, sp.p)
+			r, err := evalAccuracy(sp.enc, sp.enc.Weights, t, sp.batch, sp.p)
 			if err != nil {
 				return err
 			}
@@ -320,7 +321,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 		defer finalizeWeights(w)
 		acc := map[string]float64{}
 		for _, t := range sp.ts {
-			r, err := sp.enc.accuracy(w, t, sp.batch, sp.p)
+			r, err := evalAccuracy(sp.enc, w, t, sp.batch, sp.p)
 			if err != nil {
 				return nil, err
 			}
@@ -383,13 +384,13 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 
 	// Re-measure the written checkpoint, so the record says what the file
 	// does (its dtype may be narrower than the float32 searched).
-	w, err := sp.enc.readWeights(f.o.out)
+	w, err := sp.enc.ReadWeights(f.o.out)
 	if err != nil {
 		return fmt.Errorf("re-reading the written merge: %w", err)
 	}
 	rec.Written = map[string]float64{}
 	for _, t := range sp.ts {
-		r, err := sp.enc.accuracy(w, t, sp.batch, sp.p)
+		r, err := evalAccuracy(sp.enc, w, t, sp.batch, sp.p)
 		if err != nil {
 			return err
 		}

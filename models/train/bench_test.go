@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/editkit/editkit/models"
+	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/vit"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -29,7 +30,7 @@ func BenchmarkFinetuneStep(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			enc, err := NewViTEncoder(c, m.Weights)
+			enc, err := encoder.NewViT(c, m.Weights)
 			if err != nil {
 				b.Fatal(err)
 			}

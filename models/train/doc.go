@@ -5,7 +5,7 @@
 // # Fine-tuning (task vectors)
 //
 // Finetune trains an image encoder (a Hugging Face ViT, the image tower of a
-// Hugging Face CLIP or of an OpenAI/open_clip CLIP; see LoadEncoder) through
+// Hugging Face CLIP or of an OpenAI/open_clip CLIP; see encoder.Load) through
 // a frozen classification head (heads.Head.Apply) with softmax
 // cross-entropy, the recipe of the task-vectors papers
 // (mlfoundations/task_vectors src/finetune.py and src/utils.py; summarised

@@ -8,8 +8,8 @@ import (
 
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
-	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models"
+	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -22,7 +22,7 @@ import (
 // for another kind of features (its heads.MetaFeatures), another number of
 // classes than the dataset's, or other class names (compared
 // case-insensitively, ignoring '_' versus ' '), unless ignoreNames.
-func CheckHead(enc *Encoder, h *heads.Head, ds *datasets.Dataset, ignoreNames bool) error {
+func CheckHead(enc *encoder.Encoder, h *heads.Head, ds *datasets.Dataset, ignoreNames bool) error {
 	if err := h.Validate(); err != nil {
 		return err
 	}
@@ -105,17 +105,17 @@ func pixelsIn(x *graph.Node, dt dtypes.DType) *graph.Node {
 // Data augmentation is not done: images go through enc.Preprocess (the
 // reference trains on open_clip's train transform, a RandomResizedCrop with
 // scale (0.9, 1)).
-func Finetune(enc *Encoder, head *heads.Head, ds *datasets.Dataset, o Options) (*Result, error) {
+func Finetune(enc *encoder.Encoder, head *heads.Head, ds *datasets.Dataset, o Options) (*Result, error) {
 	return finetune(enc, head, ds, o, false)
 }
 
 // FinetuneIgnoringClassNames is Finetune without the check that the head's
 // class names are the dataset's (only their number must match).
-func FinetuneIgnoringClassNames(enc *Encoder, head *heads.Head, ds *datasets.Dataset, o Options) (*Result, error) {
+func FinetuneIgnoringClassNames(enc *encoder.Encoder, head *heads.Head, ds *datasets.Dataset, o Options) (*Result, error) {
 	return finetune(enc, head, ds, o, true)
 }
 
-func finetune(enc *Encoder, head *heads.Head, ds *datasets.Dataset, o Options, ignoreNames bool) (*Result, error) {
+func finetune(enc *encoder.Encoder, head *heads.Head, ds *datasets.Dataset, o Options, ignoreNames bool) (*Result, error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
 		return nil, err
@@ -200,7 +200,7 @@ func decays(s checkpoint.TensorSpec) bool {
 // normalization) that evaluates and fine-tunes the trained encoder.
 // Weight decay applies to matrices only (see decays). The result's Weights
 // are the encoder's tensors; the classifier is in the head.
-func Supervised(enc *Encoder, ds *datasets.Dataset, o Options) (*Result, *heads.Head, error) {
+func Supervised(enc *encoder.Encoder, ds *datasets.Dataset, o Options) (*Result, *heads.Head, error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
 		return nil, nil, err
@@ -255,37 +255,4 @@ func normalTensor(n int, std float64, seed uint64, name string, dims ...int) *te
 		v[i] = float32(std * rng.NormFloat64())
 	}
 	return tensors.FromFlatDataAndDimensions(v, dims...)
-}
-
-// Classifier returns an eval.Classifier that runs the encoder with weights
-// w (its own when nil) and classifies the features with the head on the
-// host; close frees the compiled graph.
-func Classifier(enc *Encoder, w models.Weights, head *heads.Head) (clf eval.Classifier, close func(), err error) {
-	if w == nil {
-		w = enc.Weights
-	}
-	if err := w.Check(enc.Specs); err != nil {
-		return nil, nil, err
-	}
-	if head.Dim != enc.Dim {
-		return nil, nil, fmt.Errorf("the head takes %d-d features but the encoder gives %d-d ones", head.Dim, enc.Dim)
-	}
-	fn, err := enc.Func()
-	if err != nil {
-		return nil, nil, err
-	}
-	clf = func(b *datasets.Batch) ([]float32, error) {
-		px, err := models.Pixels(b.Images, b.Size, b.Height, b.Width)
-		if err != nil {
-			return nil, err
-		}
-		defer px.FinalizeAll()
-		outs, err := fn.Call(w, px)
-		if err != nil {
-			return nil, err
-		}
-		defer outs[0].FinalizeAll()
-		return head.Logits(tensors.MustCopyFlatData[float32](outs[0]), b.Size)
-	}
-	return clf, fn.Finalize, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/clip"
+	"github.com/editkit/editkit/models/encoder"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -273,7 +274,7 @@ func checkGradient(t *testing.T, e *engine, names []string, inputs ...any) {
 func TestGradientViT(t *testing.T) {
 	c := tinyViT()
 	w := wideWeights(c.Specs(), 1)
-	enc, err := NewViTEncoder(c, w)
+	enc, err := encoder.NewViT(c, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +307,7 @@ func TestGradientCLIP(t *testing.T) {
 			c := tinyCLIP(n)
 			w := wideWeights(c.Specs(), 2)
 			// Fine-tuning: the image tower through a frozen head.
-			enc, err := NewCLIPEncoder(c, w)
+			enc, err := encoder.NewCLIP(c, w)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/models"
+	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/internal/reftest"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
@@ -17,9 +18,9 @@ import (
 // finetuneAndWrite loads in, fine-tunes it for a few steps on 32×32
 // quadrants through a random head, writes the result to out and returns the
 // trained weights.
-func finetuneAndWrite(t *testing.T, in, out string, wo WriteOptions) (*Encoder, models.Weights) {
+func finetuneAndWrite(t *testing.T, in, out string, wo WriteOptions) (*encoder.Encoder, models.Weights) {
 	t.Helper()
-	enc, err := LoadEncoder(in)
+	enc, err := encoder.Load(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,13 +111,13 @@ func TestWriteFinetuned(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range []struct {
 		name, in string
-		family   Family
+		family   encoder.Family
 		frozen   []string // tensors that must not be trained
 		side     []string
 	}{
-		{"hf-vit", reftest.Dir("hf-vit"), ViT, []string{"classifier.weight", "classifier.bias"}, []string{"config.json"}},
-		{"hf-clip", reftest.Dir("hf-clip"), CLIP, []string{"logit_scale", "text_projection.weight", "text_model.embeddings.token_embedding.weight"}, []string{"config.json"}},
-		{"openai-clip", filepath.Join(reftest.Dir("openai-clip"), "open_clip_model.safetensors"), CLIP, []string{"logit_scale", "text_projection", "token_embedding.weight", "transformer.resblocks.0.attn.in_proj_weight"}, []string{"open_clip_config.json"}},
+		{"hf-vit", reftest.Dir("hf-vit"), encoder.ViT, []string{"classifier.weight", "classifier.bias"}, []string{"config.json"}},
+		{"hf-clip", reftest.Dir("hf-clip"), encoder.CLIP, []string{"logit_scale", "text_projection.weight", "text_model.embeddings.token_embedding.weight"}, []string{"config.json"}},
+		{"openai-clip", filepath.Join(reftest.Dir("openai-clip"), "open_clip_model.safetensors"), encoder.CLIP, []string{"logit_scale", "text_projection", "token_embedding.weight", "transformer.resblocks.0.attn.in_proj_weight"}, []string{"open_clip_config.json"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out := filepath.Join(dir, c.name)
@@ -136,7 +137,7 @@ func TestWriteFinetuned(t *testing.T) {
 				}
 			}
 			// The output loads as the same model, with the trained weights.
-			back, err := LoadEncoder(out)
+			back, err := encoder.Load(out)
 			if err != nil {
 				t.Fatal(err)
 			}

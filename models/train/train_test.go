@@ -12,17 +12,18 @@ import (
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/clip"
+	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
 	"github.com/editkit/editkit/models/vit"
 )
 
-func accuracyOf(t *testing.T, enc *Encoder, w models.Weights, h *heads.Head, ds *datasets.Dataset) float64 {
+func accuracyOf(t *testing.T, enc *encoder.Encoder, w models.Weights, h *heads.Head, ds *datasets.Dataset) float64 {
 	t.Helper()
-	clf, done, err := Classifier(enc, w, h)
+	clf, err := enc.Classifier(w, h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer done()
+	defer enc.Close()
 	r, err := eval.Accuracy(clf, ds, enc.Preprocess, eval.Options{BatchSize: 64})
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +41,7 @@ func firstLast(losses []float64, k int) (first, last float64) {
 
 func TestFinetuneLearns(t *testing.T) {
 	c := tinyViT()
-	enc, err := NewViTEncoder(c, livelyWeights(c.Specs(), 0.3, 7))
+	enc, err := encoder.NewViT(c, livelyWeights(c.Specs(), 0.3, 7))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestFinetuneErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := NewViTEncoder(m.Config, m.Weights)
+	enc, err := encoder.NewViT(m.Config, m.Weights)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestFinetuneErrors(t *testing.T) {
 
 func TestSupervised(t *testing.T) {
 	c := tinyViT()
-	enc, err := NewViTEncoder(c, livelyWeights(c.Specs(), 0.3, 3))
+	enc, err := encoder.NewViT(c, livelyWeights(c.Specs(), 0.3, 3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestContrastive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := NewCLIPEncoder(tm.Config, tm.Weights)
+	enc, err := encoder.NewCLIP(tm.Config, tm.Weights)
 	if err != nil {
 		t.Fatal(err)
 	}
