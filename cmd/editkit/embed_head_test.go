@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"github.com/editkit/editkit/models/tokenizers"
 	"image"
 	"image/color"
 	"image/png"
@@ -43,7 +44,7 @@ func ehTinyCLIP(n clip.Naming) clip.Config {
 func ehByteVocab(t *testing.T, dir string) {
 	t.Helper()
 	vocab := map[string]int{}
-	for b, r := range clip.BytesToUnicode() {
+	for b, r := range tokenizers.BytesToUnicode() {
 		vocab[string(r)] = b
 		vocab[string(r)+"</w>"] = 256 + b
 	}

@@ -53,6 +53,6 @@
 // keeps the end token, and zero padding. [Tokenizer.Tokenize] also returns the
 // end token's position, where CLIP pools the text features.
 //
-// The byte-level helpers ([BytesToUnicode], [EncodeBytes], [DecodeBytes])
-// are GPT-2's bytes_to_unicode scheme and carry nothing CLIP-specific.
+// Its byte-level table is GPT-2's bytes_to_unicode scheme, shared with the
+// LLM tokenizers in models/tokenizers.
 package clip

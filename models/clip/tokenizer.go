@@ -1,6 +1,8 @@
 package clip
 
 import (
+	"github.com/editkit/editkit/models/tokenizers"
+
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -194,7 +196,7 @@ func parseOpenAI(data []byte, name string) (*Tokenizer, error) {
 	}
 	// The vocabulary, in the reference's order. A later duplicate takes the
 	// id, as dict(zip(vocab, range(len(vocab)))) does.
-	order := BytesToUnicodeOrder()
+	order := tokenizers.BytesToUnicodeOrder()
 	tokens := make([]string, 0, 512+len(pairs)+2)
 	for _, b := range order {
 		tokens = append(tokens, string(byteToRune[b]))
@@ -520,7 +522,7 @@ func (t *Tokenizer) Decode(ids []int) (string, error) {
 		if !ok {
 			return "", fmt.Errorf("clip tokenizer: decode: id %d is not in the vocabulary (size %d)", id, len(t.tokens))
 		}
-		b, err := DecodeBytes(tok)
+		b, err := tokenizers.DecodeBytes(tok)
 		if err != nil {
 			return "", fmt.Errorf("clip tokenizer: decode: token %d %q: %w", id, tok, err)
 		}
@@ -587,3 +589,7 @@ func maximalSubpart(b []byte) int {
 	}
 	return n
 }
+
+// byteToRune is GPT-2/CLIP's byte-to-unicode table (bytes_to_unicode), shared
+// with the LLM tokenizers.
+var byteToRune = tokenizers.BytesToUnicode()

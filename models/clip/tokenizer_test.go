@@ -1,6 +1,8 @@
 package clip
 
 import (
+	"github.com/editkit/editkit/models/tokenizers"
+
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -367,8 +369,8 @@ func pyBytesToUnicode() (bs []int, cs []rune) {
 
 func TestTokenizerBytesToUnicode(t *testing.T) {
 	bs, cs := pyBytesToUnicode()
-	table := BytesToUnicode()
-	order := BytesToUnicodeOrder()
+	table := tokenizers.BytesToUnicode()
+	order := tokenizers.BytesToUnicodeOrder()
 	seen := map[rune]bool{}
 	for i := range 256 {
 		if table[bs[i]] != cs[i] || int(order[i]) != bs[i] {
@@ -388,12 +390,12 @@ func TestTokenizerBytesToUnicode(t *testing.T) {
 	for i := range all {
 		all[i] = byte(i)
 	}
-	enc := EncodeBytes(string(all))
-	dec, err := DecodeBytes(enc)
+	enc := tokenizers.EncodeBytes(string(all))
+	dec, err := tokenizers.DecodeBytes(enc)
 	if err != nil || !bytes.Equal(dec, all) {
 		t.Fatalf("round trip: %v", err)
 	}
-	if _, err := DecodeBytes("a b"); err == nil {
+	if _, err := tokenizers.DecodeBytes("a b"); err == nil {
 		t.Error("DecodeBytes accepted a space, which is no byte symbol")
 	}
 }

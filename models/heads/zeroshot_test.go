@@ -2,6 +2,7 @@ package heads
 
 import (
 	"encoding/json"
+	"github.com/editkit/editkit/models/tokenizers"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -20,7 +21,7 @@ import (
 func byteTokenizer(t testing.TB) *clip.Tokenizer {
 	t.Helper()
 	vocab := map[string]int{}
-	for b, r := range clip.BytesToUnicode() {
+	for b, r := range tokenizers.BytesToUnicode() {
 		vocab[string(r)] = b
 		vocab[string(r)+"</w>"] = 256 + b
 	}

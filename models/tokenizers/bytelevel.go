@@ -6,10 +6,8 @@ import (
 )
 
 // Byte-level helpers shared by byte-level BPE tokenizers: GPT-2, LLaMA-3 and
-// Qwen2 style tokenizer.json files here, CLIP in models/clip. They are the
-// ones models/clip/tokenizer_bytes.go had, moved here so that tokenizers (a
-// leaf package without GoMLX) can use them; models/clip can call these
-// instead of its own copy.
+// Qwen2 style tokenizer.json files here, CLIP in models/clip. They live in
+// this leaf package (no GoMLX) so both can use them.
 
 // byteToRune is bytes_to_unicode() as a table: byteToRune[b] is the rune that
 // stands for byte b in BPE symbols.
