@@ -1,14 +1,18 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/internal/bench"
 )
 
@@ -120,4 +124,35 @@ func printMergeReport(a *app, r *bench.MergeReport) {
 		fmt.Fprintf(a.stdout, "TIES time / task arithmetic time: %.2f\n", r.Phases[2].Seconds/r.Phases[1].Seconds)
 	}
 	fmt.Fprintf(a.stdout, "largest tensor %s; memory bound 64 MiB + (N+2) x largest = %s\n", bench.MiB(r.Largest), bench.MiB(r.RSSBound()))
+}
+
+// registerTorchFlags registers the flags of a benchmark's PyTorch reference
+// (tools/torchref/script) and of its JSON record.
+func registerTorchFlags(f *pflag.FlagSet, t *bench.TorchOptions, noTorch *bool, jsonOut *string, script string, timeout time.Duration) {
+	f.StringVar(&t.Python, "python", bench.DefaultPython(), "Python interpreter with torch for the reference")
+	f.StringVar(&t.Script, "torch-script", "", "the reference script (default: tools/torchref/"+script+" found above the working directory)")
+	f.StringVar(&t.Device, "device", "cpu", "PyTorch device: cpu or cuda")
+	f.IntVar(&t.Threads, "threads", 0, "PyTorch CPU threads (0: every CPU)")
+	f.BoolVar(noTorch, "no-torch", false, "skip the PyTorch reference")
+	f.StringVar(jsonOut, "json-out", "", "also write the --json result to this file")
+	f.DurationVar(&t.Timeout, "torch-timeout", timeout, "limit for the PyTorch subprocess")
+}
+
+// benchReport writes a benchmark's result to jsonOut (when set), then
+// prints it as JSON (--json) or as text.
+func (a *app) benchReport(r any, jsonOut string, text func()) error {
+	if jsonOut != "" {
+		js, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := checkpoint.WriteFileAtomic(jsonOut, append(js, '\n')); err != nil {
+			return err
+		}
+	}
+	if a.json {
+		return a.printJSON(r)
+	}
+	text()
+	return nil
 }

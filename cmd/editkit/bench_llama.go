@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/internal/bench"
 )
 
@@ -61,20 +59,7 @@ Without Python or torch the PyTorch side is skipped with the reason.`,
 			if err != nil {
 				return err
 			}
-			if jsonOut != "" {
-				js, err := json.MarshalIndent(r, "", "  ")
-				if err != nil {
-					return err
-				}
-				if err := checkpoint.WriteFileAtomic(jsonOut, append(js, '\n')); err != nil {
-					return err
-				}
-			}
-			if a.json {
-				return a.printJSON(r)
-			}
-			printLlamaReport(a.stdout, r)
-			return nil
+			return a.benchReport(r, jsonOut, func() { printLlamaReport(a.stdout, r) })
 		},
 	}
 	f := c.Flags()
@@ -85,13 +70,7 @@ Without Python or torch the PyTorch side is skipped with the reason.`,
 	f.IntVar(&o.Iters, "iters", o.Iters, "forward: timed calls (0 skips the forward benchmark)")
 	f.IntVar(&o.Warmup, "warmup", o.Warmup, "forward: untimed calls before the timed ones (the first compiles)")
 	f.IntVar(&o.GenSteps, "gen-steps", o.GenSteps, "generate: positions from BOS, BOS included (0 skips generation)")
-	f.StringVar(&t.Python, "python", bench.DefaultPython(), "Python interpreter with torch for the reference")
-	f.StringVar(&t.Script, "torch-script", "", "the reference script (default: tools/torchref/bench_llama.py found above the working directory)")
-	f.StringVar(&t.Device, "device", "cpu", "PyTorch device: cpu or cuda")
-	f.IntVar(&t.Threads, "threads", 0, "PyTorch CPU threads (0: every CPU)")
-	f.BoolVar(&noTorch, "no-torch", false, "skip the PyTorch reference")
-	f.StringVar(&jsonOut, "json-out", "", "also write the --json result to this file")
-	f.DurationVar(&t.Timeout, "torch-timeout", 10*time.Minute, "limit for the PyTorch subprocess")
+	registerTorchFlags(f, &t, &noTorch, &jsonOut, "bench_llama.py", 10*time.Minute)
 	return c
 }
 

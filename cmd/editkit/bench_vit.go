@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/internal/bench"
 )
 
@@ -60,20 +58,7 @@ time went (the flat time by category and the top functions).`,
 			if err != nil {
 				return err
 			}
-			if jsonOut != "" {
-				js, err := json.MarshalIndent(r, "", "  ")
-				if err != nil {
-					return err
-				}
-				if err := checkpoint.WriteFileAtomic(jsonOut, append(js, '\n')); err != nil {
-					return err
-				}
-			}
-			if a.json {
-				return a.printJSON(r)
-			}
-			printViTReport(a.stdout, r)
-			return nil
+			return a.benchReport(r, jsonOut, func() { printViTReport(a.stdout, r) })
 		},
 	}
 	f := c.Flags()
@@ -95,13 +80,7 @@ time went (the flat time by category and the top functions).`,
 	f.IntVar(&o.Steps, "steps", o.Steps, "train: timed steps (0 skips the training benchmark)")
 	f.IntVar(&o.Warmup, "warmup", o.Warmup, "untimed calls before the timed ones (the first compiles)")
 	f.BoolVar(&o.Profile, "profile", false, "profile editkit's timed calls and print where the time goes")
-	f.StringVar(&t.Python, "python", bench.DefaultPython(), "Python interpreter with torch for the reference")
-	f.StringVar(&t.Script, "torch-script", "", "the reference script (default: tools/torchref/bench_vit.py found above the working directory)")
-	f.StringVar(&t.Device, "device", "cpu", "PyTorch device: cpu or cuda")
-	f.IntVar(&t.Threads, "threads", 0, "PyTorch CPU threads (0: every CPU)")
-	f.BoolVar(&noTorch, "no-torch", false, "skip the PyTorch reference")
-	f.StringVar(&jsonOut, "json-out", "", "also write the --json result to this file")
-	f.DurationVar(&t.Timeout, "torch-timeout", 20*time.Minute, "limit for the PyTorch subprocess")
+	registerTorchFlags(f, &t, &noTorch, &jsonOut, "bench_vit.py", 20*time.Minute)
 	return c
 }
 

@@ -1,15 +1,11 @@
 package bench
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -457,45 +453,15 @@ func llamaTorchArgs(t TorchOptions, o LlamaOptions, dir string, bos int) []strin
 // runLlamaTorch runs bench_llama.py on the model folder; the error says
 // why there are no results.
 func runLlamaTorch(t TorchOptions, o LlamaOptions, dir string, bos int, ids [][]int) (*LlamaSide, error) {
-	if t.Python == "" {
-		t.Python = DefaultPython()
-	}
-	if t.Script == "" {
-		var err error
-		if t.Script, err = FindLlamaTorchScript(); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := exec.LookPath(t.Python); err != nil {
-		return nil, fmt.Errorf("no Python interpreter %s: %w", t.Python, err)
-	}
-	timeout := t.Timeout
-	if timeout <= 0 {
-		timeout = 20 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, t.Python, llamaTorchArgs(t, o, dir, bos)...)
 	// The forward pass's ids go over stdin, so both sides run one batch.
 	js, err := json.Marshal(ids)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdin = bytes.NewReader(js)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
 	var out llamaTorchOutput
-	jsonErr := json.Unmarshal(lastLine(stdout.Bytes()), &out)
-	switch {
-	case jsonErr == nil && out.Error != "":
-		return nil, errors.New(out.Error)
-	case ctx.Err() != nil:
-		return nil, fmt.Errorf("%s %s ran past %s", t.Python, t.Script, timeout)
-	case runErr != nil:
-		return nil, fmt.Errorf("%s %s: %v: %s", t.Python, t.Script, runErr, tail(stderr.String(), 5))
-	case jsonErr != nil:
-		return nil, fmt.Errorf("%s %s printed no JSON result: %v: %s", t.Python, t.Script, jsonErr, tail(stdout.String()+stderr.String(), 5))
+	args := func() []string { return llamaTorchArgs(t, o, dir, bos) }
+	if err := runReference(&t, FindLlamaTorchScript, args, js, &out, func() string { return out.Error }); err != nil {
+		return nil, err
 	}
 	return &LlamaSide{Name: "PyTorch", Version: out.Torch, Backend: out.Device, Threads: out.Threads,
 		Forward: out.Forward, Generate: out.Generate, Notes: out.Notes}, nil

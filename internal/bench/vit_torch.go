@@ -120,39 +120,10 @@ func torchArgs(t TorchOptions, o ViTOptions) []string {
 // runTorch runs the reference script and reads its results; the error says
 // why there are none (no interpreter, no torch, no CUDA, a failure).
 func runTorch(t TorchOptions, o ViTOptions) (*Side, error) {
-	if t.Python == "" {
-		t.Python = DefaultPython()
-	}
-	if t.Script == "" {
-		var err error
-		if t.Script, err = FindTorchScript(); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := exec.LookPath(t.Python); err != nil {
-		return nil, fmt.Errorf("no Python interpreter %s: %w", t.Python, err)
-	}
-	timeout := t.Timeout
-	if timeout <= 0 {
-		timeout = 20 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, t.Python, torchArgs(t, o)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
 	var out torchOutput
-	jsonErr := json.Unmarshal(lastLine(stdout.Bytes()), &out)
-	switch {
-	case jsonErr == nil && out.Error != "":
-		return nil, errors.New(out.Error)
-	case ctx.Err() != nil:
-		return nil, fmt.Errorf("%s %s ran past %s", t.Python, t.Script, timeout)
-	case runErr != nil:
-		return nil, fmt.Errorf("%s %s: %v: %s", t.Python, t.Script, runErr, tail(stderr.String(), 5))
-	case jsonErr != nil:
-		return nil, fmt.Errorf("%s %s printed no JSON result: %v: %s", t.Python, t.Script, jsonErr, tail(stdout.String()+stderr.String(), 5))
+	err := runReference(&t, FindTorchScript, func() []string { return torchArgs(t, o) }, nil, &out, func() string { return out.Error })
+	if err != nil {
+		return nil, err
 	}
 	s := &Side{Name: "PyTorch", Version: out.Torch, Backend: out.Device, Threads: out.Threads, Notes: out.Notes}
 	if out.DeviceName != "" {
@@ -186,4 +157,49 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// runReference runs a PyTorch reference script (found by find when
+// t.Script is empty) with the arguments args returns, feeding stdin, and
+// decodes the last line it prints as JSON into out; reported returns the
+// error the script itself reported in that JSON, if any. The error says why
+// there are no results: no interpreter, no torch, a timeout, a failure.
+func runReference(t *TorchOptions, find func() (string, error), args func() []string, stdin []byte, out any, reported func() string) error {
+	if t.Python == "" {
+		t.Python = DefaultPython()
+	}
+	if t.Script == "" {
+		var err error
+		if t.Script, err = find(); err != nil {
+			return err
+		}
+	}
+	if _, err := exec.LookPath(t.Python); err != nil {
+		return fmt.Errorf("no Python interpreter %s: %w", t.Python, err)
+	}
+	timeout := t.Timeout
+	if timeout <= 0 {
+		timeout = 20 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, t.Python, args()...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	jsonErr := json.Unmarshal(lastLine(stdout.Bytes()), out)
+	switch {
+	case jsonErr == nil && reported() != "":
+		return errors.New(reported())
+	case ctx.Err() != nil:
+		return fmt.Errorf("%s %s ran past %s", t.Python, t.Script, timeout)
+	case runErr != nil:
+		return fmt.Errorf("%s %s: %v: %s", t.Python, t.Script, runErr, tail(stderr.String(), 5))
+	case jsonErr != nil:
+		return fmt.Errorf("%s %s printed no JSON result: %v: %s", t.Python, t.Script, jsonErr, tail(stdout.String()+stderr.String(), 5))
+	}
+	return nil
 }
