@@ -77,8 +77,9 @@ func Caption(template, class string) string {
 // mean of ln(duplicates) rather than 0).
 //
 // Examples of all tasks are shuffled together (datasets.Permutation seeded
-// by Options.Seed and the epoch); images go through datasets.CLIP at the
-// model's image size. The result's Weights are all the model's tensors.
+// by Options.Seed and the epoch), unless Options.PerTaskBatches asks for
+// batches that each hold one task's examples (see epochBatches); images go
+// through datasets.CLIP at the model's image size. The result's Weights are all the model's tensors.
 func Contrastive(m *clip.Model, tasks []Task, tok TokenizeFunc, o Options) (*Result, error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
@@ -127,6 +128,13 @@ func Contrastive(m *clip.Model, tasks []Task, tok TokenizeFunc, o Options) (*Res
 	}
 	defer eng.Close()
 	total := o.totalSteps(n)
+	if o.Epochs > 0 {
+		sizes := make([]int, len(tasks))
+		for ti, t := range tasks {
+			sizes[ti] = t.Data.Len()
+		}
+		total = o.Epochs * contrastiveSteps(sizes, o.BatchSize, o.PerTaskBatches)
+	}
 	tr := newTracker(o, total)
 	ld := newPairLoader(tasks, caps, datasets.CLIP(c.Vision.ImageSize), o, total)
 	defer ld.close()
@@ -269,14 +277,72 @@ func epochSeed(seed uint64, epoch int) uint64 {
 	return seed ^ (uint64(epoch)+1)*0x9e3779b97f4a7c15
 }
 
+// example is one example of a contrastive run: task index and index in
+// the task's dataset.
+type example struct{ task, i int }
+
+// epochBatches is the batches of one epoch over tasks of the given sizes.
+// By default all examples are shuffled together (datasets.Permutation seeded
+// by seed and the epoch) and cut into batches of batch (the last may be
+// smaller). With perTask each task's examples are shuffled on their own
+// (its own stream of the epoch's seed) and cut into batches of batch (each
+// task's last may be smaller), and the order of all these batches is
+// shuffled: every batch holds a single task, and tasks come in proportion
+// to their sizes.
+func epochBatches(sizes []int, batch int, seed uint64, epoch int, perTask bool) [][]example {
+	var out [][]example
+	if !perTask {
+		var all []example
+		for ti, n := range sizes {
+			for i := range n {
+				all = append(all, example{ti, i})
+			}
+		}
+		order := datasets.Permutation(len(all), epochSeed(seed, epoch))
+		for start := 0; start < len(order); start += batch {
+			b := make([]example, 0, min(batch, len(order)-start))
+			for _, gi := range order[start:min(start+batch, len(order))] {
+				b = append(b, all[gi])
+			}
+			out = append(out, b)
+		}
+		return out
+	}
+	for ti, n := range sizes {
+		order := datasets.Permutation(n, epochSeed(seed^(uint64(ti)+1)*0xbf58476d1ce4e5b9, epoch))
+		for start := 0; start < n; start += batch {
+			b := make([]example, 0, min(batch, n-start))
+			for _, i := range order[start:min(start+batch, n)] {
+				b = append(b, example{ti, i})
+			}
+			out = append(out, b)
+		}
+	}
+	shuffled := make([][]example, len(out))
+	for k, j := range datasets.Permutation(len(out), epochSeed(seed, epoch)) {
+		shuffled[k] = out[j]
+	}
+	return shuffled
+}
+
+// contrastiveSteps is the number of batches of an epoch.
+func contrastiveSteps(sizes []int, batch int, perTask bool) int {
+	n, steps := 0, 0
+	for _, s := range sizes {
+		n += s
+		steps += (s + batch - 1) / batch
+	}
+	if perTask {
+		return steps
+	}
+	return (n + batch - 1) / batch
+}
+
 func newPairLoader(tasks []Task, caps *captions, pre datasets.Preprocess, o Options, steps int) *pairLoader {
 	l := &pairLoader{ch: make(chan *pairBatch, 1), stop: make(chan struct{})}
-	type ex struct{ task, i int }
-	var all []ex
+	sizes := make([]int, len(tasks))
 	for ti, t := range tasks {
-		for i := range t.Data.Len() {
-			all = append(all, ex{ti, i})
-		}
+		sizes[ti] = t.Data.Len()
 	}
 	workers := o.Workers
 	if workers <= 0 {
@@ -296,16 +362,15 @@ func newPairLoader(tasks []Task, caps *captions, pre datasets.Preprocess, o Opti
 		per := pre.TensorLen()
 		done := 0
 		for epoch := 0; done < steps; epoch++ {
-			order := datasets.Permutation(len(all), epochSeed(o.Seed, epoch))
+			plan := epochBatches(sizes, o.BatchSize, o.Seed, epoch, o.PerTaskBatches)
 			rng := rand.New(rand.NewPCG(o.Seed, uint64(epoch)+1))
-			for start := 0; start < len(order) && done < steps; start += o.BatchSize {
-				idx := order[start:min(start+o.BatchSize, len(order))]
+			for bi := 0; bi < len(plan) && done < steps; bi++ {
+				idx := plan[bi]
 				bsz := len(idx)
 				pix := make([]float32, bsz*per)
 				ids := make([]int32, 0, bsz*caps.length)
 				capIDs := make([]int32, bsz)
-				for k, gi := range idx {
-					e := all[gi]
+				for k, e := range idx {
 					choices := caps.index[e.task][tasks[e.task].Data.Label(e.i)]
 					c := choices[0]
 					if len(choices) > 1 {
@@ -322,7 +387,7 @@ func newPairLoader(tasks []Task, caps *captions, pre datasets.Preprocess, o Opti
 				for w := range min(workers, bsz) {
 					wg.Go(func() {
 						for k := w; k < bsz; k += workers {
-							e := all[idx[k]]
+							e := idx[k]
 							img, err := tasks[e.task].Data.Image(e.i)
 							if err == nil {
 								err = pre.Apply(img, pix[k*per:(k+1)*per])

@@ -40,6 +40,15 @@ type Options struct {
 	// Epoch}), the choice of caption templates and any random
 	// initialisation the trainer does.
 	Seed uint64
+	// PerTaskBatches (Contrastive only) makes every batch hold examples of
+	// a single task: each epoch shuffles each task's examples on its own,
+	// cuts them into batches and shuffles the order of the batches (seeded
+	// by Seed and the epoch), so tasks come in proportion to their sizes.
+	// Captions of different tasks use different templates, so in a mixed
+	// batch the task alone nearly identifies an image's caption; within one
+	// task the loss can fall only by telling the task's classes apart.
+	// Default (false): the examples of all tasks are shuffled together.
+	PerTaskBatches bool
 	// Workers preprocess images in parallel (0: GOMAXPROCS).
 	Workers int
 	// Progress, when set, is called after every step.

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"fmt"
 	"math"
 	"path/filepath"
 	"slices"
@@ -286,3 +287,85 @@ func zeroShotHead(t *testing.T, m *clip.Model, classes, templates []string) *hea
 }
 
 var _ = checkpoint.F32
+
+// TestEpochBatchesPerTask checks Options.PerTaskBatches' batch plan: every
+// batch holds one task, each epoch visits every example once, tasks come in
+// proportion to their sizes, the plan depends on the seed and epoch only,
+// and the default plan mixes tasks.
+func TestEpochBatchesPerTask(t *testing.T) {
+	sizes := []int{70, 33, 5, 64}
+	const batch = 16
+	for epoch := range 3 {
+		plan := epochBatches(sizes, batch, 7, epoch, true)
+		if got, want := len(plan), contrastiveSteps(sizes, batch, true); got != want {
+			t.Errorf("epoch %d: %d batches, want %d", epoch, got, want)
+		}
+		seen := map[example]bool{}
+		perTask := make([]int, len(sizes))
+		for bi, b := range plan {
+			if len(b) == 0 || len(b) > batch {
+				t.Fatalf("epoch %d batch %d: %d examples", epoch, bi, len(b))
+			}
+			for _, e := range b {
+				if e.task != b[0].task {
+					t.Fatalf("epoch %d batch %d mixes tasks %d and %d", epoch, bi, b[0].task, e.task)
+				}
+				if e.i < 0 || e.i >= sizes[e.task] || seen[e] {
+					t.Fatalf("epoch %d: example %v out of range or repeated", epoch, e)
+				}
+				seen[e] = true
+			}
+			perTask[b[0].task]++
+		}
+		for ti, n := range sizes {
+			if want := (n + batch - 1) / batch; perTask[ti] != want {
+				t.Errorf("epoch %d task %d: %d batches, want %d", epoch, ti, perTask[ti], want)
+			}
+		}
+		if len(seen) != 70+33+5+64 {
+			t.Errorf("epoch %d visits %d examples", epoch, len(seen))
+		}
+		if again := epochBatches(sizes, batch, 7, epoch, true); fmt.Sprint(again) != fmt.Sprint(plan) {
+			t.Errorf("epoch %d: the plan is not deterministic", epoch)
+		}
+	}
+	if fmt.Sprint(epochBatches(sizes, batch, 7, 0, true)) == fmt.Sprint(epochBatches(sizes, batch, 7, 1, true)) {
+		t.Error("epochs 0 and 1 have the same plan")
+	}
+	// The default mixes tasks within batches.
+	mixed := false
+	for _, b := range epochBatches(sizes, batch, 7, 0, false) {
+		for _, e := range b {
+			mixed = mixed || e.task != b[0].task
+		}
+	}
+	if !mixed {
+		t.Error("the default plan never mixes tasks")
+	}
+}
+
+// TestContrastivePerTask trains with PerTaskBatches on two tasks (the
+// steps of an epoch count each task's batches) and checks the loss falls.
+func TestContrastivePerTask(t *testing.T) {
+	c := tinyCLIP(clip.OpenAI)
+	c.Text.ContextLength = 8
+	m, err := clip.New(c, livelyWeights(c.Specs(), 0.3, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := quadrants(t, 40, 3), quadrants(t, 24, 5)
+	tasks := []Task{{Data: a, Templates: []string{"a photo of the {}"}}, {Data: b, Templates: []string{"the {} corner"}}}
+	o := Options{LearningRate: 3e-3, WeightDecay: 0.1, Warmup: 2, ClipNorm: 1, BatchSize: 16, Epochs: 6, Seed: 3, PerTaskBatches: true}
+	res, err := Contrastive(m, tasks, tinyTokenizer, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 6 * (3 + 2); res.Steps != want {
+		t.Errorf("%d steps, want %d (per-task batches)", res.Steps, want)
+	}
+	first, last := firstLast(res.Losses, 5)
+	t.Logf("loss %.3f → %.3f", first, last)
+	if !(last < first) {
+		t.Errorf("contrastive loss did not fall: %.3f → %.3f", first, last)
+	}
+}
