@@ -140,11 +140,11 @@ func Contrastive(m *clip.Model, tasks []Task, tok TokenizeFunc, o Options) (*Res
 	defer ld.close()
 	epochs := 0
 	for step := 0; step < total; step++ {
-		b, err := ld.next()
+		b, ok, err := ld.next()
 		if err != nil {
 			return nil, err
 		}
-		if b == nil {
+		if !ok {
 			return nil, fmt.Errorf("train: the data ran out after %d of %d steps", step, total)
 		}
 		lr := o.LR(step, total)
@@ -266,10 +266,7 @@ func (b *pairBatch) free() {
 	}
 }
 
-type pairLoader struct {
-	ch   chan *pairBatch
-	stop chan struct{}
-}
+func (b *pairBatch) failed() error { return b.err }
 
 // epochSeed mixes the seed and the epoch into the seed of the epoch's
 // permutation.
@@ -338,8 +335,7 @@ func contrastiveSteps(sizes []int, batch int, perTask bool) int {
 	return (n + batch - 1) / batch
 }
 
-func newPairLoader(tasks []Task, caps *captions, pre datasets.Preprocess, o Options, steps int) *pairLoader {
-	l := &pairLoader{ch: make(chan *pairBatch, 1), stop: make(chan struct{})}
+func newPairLoader(tasks []Task, caps *captions, pre datasets.Preprocess, o Options, steps int) *prefetcher[*pairBatch] {
 	sizes := make([]int, len(tasks))
 	for ti, t := range tasks {
 		sizes[ti] = t.Data.Len()
@@ -348,17 +344,7 @@ func newPairLoader(tasks []Task, caps *captions, pre datasets.Preprocess, o Opti
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	go func() {
-		defer close(l.ch)
-		send := func(b *pairBatch) bool {
-			select {
-			case l.ch <- b:
-				return true
-			case <-l.stop:
-				b.free()
-				return false
-			}
-		}
+	return prefetch(func(send func(*pairBatch) bool) {
 		per := pre.TensorLen()
 		done := 0
 		for epoch := 0; done < steps; epoch++ {
@@ -418,24 +404,5 @@ func newPairLoader(tasks []Task, caps *captions, pre datasets.Preprocess, o Opti
 				done++
 			}
 		}
-	}()
-	return l
-}
-
-func (l *pairLoader) next() (*pairBatch, error) {
-	b, ok := <-l.ch
-	if !ok {
-		return nil, nil
-	}
-	if b.err != nil {
-		return nil, b.err
-	}
-	return b, nil
-}
-
-func (l *pairLoader) close() {
-	close(l.stop)
-	for b := range l.ch {
-		b.free()
-	}
+	})
 }

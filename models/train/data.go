@@ -25,27 +25,61 @@ func (b *batch) free() {
 	}
 }
 
-// loader yields the batches of a run of steps steps over ds, epoch after
-// epoch, each epoch in the order datasets.BatchOptions{Shuffle: true, Seed,
-// Epoch} gives. A goroutine prepares the next batch while a step runs.
-type loader struct {
-	ch   chan *batch
+// prefetcher runs a producer on its own goroutine, so the next batch is
+// prepared while a step runs. The producer hands batches to send, which
+// reports false once the consumer has closed the prefetcher.
+type prefetcher[B interface {
+	free()
+	failed() error
+}] struct {
+	ch   chan B
 	stop chan struct{}
 }
 
-func newLoader(ds *datasets.Dataset, pre datasets.Preprocess, o Options, steps int) *loader {
-	l := &loader{ch: make(chan *batch, 1), stop: make(chan struct{})}
+func prefetch[B interface {
+	free()
+	failed() error
+}](produce func(send func(B) bool)) *prefetcher[B] {
+	p := &prefetcher[B]{ch: make(chan B, 1), stop: make(chan struct{})}
 	go func() {
-		defer close(l.ch)
-		send := func(b *batch) bool {
+		defer close(p.ch)
+		produce(func(b B) bool {
 			select {
-			case l.ch <- b:
+			case p.ch <- b:
 				return true
-			case <-l.stop:
+			case <-p.stop:
 				b.free()
 				return false
 			}
-		}
+		})
+	}()
+	return p
+}
+
+// next returns the next batch; ok is false at the end.
+func (p *prefetcher[B]) next() (b B, ok bool, err error) {
+	b, ok = <-p.ch
+	if ok {
+		err = b.failed()
+	}
+	return b, ok && err == nil, err
+}
+
+// close stops the producer and frees what it prepared.
+func (p *prefetcher[B]) close() {
+	close(p.stop)
+	for b := range p.ch {
+		b.free()
+	}
+}
+
+func (b *batch) failed() error { return b.err }
+
+// newLoader yields the batches of a run of steps steps over ds, epoch after
+// epoch, each epoch in the order datasets.BatchOptions{Shuffle: true, Seed,
+// Epoch} gives.
+func newLoader(ds *datasets.Dataset, pre datasets.Preprocess, o Options, steps int) *prefetcher[*batch] {
+	return prefetch(func(send func(*batch) bool) {
 		done := 0
 		for epoch := 0; done < steps; epoch++ {
 			it, err := ds.Batches(pre, datasets.BatchOptions{BatchSize: o.BatchSize, Shuffle: true, Seed: o.Seed, Epoch: epoch, Workers: o.Workers})
@@ -75,26 +109,5 @@ func newLoader(ds *datasets.Dataset, pre datasets.Preprocess, o Options, steps i
 				return
 			}
 		}
-	}()
-	return l
-}
-
-// next returns the next batch, nil at the end.
-func (l *loader) next() (*batch, error) {
-	b, ok := <-l.ch
-	if !ok {
-		return nil, nil
-	}
-	if b.err != nil {
-		return nil, b.err
-	}
-	return b, nil
-}
-
-// close stops the goroutine and frees what it prepared.
-func (l *loader) close() {
-	close(l.stop)
-	for b := range l.ch {
-		b.free()
-	}
+	})
 }

@@ -153,11 +153,11 @@ func run(params []param, w models.Weights, loss lossFn, ds *datasets.Dataset, pr
 	defer ld.close()
 	epochs := 0
 	for step := 0; step < total; step++ {
-		b, err := ld.next()
+		b, ok, err := ld.next()
 		if err != nil {
 			return nil, err
 		}
-		if b == nil {
+		if !ok {
 			return nil, fmt.Errorf("train: the data ran out after %d of %d steps", step, total)
 		}
 		lr := o.LR(step, total)
