@@ -137,30 +137,7 @@ func Contrastive(m *clip.Model, tasks []Task, tok TokenizeFunc, o Options) (*Res
 	}
 	tr := newTracker(o, total)
 	ld := newPairLoader(tasks, caps, datasets.CLIP(c.Vision.ImageSize), o, total)
-	defer ld.close()
-	epochs := 0
-	for step := 0; step < total; step++ {
-		b, ok, err := ld.next()
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("train: the data ran out after %d of %d steps", step, total)
-		}
-		lr := o.LR(step, total)
-		out, err := eng.Step(lr, b.pixels, b.ids, b.caps)
-		b.free()
-		if err != nil {
-			return nil, err
-		}
-		epochs = b.epoch + 1
-		tr.step(b.epoch, out, lr)
-	}
-	w, err := eng.Weights()
-	if err != nil {
-		return nil, err
-	}
-	return tr.result(w, epochs), nil
+	return runSteps(eng, ld, o, tr, total)
 }
 
 // contrastiveLoss is CLIP's symmetric InfoNCE over logits [B, B]
@@ -267,6 +244,8 @@ func (b *pairBatch) free() {
 }
 
 func (b *pairBatch) failed() error { return b.err }
+func (b *pairBatch) epochOf() int  { return b.epoch }
+func (b *pairBatch) inputs() []any { return []any{b.pixels, b.ids, b.caps} }
 
 // epochSeed mixes the seed and the epoch into the seed of the epoch's
 // permutation.

@@ -25,21 +25,52 @@ func (b *batch) free() {
 	}
 }
 
+// stepBatch is one training step's input, as a prefetcher carries it.
+type stepBatch interface {
+	free()
+	failed() error
+	epochOf() int
+	inputs() []any
+}
+
+// runSteps trains for total steps on the batches of ld, and returns the
+// engine's weights with the tracker's summary.
+func runSteps[B stepBatch](eng *engine, ld *prefetcher[B], o Options, tr *tracker, total int) (*Result, error) {
+	defer ld.close()
+	epochs := 0
+	for step := 0; step < total; step++ {
+		b, ok, err := ld.next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("train: the data ran out after %d of %d steps", step, total)
+		}
+		lr := o.LR(step, total)
+		out, err := eng.Step(lr, b.inputs()...)
+		b.free()
+		if err != nil {
+			return nil, err
+		}
+		epochs = b.epochOf() + 1
+		tr.step(b.epochOf(), out, lr)
+	}
+	w, err := eng.Weights()
+	if err != nil {
+		return nil, err
+	}
+	return tr.result(w, epochs), nil
+}
+
 // prefetcher runs a producer on its own goroutine, so the next batch is
 // prepared while a step runs. The producer hands batches to send, which
 // reports false once the consumer has closed the prefetcher.
-type prefetcher[B interface {
-	free()
-	failed() error
-}] struct {
+type prefetcher[B stepBatch] struct {
 	ch   chan B
 	stop chan struct{}
 }
 
-func prefetch[B interface {
-	free()
-	failed() error
-}](produce func(send func(B) bool)) *prefetcher[B] {
+func prefetch[B stepBatch](produce func(send func(B) bool)) *prefetcher[B] {
 	p := &prefetcher[B]{ch: make(chan B, 1), stop: make(chan struct{})}
 	go func() {
 		defer close(p.ch)
@@ -74,6 +105,8 @@ func (p *prefetcher[B]) close() {
 }
 
 func (b *batch) failed() error { return b.err }
+func (b *batch) epochOf() int  { return b.epoch }
+func (b *batch) inputs() []any { return []any{b.pixels, b.labels} }
 
 // newLoader yields the batches of a run of steps steps over ds, epoch after
 // epoch, each epoch in the order datasets.BatchOptions{Shuffle: true, Seed,

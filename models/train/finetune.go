@@ -150,30 +150,7 @@ func run(params []param, w models.Weights, loss lossFn, ds *datasets.Dataset, pr
 	total := o.totalSteps(ds.Len())
 	tr := newTracker(o, total)
 	ld := newLoader(ds, pre, o, total)
-	defer ld.close()
-	epochs := 0
-	for step := 0; step < total; step++ {
-		b, ok, err := ld.next()
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("train: the data ran out after %d of %d steps", step, total)
-		}
-		lr := o.LR(step, total)
-		out, err := eng.Step(lr, b.pixels, b.labels)
-		b.free()
-		if err != nil {
-			return nil, err
-		}
-		epochs = b.epoch + 1
-		tr.step(b.epoch, out, lr)
-	}
-	trained, err := eng.Weights()
-	if err != nil {
-		return nil, err
-	}
-	return tr.result(trained, epochs), nil
+	return runSteps(eng, ld, o, tr, total)
 }
 
 func (o Options) adamW() adamW {
