@@ -5,9 +5,10 @@
 // encoder once per task (head frozen), merges the fine-tuned models with
 // every task-vector method of editkit (with and without LiNeS), choosing
 // coefficients on the validation splits only, runs task negation and
-// single-task LiNeS, and reports everything on the test splits.
+// single-task LiNeS, measures how the task vectors interfere, and reports
+// everything on the test splits.
 //
-//	go run ./examples/task-arithmetic [--quick] [--out DIR] [--data DIR] [--redo]
+//	go run ./examples/task-arithmetic [--quick] [--out DIR] [--data DIR] [--redo] [--settings JSON]
 package main
 
 import (
@@ -61,16 +62,16 @@ type settings struct {
 
 func quickSettings() settings {
 	return settings{ImageSize: 16, Patch: 4, Width: 32, Layers: 2, Heads: 2, MLP: 64, Embed: 32, TextWidth: 32, Context: 96,
-		PreN: 400, PreSteps: 600, PreBatch: 32, PreLR: 3e-3, PreTemplates: 4, LogitScale: 50,
-		FtN: 400, FtSteps: 200, FtBatch: 32, FtLR: 3e-3,
+		PreN: 1000, PreSteps: 1500, PreBatch: 32, PreLR: 3e-3, PreTemplates: 4, LogitScale: 50,
+		FtN: 5000, FtSteps: 500, FtBatch: 32, FtLR: 1e-3,
 		ValLimit: 200, TestLimit: 400,
 		LambdaGrid: eval.Grid(0, 1, 0.1), BetaGrid: eval.Grid(0.1, 1, 0.3), BetaGridTIES: eval.Grid(0.1, 1.5, 0.35), AlphaGrid: eval.Grid(0, 1, 0.25)}
 }
 
 func fullSettings() settings {
-	return settings{ImageSize: 32, Patch: 4, Width: 48, Layers: 2, Heads: 2, MLP: 96, Embed: 48, TextWidth: 32, Context: 96,
-		PreN: 3000, PreSteps: 800, PreBatch: 64, PreLR: 3e-3, PreTemplates: 8, LogitScale: 50,
-		FtN: 3000, FtSteps: 400, FtBatch: 32, FtLR: 5e-4,
+	return settings{ImageSize: 16, Patch: 4, Width: 48, Layers: 2, Heads: 4, MLP: 192, Embed: 48, TextWidth: 32, Context: 96,
+		PreN: 2000, PreSteps: 3000, PreBatch: 32, PreLR: 3e-3, PreTemplates: 8, LogitScale: 50,
+		FtN: 8000, FtSteps: 1200, FtBatch: 32, FtLR: 1e-3,
 		ValLimit: 500, TestLimit: 2000,
 		LambdaGrid: eval.LambdaGrid, BetaGrid: eval.LinesBetaGrid, BetaGridTIES: eval.LinesBetaGridTIES, AlphaGrid: eval.LinesAlphaGrid}
 }
@@ -80,7 +81,9 @@ type options struct {
 	Out   string
 	Data  string
 	Redo  bool
-	Log   io.Writer
+	// Settings is a JSON object overriding fields of the run's settings.
+	Settings string
+	Log      io.Writer
 }
 
 // method is one merge of the table.
@@ -126,6 +129,7 @@ type report struct {
 	Merges       []*mergeRecord     `json:"merges"`
 	Negation     *negationRecord    `json:"negation,omitempty"`
 	SingleLines  *singleLinesRecord `json:"single_task_lines,omitempty"`
+	Interference *interference      `json:"interference,omitempty"`
 	Table        *eval.Table        `json:"table"`
 	Seconds      map[string]float64 `json:"seconds"`
 }
@@ -156,6 +160,7 @@ func main() {
 	flag.StringVar(&o.Out, "out", "task-arithmetic-out", "folder for everything the run writes")
 	flag.StringVar(&o.Data, "data", "", "folder holding one folder per dataset (default $EDITKIT_DATA, else ../shared/data/vision)")
 	flag.BoolVar(&o.Redo, "redo", false, "redo every stage instead of reusing finished checkpoints")
+	flag.StringVar(&o.Settings, "settings", "", `JSON object overriding sizes and schedules, e.g. '{"PreSteps":2000,"FtLR":3e-4}' (names as in table.json)`)
 	flag.Parse()
 	o.Log = os.Stderr
 	r, err := run(o)
@@ -237,6 +242,13 @@ func run(o options) (*report, error) {
 	if o.Quick {
 		st = quickSettings()
 	}
+	if o.Settings != "" {
+		d := json.NewDecoder(strings.NewReader(o.Settings))
+		d.DisallowUnknownFields()
+		if err := d.Decode(&st); err != nil {
+			return nil, fmt.Errorf("--settings %s: %w (the fields are those of table.json's \"settings\")", o.Settings, err)
+		}
+	}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err
 	}
@@ -280,6 +292,9 @@ func run(o options) (*report, error) {
 	}
 	st.Vocab, st.Context = vocab, context
 	rep.Settings = st
+	if err := stampSettings(o, st); err != nil {
+		return nil, err
+	}
 	logf("tokenizer: %s", tokFile)
 	preDir := filepath.Join(o.Out, "pretrained")
 	var m *clip.Model
@@ -309,7 +324,7 @@ func run(o options) (*report, error) {
 		}
 		opt := train.Options{LearningRate: st.PreLR, WeightDecay: 0.1, Warmup: st.PreSteps / 20, ClipNorm: 1, BatchSize: st.PreBatch, Steps: st.PreSteps, Seed: 1,
 			Progress: func(p train.Progress) {
-				if p.Step%50 == 0 || p.Step == p.Steps {
+				if p.Step%max(1, p.Steps/20) == 0 || p.Step == p.Steps {
 					logf("pre-training step %d/%d loss %.3f acc %.2f", p.Step, p.Steps, p.AvgLoss, p.Accuracy)
 				}
 			}}
@@ -437,6 +452,13 @@ func run(o options) (*report, error) {
 		return nil, fmt.Errorf("single-task LiNeS: %w", err)
 	}
 	lap("negation_lines")
+
+	// 6. Why the merges gain what they gain: each task along its own task
+	// vector, and under each other task's.
+	if rep.Interference, err = measureInterference(ev, ts, ftW, logf); err != nil {
+		return nil, fmt.Errorf("interference: %w", err)
+	}
+	lap("interference")
 
 	// The table, on the test split.
 	tab := &eval.Table{Title: "editkit task arithmetic, " + map[bool]string{true: "quick run", false: "full run"}[o.Quick], Split: "test", Tasks: rep.Tasks, Finetuned: rep.Finetuned}
@@ -912,6 +934,36 @@ func writeReport(out string, rep *report) error {
 		fmt.Fprintf(&b, "| fine-tuned | %.2f | %.2f |\n", 100*l.FinetunedTest[l.Target], 100*meanOf(l.FinetunedTest, l.Controls))
 		fmt.Fprintf(&b, "| LiNeS | %.2f | %.2f |\n", 100*l.LinesTest[l.Target], 100*meanOf(l.LinesTest, l.Controls))
 	}
+	if r := rep.Interference; r != nil {
+		b.WriteString("\n## Interference (validation split)\n\nEach task's accuracy along its own task vector, θ₀ + λ·τ:\n\n| task |")
+		for _, l := range r.Lambdas {
+			fmt.Fprintf(&b, " λ = %g |", l)
+		}
+		b.WriteString("\n|---|" + strings.Repeat("---:|", len(r.Lambdas)) + "\n")
+		for _, t := range rep.Tasks {
+			fmt.Fprintf(&b, "| %s |", t)
+			for _, a := range r.Own[t] {
+				fmt.Fprintf(&b, " %.1f |", 100*a)
+			}
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "\nChange of each task's accuracy (rows, points) under another task's vector alone, θ₀ + %g·τ (columns):\n\n| task |", r.CrossLambda)
+		for _, u := range rep.Tasks {
+			fmt.Fprintf(&b, " τ %s |", u)
+		}
+		b.WriteString("\n|---|" + strings.Repeat("---:|", len(rep.Tasks)) + "\n")
+		for _, t := range rep.Tasks {
+			fmt.Fprintf(&b, "| %s |", t)
+			for _, u := range rep.Tasks {
+				if u == t {
+					b.WriteString(" |")
+					continue
+				}
+				fmt.Fprintf(&b, " %+.1f |", 100*(r.Cross[t][u]-r.Own[t][0]))
+			}
+			b.WriteString("\n")
+		}
+	}
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err
@@ -920,4 +972,96 @@ func writeReport(out string, rep *report) error {
 		return err
 	}
 	return checkpoint.WriteFileAtomic(filepath.Join(out, "table.json"), js)
+}
+
+// stampSettings records the run's settings in OUT/settings.json, and
+// refuses to reuse the stages of a folder made with other settings (whose
+// checkpoints would not be what this run describes) unless --redo.
+func stampSettings(o options, st settings) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(o.Out, "settings.json")
+	if old, err := os.ReadFile(p); err == nil && !o.Redo && string(old) != string(data) {
+		return fmt.Errorf("%s holds the stages of a run with other settings (--quick or not, --settings): rerun with --redo to replace them, or give another --out", o.Out)
+	}
+	return checkpoint.WriteFileAtomic(p, data)
+}
+
+// interference is the diagnostic behind the merges' numbers, on the
+// validation split: Own[t][i] is t's accuracy at θ₀ + Lambdas[i]·τ_t (how
+// much of the fine-tuning gain a fraction of the task vector keeps), and
+// Cross[t][u] its accuracy at θ₀ + CrossLambda·τ_u (what another task's
+// vector, at a typical merging coefficient, costs it).
+type interference struct {
+	Lambdas     []float64                     `json:"lambdas"`
+	Own         map[string][]float64          `json:"own"`
+	CrossLambda float64                       `json:"cross_lambda"`
+	Cross       map[string]map[string]float64 `json:"cross"`
+}
+
+func measureInterference(ev *evaluator, ts []*task, ftW map[string]models.Weights, logf func(string, ...any)) (*interference, error) {
+	r := &interference{Lambdas: []float64{0, 0.1, 0.2, 0.3, 0.5, 0.75, 1}, CrossLambda: 0.3,
+		Own: map[string][]float64{}, Cross: map[string]map[string]float64{}}
+	along := func(u *task, lam float64) models.Weights {
+		w := make(models.Weights, len(ev.enc.Specs))
+		for _, spec := range ev.enc.Specs {
+			base := ev.enc.Weights[spec.Name]
+			t := tensors.FromShape(base.Shape())
+			tensors.MustConstFlatData(base, func(b []float32) {
+				tensors.MustConstFlatData(ftW[u.name][spec.Name], func(f []float32) {
+					tensors.MustMutableFlatData(t, func(dst []float32) {
+						for i := range dst {
+							dst[i] = b[i] + float32(lam)*(f[i]-b[i])
+						}
+					})
+				})
+			})
+			w[spec.Name] = t
+		}
+		return w
+	}
+	at := func(u *task, lam float64, on []*task) (map[string]float64, error) {
+		w := along(u, lam)
+		defer finalize(w)
+		return ev.accs(w, on, false)
+	}
+	for _, t := range ts {
+		for _, lam := range r.Lambdas {
+			a, err := at(t, lam, []*task{t})
+			if err != nil {
+				return nil, err
+			}
+			r.Own[t.name] = append(r.Own[t.name], a[t.name])
+		}
+		r.Cross[t.name] = map[string]float64{}
+	}
+	for _, u := range ts {
+		var others []*task
+		for _, t := range ts {
+			if t != u {
+				others = append(others, t)
+			}
+		}
+		a, err := at(u, r.CrossLambda, others)
+		if err != nil {
+			return nil, err
+		}
+		for name, v := range a {
+			r.Cross[name][u.name] = v
+		}
+	}
+	for _, t := range ts {
+		var cross []string
+		for _, u := range ts {
+			if u != t {
+				cross = append(cross, fmt.Sprintf("%s %+.1f", u.name, 100*(r.Cross[t.name][u.name]-r.Own[t.name][0])))
+			}
+		}
+		own := r.Own[t.name]
+		logf("%s along its task vector (validation): %.1f%% at λ=0, %.1f%% at 0.3, %.1f%% at 1; another task's vector at 0.3: %s",
+			t.name, 100*own[0], 100*own[3], 100*own[len(own)-1], strings.Join(cross, ", "))
+	}
+	return r, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,14 +17,7 @@ import (
 // the outputs are written.
 func TestQuick(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the quick experiment takes a few minutes")
-	}
-	// Work in progress (issue 4): the from-scratch CLIP's zero-shot heads
-	// barely separate classes yet, so fine-tuning wins by fractions of a
-	// point and the assertions below hold only just. Until pre-training is
-	// fixed the test runs on demand, not in CI.
-	if os.Getenv("EDITKIT_E2E") == "" {
-		t.Skip("set EDITKIT_E2E=1 to run the end-to-end experiment (about 3 minutes)")
+		t.Skip("the quick experiment takes about four minutes")
 	}
 	if n := len(datasets.Available(datasets.Options{})); n < 1 {
 		t.Skipf("only %d of the datasets are available", n)
@@ -83,9 +77,26 @@ func TestQuick(t *testing.T) {
 
 	if n := r.Negation; n == nil || n.Search == nil {
 		t.Error("no negation record")
+	} else if n.Lambda <= 0 || n.NegatedTest[n.Target] >= n.PretrainedTest[n.Target] {
+		t.Errorf("negation of %s: λ = %g, target %.4f → %.4f: subtracting the task vector did not lower the target", n.Target, n.Lambda, n.PretrainedTest[n.Target], n.NegatedTest[n.Target])
 	}
 	if l := r.SingleLines; l == nil || l.Search == nil {
 		t.Error("no single-task LiNeS record")
+	}
+	// The diagnostic's λ = 0 point is the pre-trained model and its λ = 1
+	// point the fine-tuned one: both were measured elsewhere on validation.
+	if d := r.Interference; d == nil {
+		t.Error("no interference record")
+	} else {
+		for _, name := range r.Tasks {
+			own := d.Own[name]
+			if len(own) != len(d.Lambdas) || d.Lambdas[0] != 0 || d.Lambdas[len(own)-1] != 1 {
+				t.Fatalf("%s: %d own-vector points for λ %v", name, len(own), d.Lambdas)
+			}
+			if own[0] != r.ZeroShotVal[name] || math.Abs(own[len(own)-1]-r.FinetunedVal[name]) > 1.5/float64(r.Settings.ValLimit) {
+				t.Errorf("%s along its vector: λ=0 %.4f (zero-shot %.4f), λ=1 %.4f (fine-tuned %.4f)", name, own[0], r.ZeroShotVal[name], own[len(own)-1], r.FinetunedVal[name])
+			}
+		}
 	}
 	for _, f := range []string{"table.md", "table.json", "negation.search.png", "merged/ties.search.png", "pretrained/config.json"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {

@@ -95,21 +95,56 @@ func New(c Config, w models.Weights) (*Model, error) {
 }
 
 // NewRandom creates a model with seeded random weights, initialised as
-// transformers does (N(0, 0.02²) matrices and embeddings, zero biases, unit
-// LayerNorm gains, logit_scale ln(1/0.07)). The weights are drawn in the
-// Hugging Face naming and converted, so one seed gives the same model in
-// both namings.
+// transformers' CLIPPreTrainedModel._init_weights does (initializer_factor
+// 1): token, position and patch embeddings N(0, 0.02²); the class embedding
+// N(0, 1/width); q, k, v projections N(0, 1/(width·2L)) and the attention
+// output N(0, 1/width); fc1 N(0, 1/(2·width)) and fc2 N(0, 1/(width·2L))
+// (transformers swaps the names of the two scales, and so does this);
+// projections N(0, 1/width) of their tower; zero biases, unit LayerNorm
+// gains; logit_scale ln(1/0.07). The weights are drawn in the Hugging Face
+// naming and converted, so one seed gives the same model in both namings.
 func NewRandom(c Config, seed uint64) (*Model, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	hc := c
 	hc.Naming = HF
+	stds := map[string]float64{}
+	type tower struct {
+		names towerNames
+		tower *Tower
+	}
+	var towers []tower
+	if hc.Vision != nil {
+		towers = append(towers, tower{hfNames.vision, &hc.Vision.Tower})
+	}
+	if hc.Text != nil {
+		towers = append(towers, tower{hfNames.text, &hc.Text.Tower})
+	}
+	for _, tw := range towers {
+		width, layers := float64(tw.tower.Width), float64(tw.tower.Layers)
+		in := 1 / math.Sqrt(width*2*layers)
+		stds[tw.names.proj] = 1 / math.Sqrt(width)
+		if tw.names.classEmb != "" {
+			stds[tw.names.classEmb] = 1 / math.Sqrt(width)
+		}
+		for i := 0; i < tw.tower.Layers; i++ {
+			b := tw.names.block(i)
+			for _, n := range []string{b.q, b.k, b.v, b.fc2} {
+				stds[n+".weight"] = in
+			}
+			stds[b.out+".weight"] = 1 / math.Sqrt(width)
+			stds[b.fc1+".weight"] = 1 / math.Sqrt(2*width)
+		}
+	}
 	w := models.RandomWeights(hc.Specs(), seed, func(s checkpoint.TensorSpec) models.Init {
+		if std, ok := stds[s.Name]; ok {
+			return models.Normal(std)
+		}
 		switch {
 		case s.Name == hfNames.logitScale:
 			return models.Init{Mean: math.Log(1 / 0.07)}
-		case len(s.Shape) != 1 || s.Name == hfNames.vision.classEmb:
+		case len(s.Shape) != 1:
 			return models.Normal(0.02)
 		case strings.HasSuffix(s.Name, "norm1.weight") || strings.HasSuffix(s.Name, "norm2.weight") ||
 			strings.HasSuffix(s.Name, "layrnorm.weight") || strings.HasSuffix(s.Name, "layernorm.weight") ||
