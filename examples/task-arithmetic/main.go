@@ -584,7 +584,14 @@ func extract(enc *encoder.Encoder, s *tasks.Set, cfg *merge.Config, out string) 
 		return nil, err
 	}
 	defer finalize(w)
-	dl := &delta{enc: enc, d: map[string][]float32{}, layout: layout, params: res.Params}
+	dl := taskVector(enc, w)
+	dl.layout, dl.params = layout, res.Params
+	return dl, nil
+}
+
+// taskVector is τ = θ − θ₀ of fine-tuned encoder weights w.
+func taskVector(enc *encoder.Encoder, w models.Weights) *delta {
+	dl := &delta{enc: enc, d: map[string][]float32{}}
 	for _, spec := range enc.Specs {
 		d := tensors.MustCopyFlatData[float32](w[spec.Name])
 		tensors.MustConstFlatData(enc.Weights[spec.Name], func(b []float32) {
@@ -594,7 +601,7 @@ func extract(enc *encoder.Encoder, s *tasks.Set, cfg *merge.Config, out string) 
 		})
 		dl.d[spec.Name] = d
 	}
-	return dl, nil
+	return dl
 }
 
 // lines is LiNeS's scale of a tensor: α + β ℓ/(L−1) inside blocks, α outside.
@@ -1004,26 +1011,12 @@ type interference struct {
 func measureInterference(ev *evaluator, ts []*task, ftW map[string]models.Weights, logf func(string, ...any)) (*interference, error) {
 	r := &interference{Lambdas: []float64{0, 0.1, 0.2, 0.3, 0.5, 0.75, 1}, CrossLambda: 0.3,
 		Own: map[string][]float64{}, Cross: map[string]map[string]float64{}}
-	along := func(u *task, lam float64) models.Weights {
-		w := make(models.Weights, len(ev.enc.Specs))
-		for _, spec := range ev.enc.Specs {
-			base := ev.enc.Weights[spec.Name]
-			t := tensors.FromShape(base.Shape())
-			tensors.MustConstFlatData(base, func(b []float32) {
-				tensors.MustConstFlatData(ftW[u.name][spec.Name], func(f []float32) {
-					tensors.MustMutableFlatData(t, func(dst []float32) {
-						for i := range dst {
-							dst[i] = b[i] + float32(lam)*(f[i]-b[i])
-						}
-					})
-				})
-			})
-			w[spec.Name] = t
-		}
-		return w
+	vectors := map[string]*delta{}
+	for _, t := range ts {
+		vectors[t.name] = taskVector(ev.enc, ftW[t.name])
 	}
 	at := func(u *task, lam float64, on []*task) (map[string]float64, error) {
-		w := along(u, lam)
+		w := vectors[u.name].weights(func(string) float64 { return lam })
 		defer finalize(w)
 		return ev.accs(w, on, false)
 	}
