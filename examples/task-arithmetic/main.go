@@ -17,9 +17,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -249,9 +251,6 @@ func run(o options) (*report, error) {
 			return nil, fmt.Errorf("--settings %s: %w (the fields are those of table.json's \"settings\")", o.Settings, err)
 		}
 	}
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
-		return nil, err
-	}
 	rep := &report{Quick: o.Quick, Settings: st, Skipped: map[string]string{}, Seconds: map[string]float64{},
 		ZeroShotVal: map[string]float64{}, ZeroShot: map[string]float64{}, FinetunedVal: map[string]float64{}, Finetuned: map[string]float64{}}
 	stage := time.Now()
@@ -280,7 +279,10 @@ func run(o options) (*report, error) {
 		rep.Tasks = append(rep.Tasks, name)
 	}
 	if len(ts) < 2 {
-		return nil, fmt.Errorf("need at least two datasets, found %v (skipped: %v)", rep.Tasks, rep.Skipped)
+		return nil, fmt.Errorf("need at least two datasets, found %v (skipped, see above: %v)", rep.Tasks, slices.Sorted(maps.Keys(rep.Skipped)))
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, err
 	}
 	logf("tasks: %s", strings.Join(rep.Tasks, ", "))
 	lap("data")
@@ -1053,8 +1055,9 @@ func measureInterference(ev *evaluator, ts []*task, ftW map[string]models.Weight
 			}
 		}
 		own := r.Own[t.name]
-		logf("%s along its task vector (validation): %.1f%% at λ=0, %.1f%% at 0.3, %.1f%% at 1; another task's vector at 0.3: %s",
-			t.name, 100*own[0], 100*own[3], 100*own[len(own)-1], strings.Join(cross, ", "))
+		at := own[slices.Index(r.Lambdas, r.CrossLambda)]
+		logf("%s along its task vector (validation): %.1f%% at λ=0, %.1f%% at %g, %.1f%% at 1; another task's vector at %g: %s",
+			t.name, 100*own[0], 100*at, r.CrossLambda, 100*own[len(own)-1], r.CrossLambda, strings.Join(cross, ", "))
 	}
 	return r, nil
 }

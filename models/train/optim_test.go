@@ -9,6 +9,7 @@ import (
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/clip"
 	"github.com/editkit/editkit/models/encoder"
+	"github.com/editkit/editkit/models/heads"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -271,14 +272,10 @@ func checkGradient(t *testing.T, e *engine, names []string, inputs ...any) {
 	}
 }
 
-func TestGradientViT(t *testing.T) {
-	c := tinyViT()
-	w := wideWeights(c.Specs(), 1)
-	enc, err := encoder.NewViT(c, w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	head := randomHead(3, c.HiddenSize, true, 1)
+// headEngine is a float64 engine for the fine-tuning loss: every encoder
+// tensor trained through the frozen head.
+func headEngine(t *testing.T, enc *encoder.Encoder, head *heads.Head) *engine {
+	t.Helper()
 	params := make([]param, len(enc.Specs))
 	for i, s := range enc.Specs {
 		params[i] = param{TensorSpec: s, decay: true}
@@ -291,6 +288,17 @@ func TestGradientViT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e
+}
+
+func TestGradientViT(t *testing.T) {
+	c := tinyViT()
+	w := wideWeights(c.Specs(), 1)
+	enc, err := encoder.NewViT(c, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := headEngine(t, enc, randomHead(3, c.HiddenSize, true, 1))
 	defer e.Close()
 	l := c.Prefix + "encoder.layer.0."
 	checkGradient(t, e, []string{
@@ -311,19 +319,7 @@ func TestGradientCLIP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			head := randomHead(3, enc.Dim, true, 2)
-			params := make([]param, len(enc.Specs))
-			for i, s := range enc.Specs {
-				params[i] = param{TensorSpec: s, decay: true}
-			}
-			loss := func(p models.Params, in []*graph.Node) (*graph.Node, *graph.Node) {
-				logits := applyHead(head, enc.Forward(p, pixelsIn(in[0], dtypes.Float64)))
-				return crossEntropy(logits, in[1]), nil
-			}
-			e, err := newEngine(params, enc.Weights, loss, adamW{}, dtypes.Float64)
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := headEngine(t, enc, randomHead(3, enc.Dim, true, 2))
 			defer e.Close()
 			var names []string
 			for _, s := range enc.Specs {
