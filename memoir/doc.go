@@ -61,9 +61,11 @@
 //     "I", "You", "Because", "Yes", "Q: ", 5 and 10 new tokens), generated
 //     once with the unedited model and saved with the memory. The edit's
 //     mask, from the prompt alone, applies at every position of every
-//     sequence. Each sequence's mean target cross-entropy is averaged over
-//     the sequences (the reference's denominator also counts the position
-//     before the first target token and the padding).
+//     sequence. Each sequence's summed target cross-entropy is divided by
+//     n_t + 1 for its n_t target tokens, as the reference's label mask
+//     counts (it starts at the position that predicts the last prompt
+//     token, whose label is ignored; EasyEdit pads on the left, so no
+//     padding is counted), and averaged over the sequences.
 //   - Inference ([MEMOIR.Route], [MEMOIR.Predict]): the query's mask is
 //     computed from its prompt the same way; the stored mask of largest
 //     overlap |M_q ∧ M_i|/k is applied when the overlap reaches τ (0.4,
