@@ -59,14 +59,14 @@ type settings struct {
 }
 
 func quickSettings() settings {
-	return settings{People: 60, Bios: 30, Values: 12, Seed: 1, Vocab: 700,
+	return settings{People: 60, Bios: 30, Values: 12, Seed: 1, Vocab: 1024,
 		Hidden: 48, Intermediate: 192, Layers: 3, Heads: 4,
 		Batch: 32, Epochs: 1, Warmup: 20, LR: 3e-3, WeightDecay: 0.1, RecallPeople: 60,
 		EditLayer: 1, Singles: 3, Counts: []int{6}, BackgroundPeople: 10, Locality: 2}
 }
 
 func fullSettings() settings {
-	return settings{People: 2000, Bios: 40, Seed: 1, Vocab: 1024,
+	return settings{People: 2000, Bios: 40, Seed: 1, Vocab: 2048,
 		Hidden: 64, Intermediate: 768, Layers: 4, Heads: 4,
 		Batch: 64, Epochs: 1, Warmup: 100, LR: 3e-3, WeightDecay: 0.1, RecallPeople: 300,
 		EditLayer: 2, Singles: 100, Counts: []int{10, 100, 300, 1000}, BackgroundPeople: 100, Locality: 2}
@@ -159,12 +159,14 @@ func run(o options) (*report, error) {
 		return nil, err
 	}
 	seqs := make([][]int, len(c.Docs))
+	longest := 0
 	for i, d := range c.Docs {
 		seqs[i] = tok.Encode(d, true, true)
 		rep.Tokens += len(seqs[i])
+		longest = max(longest, len(seqs[i]))
 	}
 	rep.Documents = len(seqs)
-	logf("corpus: %d people, %d biographies, %d tokens (vocabulary %d)", len(c.People), len(seqs), rep.Tokens, tok.VocabSize())
+	logf("corpus: %d people, %d biographies, %d tokens (%.1f a biography, the longest %d; vocabulary %d)", len(c.People), len(seqs), rep.Tokens, float64(rep.Tokens)/float64(len(seqs)), longest, tok.VocabSize())
 	lap("corpus")
 
 	// 2. The model, trained from scratch (or reused).

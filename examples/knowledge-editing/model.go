@@ -14,7 +14,7 @@ import (
 func (s settings) llamaConfig(vocab int) llama.Config {
 	c := llama.Config{ModelType: "llama", HiddenSize: s.Hidden, IntermediateSize: s.Intermediate, NumHiddenLayers: s.Layers,
 		NumAttentionHeads: s.Heads, NumKeyValueHeads: s.Heads, HeadDim: s.Hidden / s.Heads, VocabSize: vocab,
-		MaxPositionEmbeddings: 128, RMSNormEps: 1e-5, RopeTheta: 10000, HiddenAct: "silu", TieWordEmbeddings: true,
+		MaxPositionEmbeddings: 256, RMSNormEps: 1e-5, RopeTheta: 10000, HiddenAct: "silu", TieWordEmbeddings: true,
 		BOSTokenID: 1, EOSTokenIDs: []int{2}}
 	return c
 }

@@ -22,9 +22,9 @@ import (
 // Each sequence is one training example: its first token is usually BOS (the
 // caller tokenizes with it) and it may end with EOS. Sequences are not
 // packed: a batch holds BatchSize of them, in an order shuffled anew each
-// epoch (seeded by Options.Seed and the epoch), padded on the right to one
-// length, the longest sequence rounded up to a multiple of 8 (so one graph
-// serves every step), so that every example starts at position 0 as a
+// epoch (seeded by Options.Seed and the epoch), padded on the right to the
+// batch's longest sequence rounded up to a multiple of 8 (so a few graphs
+// serve every step), so that every example starts at position 0 as a
 // prompt does at inference. The result's Weights are all the model's tensors
 // (float32); llama.New(m.Config, res.Weights) is the trained model, and its
 // Save writes a Hugging Face folder that llama.Load (and editkit generate)
@@ -38,8 +38,7 @@ func CausalLM(m *llama.Model, seqs [][]int, o Options) (*Result, error) {
 		return nil, errors.New("train: the model has an adapter attached; train the plain model (Model.Without)")
 	}
 	c := m.Config
-	length, err := sequenceLength(seqs, c)
-	if err != nil {
+	if err := checkSequences(seqs, c); err != nil {
 		return nil, err
 	}
 	eng, err := newEngine(lmParams(c), m.Weights, causalLoss(c), o.adamW(), o.dtype)
@@ -49,7 +48,7 @@ func CausalLM(m *llama.Model, seqs [][]int, o Options) (*Result, error) {
 	defer eng.Close()
 	total := o.totalSteps(len(seqs))
 	tr := newTracker(o, total)
-	return runSteps(eng, newTokenLoader(seqs, length, o, total), o, tr, total)
+	return runSteps(eng, newTokenLoader(seqs, c.MaxPositionEmbeddings, o, total), o, tr, total)
 }
 
 // lmParams is every weight of a LLaMA model, decayed as decays says.
@@ -76,29 +75,25 @@ func causalLoss(c llama.Config) lossFn {
 	}
 }
 
-// sequenceLength checks the sequences against the model and returns the
-// length batches are padded to: the longest, rounded up to a multiple of 8
-// within the model's positions.
-func sequenceLength(seqs [][]int, c llama.Config) (int, error) {
+// checkSequences checks the sequences against the model.
+func checkSequences(seqs [][]int, c llama.Config) error {
 	if len(seqs) == 0 {
-		return 0, errors.New("train: no sequences to train on")
+		return errors.New("train: no sequences to train on")
 	}
-	longest := 0
 	for i, s := range seqs {
 		if len(s) < 2 {
-			return 0, fmt.Errorf("train: sequence %d has %d tokens; a sequence needs at least 2 (a token and the next to predict)", i, len(s))
+			return fmt.Errorf("train: sequence %d has %d tokens; a sequence needs at least 2 (a token and the next to predict)", i, len(s))
 		}
 		if len(s) > c.MaxPositionEmbeddings {
-			return 0, fmt.Errorf("train: sequence %d has %d tokens, more than the model's %d positions (max_position_embeddings)", i, len(s), c.MaxPositionEmbeddings)
+			return fmt.Errorf("train: sequence %d has %d tokens, more than the model's %d positions (max_position_embeddings)", i, len(s), c.MaxPositionEmbeddings)
 		}
 		for _, id := range s {
 			if id < 0 || id >= c.VocabSize {
-				return 0, fmt.Errorf("train: sequence %d has token id %d outside the model's vocabulary of %d", i, id, c.VocabSize)
+				return fmt.Errorf("train: sequence %d has token id %d outside the model's vocabulary of %d", i, id, c.VocabSize)
 			}
 		}
-		longest = max(longest, len(s))
 	}
-	return min((longest+7)/8*8, c.MaxPositionEmbeddings), nil
+	return nil
 }
 
 // tokenBatch is one step of a causal-LM run: ids, next-token targets and
@@ -142,8 +137,9 @@ func tokenRows(rows [][]int, length int) (ids, targets, weights *tensors.Tensor)
 }
 
 // newTokenLoader yields the batches of a run of steps steps over seqs,
-// epoch after epoch, each in the order epochBatches gives.
-func newTokenLoader(seqs [][]int, length int, o Options, steps int) *prefetcher[*tokenBatch] {
+// epoch after epoch, each in the order epochBatches gives, each padded to
+// its longest sequence rounded up to a multiple of 8 (at most limit).
+func newTokenLoader(seqs [][]int, limit int, o Options, steps int) *prefetcher[*tokenBatch] {
 	return prefetch(func(send func(*tokenBatch) bool) {
 		done := 0
 		for epoch := 0; done < steps; epoch++ {
@@ -152,9 +148,12 @@ func newTokenLoader(seqs [][]int, length int, o Options, steps int) *prefetcher[
 					return
 				}
 				rows := make([][]int, len(idx))
+				length := 0
 				for k, e := range idx {
 					rows[k] = seqs[e.i]
+					length = max(length, len(rows[k]))
 				}
+				length = min((length+7)/8*8, limit)
 				b := &tokenBatch{epoch: epoch}
 				b.ids, b.targets, b.weights = tokenRows(rows, length)
 				if !send(b) {
