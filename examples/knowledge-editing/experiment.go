@@ -20,6 +20,8 @@ type variant struct {
 	// (0 for the fixed one).
 	Threshold    float64 `json:"threshold,omitempty"`
 	FalseRouting float64 `json:"false_routing,omitempty"`
+	// LR is FT-L's calibrated learning rate.
+	LR float64 `json:"lr,omitempty"`
 	// Results: T = 1 (the mean of single-edit runs), then each count.
 	Results []*memoir.Result `json:"results"`
 	// Taus is the automatic τ in effect at each T of Results.
@@ -61,6 +63,41 @@ type editingSettings struct {
 	Singles    int   // single-edit runs averaged for T = 1
 	Counts     []int // sequential T
 	Background []string
+	// Calibration are held-out edits (not evaluated) on which FT-L's
+	// learning rate is chosen.
+	Calibration []memoir.EditRequest
+}
+
+// ftlRates are the learning rates FT-L's calibration tries, EasyEdit's
+// 5e-4 (for 7B models) first.
+var ftlRates = []float64{5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2}
+
+// calibrateFTL picks FT-L's learning rate: the smallest of ftlRates whose
+// single edits of the calibration set all succeed (reliability 1), else
+// the one with the best reliability. EasyEdit's 5e-4 with 25 steps is set
+// for LLaMA-2-7B; a model a thousand times smaller needs its own.
+func calibrateFTL(base *memoir.Base, layer int, calib []memoir.EditRequest, logf func(string, ...any)) (float64, error) {
+	best, bestRel := ftlRates[0], -1.0
+	for _, lr := range ftlRates {
+		c := memoir.DefaultFTLConfig()
+		c.Layer, c.LR = layer, lr
+		f, err := memoir.NewFTL(base, c)
+		if err != nil {
+			return 0, err
+		}
+		r, err := memoir.RunSingleEdits(f, base, calib, nil)
+		if err != nil {
+			return 0, err
+		}
+		logf("FT-L calibration: learning rate %g: reliability %.3f, locality %.3f on %d held-out edits", lr, r.Reliability, r.Locality, len(calib))
+		if r.Reliability > bestRel {
+			best, bestRel = lr, r.Reliability
+		}
+		if r.Reliability == 1 {
+			break
+		}
+	}
+	return best, nil
 }
 
 // runEditing runs MEMOIR (τ = 0.4 and automatic), GRACE and FT-L on the
@@ -160,13 +197,25 @@ func runEditing(base *memoir.Base, edits []memoir.EditRequest, es editingSetting
 	costs = append(costs, c)
 
 	// GRACE and FT-L.
+	ftlLR, err := calibrateFTL(base, es.Layer, es.Calibration, logf)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	for _, method := range []memoir.Method{memoir.MethodGRACE, memoir.MethodFTL} {
-		ed, err := memoir.New(method, base, es.Layer)
+		var ed memoir.Editor
+		v := &variant{Name: "GRACE", Method: method}
+		if method == memoir.MethodGRACE {
+			ed, err = memoir.New(method, base, es.Layer)
+		} else {
+			c := memoir.DefaultFTLConfig()
+			c.Layer, c.LR = es.Layer, ftlLR
+			ed, err = memoir.NewFTL(base, c)
+			v.Name, v.LR = "FT-L", ftlLR
+		}
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		name := map[memoir.Method]string{memoir.MethodGRACE: "GRACE", memoir.MethodFTL: "FT-L"}[method]
-		v := &variant{Name: name, Method: method}
+		name := v.Name
 		r1, err := memoir.RunSingleEdits(ed, base, singles, progress(name+", single edits"))
 		if err != nil {
 			return nil, nil, nil, err

@@ -51,25 +51,27 @@ type settings struct {
 	// Editing: the layer whose down_proj every method edits, the number of
 	// single-edit runs averaged for T = 1, the sequential edit counts T,
 	// the people MEMOIR's background prompts are about (never edited) and
-	// the locality prompts of each edit.
+	// the locality prompts of each edit; Calibration held-out edits (never
+	// evaluated) choose FT-L's learning rate.
 	EditLayer, Singles int
 	Counts             []int
 	BackgroundPeople   int
 	Locality           int
+	Calibration        int
 }
 
 func quickSettings() settings {
-	return settings{People: 60, Bios: 30, Values: 12, Seed: 1, Vocab: 1024,
-		Hidden: 48, Intermediate: 192, Layers: 3, Heads: 4,
-		Batch: 32, Epochs: 1, Warmup: 20, LR: 3e-3, WeightDecay: 0.1, RecallPeople: 60,
-		EditLayer: 1, Singles: 3, Counts: []int{6}, BackgroundPeople: 10, Locality: 2}
+	return settings{People: 40, Bios: 40, Values: 8, Seed: 1, Vocab: 1024,
+		Hidden: 32, Intermediate: 128, Layers: 2, Heads: 2,
+		Batch: 8, Epochs: 2, Warmup: 20, LR: 1e-2, WeightDecay: 0.1, RecallPeople: 40,
+		EditLayer: 0, Singles: 3, Counts: []int{6}, BackgroundPeople: 8, Locality: 2, Calibration: 5}
 }
 
 func fullSettings() settings {
 	return settings{People: 2000, Bios: 40, Seed: 1, Vocab: 2048,
 		Hidden: 64, Intermediate: 768, Layers: 4, Heads: 4,
 		Batch: 64, Epochs: 1, Warmup: 100, LR: 3e-3, WeightDecay: 0.1, RecallPeople: 300,
-		EditLayer: 2, Singles: 100, Counts: []int{10, 100, 300, 1000}, BackgroundPeople: 100, Locality: 2}
+		EditLayer: 2, Singles: 100, Counts: []int{10, 100, 300, 1000}, BackgroundPeople: 100, Locality: 2, Calibration: 20}
 }
 
 type options struct {
@@ -245,9 +247,16 @@ func run(o options) (*report, error) {
 		return nil, fmt.Errorf("edit layer %d: the model has layers 0..%d", st.EditLayer, st.Layers-1)
 	}
 	bgPeople := backgroundPeople(c, st.BackgroundPeople, st.Seed)
-	recs := editSet(c, max(slices.Max(st.Counts), st.Singles), st.Locality, bgPeople, st.Seed)
+	n := max(slices.Max(st.Counts), st.Singles)
+	recs := editSet(c, n+st.Calibration, st.Locality, bgPeople, st.Seed)
+	calibRecs := recs[min(n, len(recs)-st.Calibration):]
+	recs = recs[:len(recs)-len(calibRecs)]
 	rep.EditSet = filepath.Join(o.Out, "edits.json")
 	edits, err := writeEditSet(rep.EditSet, recs)
+	if err != nil {
+		return nil, err
+	}
+	calib, err := writeEditSet(filepath.Join(o.Out, "calibration-edits.json"), calibRecs)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +273,7 @@ func run(o options) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	es := editingSettings{Layer: st.EditLayer, Singles: st.Singles, Counts: counts, Background: backgroundPrompts(c, bgPeople, st.Seed)}
+	es := editingSettings{Layer: st.EditLayer, Singles: st.Singles, Counts: counts, Background: backgroundPrompts(c, bgPeople, st.Seed), Calibration: calib}
 	if rep.Variants, rep.Overlaps, rep.Costs, err = runEditing(base, edits, es, o.Out, logf); err != nil {
 		return nil, err
 	}
