@@ -244,12 +244,7 @@ func pack(dst []float32, x Matrix, off, r0, rows, p0, kb, w int) {
 				copy(dst[p*w:p*w+rows], src[base+p*ks:base+p*ks+rows])
 			}
 		case ks == 1:
-			for i := range rows {
-				row := src[base+i*rs : base+i*rs+kb]
-				for p, v := range row {
-					dst[p*w+i] = v
-				}
-			}
+			packRowsF32(dst, src[base:], rs, rows, kb, w)
 		default:
 			for i := range rows {
 				for p := range kb {
@@ -281,6 +276,29 @@ func pack(dst []float32, x Matrix, off, r0, rows, p0, kb, w int) {
 			for p := range kb {
 				dst[p*w+i] = math.Float32frombits(uint32(src[base+i*rs+p*ks]) << 16)
 			}
+		}
+	}
+}
+
+// packRowsF32 transposes rows of kb contiguous values (row stride rs) into
+// a panel [kb][w], four rows at a time so that the writes are sequential.
+func packRowsF32(dst, src []float32, rs, rows, kb, w int) {
+	i := 0
+	for ; i+4 <= rows; i += 4 {
+		r0 := src[i*rs : i*rs+kb]
+		r1 := src[(i+1)*rs : (i+1)*rs+kb]
+		r2 := src[(i+2)*rs : (i+2)*rs+kb]
+		r3 := src[(i+3)*rs : (i+3)*rs+kb]
+		d := dst[i:]
+		for p := range kb {
+			q := d[p*w : p*w+4]
+			q[0], q[1], q[2], q[3] = r0[p], r1[p], r2[p], r3[p]
+		}
+	}
+	for ; i < rows; i++ {
+		row := src[i*rs : i*rs+kb]
+		for p, v := range row {
+			dst[p*w+i] = v
 		}
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	_ "unsafe" // go:linkname
 
@@ -63,12 +64,26 @@ const priorityArch = 10
 
 var (
 	installOnce sync.Once
-	// builtin is simplego's DotGeneral executor, which the replacement
-	// calls for dtypes other than float32 and bfloat16.
-	builtin   executor
+	// builtins are simplego's executors of the replaced ops, which the
+	// replacements call for what they do not handle (other dtypes).
+	builtins  [backends.OpTypeLast]executor
 	installed bool
 	whyNot    string
 )
+
+// replacements are the executors Install registers.
+var replacements = map[backends.OpType]executor{
+	backends.OpTypeDotGeneral: execDotGeneral,
+	backends.OpTypeAdd:        binaryExecutor(backends.OpTypeAdd, addOp),
+	backends.OpTypeSub:        binaryExecutor(backends.OpTypeSub, subOp),
+	backends.OpTypeMul:        binaryExecutor(backends.OpTypeMul, mulOp),
+	backends.OpTypeDiv:        binaryExecutor(backends.OpTypeDiv, divOp),
+	backends.OpTypeErf:        unaryExecutor(backends.OpTypeErf, simd.Erf),
+	backends.OpTypeExp:        unaryExecutor(backends.OpTypeExp, simd.Exp),
+	backends.OpTypeLogistic:   unaryExecutor(backends.OpTypeLogistic, simd.Logistic),
+	backends.OpTypeReduceSum:  reduceExecutor(backends.OpTypeReduceSum, sumReduction),
+	backends.OpTypeReduceMax:  reduceExecutor(backends.OpTypeReduceMax, maxReduction),
+}
 
 // Install registers the SIMD DotGeneral executor with simplego, for the
 // whole process (package models calls it from its init). It is idempotent
@@ -84,14 +99,17 @@ func Install() {
 			whyNot = fmt.Sprintf("built with GoMLX %q; the executor reaches into simplego %s's internals", v, GoMLXVersion)
 			return
 		}
-		op := backends.OpTypeDotGeneral
-		if nodeExecutorsPriority[op] > priorityArch || nodeExecutors[op] == nil {
-			whyNot = "simplego's DotGeneral executor is missing or already replaced at a higher priority"
-			return
+		for op := range replacements {
+			if nodeExecutorsPriority[op] > priorityArch || nodeExecutors[op] == nil {
+				whyNot = fmt.Sprintf("simplego's %s executor is missing or already replaced at a higher priority", op)
+				return
+			}
 		}
-		builtin = nodeExecutors[op]
-		nodeExecutors[op] = execDotGeneral
-		nodeExecutorsPriority[op] = priorityArch
+		for op, exec := range replacements {
+			builtins[op] = nodeExecutors[op]
+			nodeExecutors[op] = exec
+			nodeExecutorsPriority[op] = priorityArch
+		}
 		installed = true
 	})
 }
@@ -129,7 +147,7 @@ func execDotGeneral(backend *simplego.Backend, node *simplego.Node, inputs []*si
 	}
 	dt := lhsShape.DType
 	if dt != dtypes.Float32 && dt != dtypes.BFloat16 {
-		return builtin(backend, node, inputs, inputsOwned)
+		return builtins[backends.OpTypeDotGeneral](backend, node, inputs, inputsOwned)
 	}
 	rhsShape, err := backend.BufferShape(inputs[1])
 	if err != nil {
@@ -155,6 +173,131 @@ func execDotGeneral(backend *simplego.Backend, node *simplego.Node, inputs []*si
 	if err := dotGeneral(p, operand{lhsShape.Dimensions, lhs}, operand{rhsShape.Dimensions, rhs}, flat, workers(backend)); err != nil {
 		backend.BufferFinalize(out)
 		return nil, err
+	}
+	return out, nil
+}
+
+// binaryExecutor runs op on float32 operands (other dtypes and broadcasts
+// it does not know go to simplego's executor). Like simplego, it writes
+// into an input buffer of the output's shape that is not needed afterwards
+// (the executor then must clear it from inputs).
+func binaryExecutor(opType backends.OpType, op binaryOp) executor {
+	return func(backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer, inputsOwned []bool) (*simplego.Buffer, error) {
+		ls, err := backend.BufferShape(inputs[0])
+		if err != nil {
+			return nil, err
+		}
+		rs, err := backend.BufferShape(inputs[1])
+		if err != nil {
+			return nil, err
+		}
+		dims, ok := broadcastShape(ls.Dimensions, rs.Dimensions)
+		if !ok || ls.DType != dtypes.Float32 || rs.DType != dtypes.Float32 {
+			return builtins[opType](backend, node, inputs, inputsOwned)
+		}
+		l, err := backend.BufferData(inputs[0])
+		if err != nil {
+			return nil, err
+		}
+		r, err := backend.BufferData(inputs[1])
+		if err != nil {
+			return nil, err
+		}
+		var out *simplego.Buffer
+		switch {
+		case inputsOwned[0] && slices.Equal(ls.Dimensions, dims):
+			out, inputs[0] = inputs[0], nil
+		case inputsOwned[1] && slices.Equal(rs.Dimensions, dims):
+			out, inputs[1] = inputs[1], nil
+		default:
+			out = backend.NewBuffer(shapes.Make(dtypes.Float32, dims...))
+		}
+		flat, err := backend.BufferData(out)
+		if err != nil {
+			return nil, err
+		}
+		binary(op, flat.([]float32), l.([]float32), r.([]float32), ls.Dimensions, rs.Dimensions, dims, workers(backend))
+		return out, nil
+	}
+}
+
+// unaryExecutor runs fn on float32 operands, in place when the input is
+// not needed afterwards.
+func unaryExecutor(opType backends.OpType, fn func(dst, src []float32)) executor {
+	return func(backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer, inputsOwned []bool) (*simplego.Buffer, error) {
+		s, err := backend.BufferShape(inputs[0])
+		if err != nil {
+			return nil, err
+		}
+		if s.DType != dtypes.Float32 {
+			return builtins[opType](backend, node, inputs, inputsOwned)
+		}
+		in, err := backend.BufferData(inputs[0])
+		if err != nil {
+			return nil, err
+		}
+		out := inputs[0]
+		if inputsOwned[0] {
+			inputs[0] = nil
+		} else {
+			out = backend.NewBuffer(s)
+		}
+		flat, err := backend.BufferData(out)
+		if err != nil {
+			return nil, err
+		}
+		unary(fn, flat.([]float32), in.([]float32), workers(backend))
+		return out, nil
+	}
+}
+
+// reduceExecutor runs red on float32 operands whose reduced axes are one
+// run (after dropping axes of size 1).
+func reduceExecutor(opType backends.OpType, red reduction) executor {
+	return func(backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer, inputsOwned []bool) (*simplego.Buffer, error) {
+		s, err := backend.BufferShape(inputs[0])
+		if err != nil {
+			return nil, err
+		}
+		axes, err := nodeInts(node)
+		if err != nil {
+			return nil, err
+		}
+		outer, reduced, inner, ok := reducePlan(s.Dimensions, axes)
+		if s.DType != dtypes.Float32 || !ok || len(axes) == 0 {
+			return builtins[opType](backend, node, inputs, inputsOwned)
+		}
+		var dims []int
+		for i, d := range s.Dimensions {
+			if !slices.Contains(axes, i) {
+				dims = append(dims, d)
+			}
+		}
+		in, err := backend.BufferData(inputs[0])
+		if err != nil {
+			return nil, err
+		}
+		out := backend.NewBuffer(shapes.Make(dtypes.Float32, dims...))
+		flat, err := backend.BufferData(out)
+		if err != nil {
+			return nil, err
+		}
+		reduce(red, flat.([]float32), in.([]float32), outer, reduced, inner, workers(backend))
+		return out, nil
+	}
+}
+
+// nodeInts reads a node's data that is a []int (a reduce op's axes).
+func nodeInts(node *simplego.Node) ([]int, error) {
+	data := reflect.ValueOf(node).Elem().FieldByName("data")
+	if !data.IsValid() || data.Kind() != reflect.Interface || data.IsNil() ||
+		data.Elem().Kind() != reflect.Slice || data.Elem().Type().Elem().Kind() != reflect.Int {
+		return nil, fmt.Errorf("cpukernels: simplego.Node.data is not the []int of a reduce op; GoMLX's layout changed")
+	}
+	d := data.Elem()
+	out := make([]int, d.Len())
+	for i := range out {
+		out[i] = int(d.Index(i).Int())
 	}
 	return out, nil
 }

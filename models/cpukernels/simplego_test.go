@@ -165,14 +165,6 @@ func forEach(dims []int, fn func(idx []int)) {
 	}
 }
 
-func size(dims []int) int {
-	n := 1
-	for _, d := range dims {
-		n *= d
-	}
-	return n
-}
-
 // run executes the case's DotGeneral on b and returns its output as float64.
 func run(t *testing.T, b backends.Backend, c dotCase, l, r *tensors.Tensor, bf16 bool) []float64 {
 	t.Helper()
@@ -238,7 +230,7 @@ func TestDotGeneralMatchesReference(t *testing.T) {
 				if calls == 0 {
 					t.Fatalf("%s: the replacement executor was not called", name)
 				}
-				withExecutor(builtin, func() { builtinOut = run(t, b, c, lt, rt, bf16) })
+				withExecutor(builtins[backends.OpTypeDotGeneral], func() { builtinOut = run(t, b, c, lt, rt, bf16) })
 				for i := range want {
 					// float32 accumulation, plus one rounding to bfloat16
 					// (simplego's own truncates: a whole ulp).

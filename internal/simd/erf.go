@@ -1,0 +1,22 @@
+package simd
+
+import "math"
+
+// Erf sets dst[i] = erf(src[i]) (dst may alias src). With SIMD it
+// evaluates sign(x)·min(1, a·P(a²)/Q(a²)), a = min(|x|, 3.92), with P and
+// Q of degree 5 in a² fitted here for relative error (1.9e-8 in exact
+// arithmetic); in float32 with fused multiply-adds its error is at most 6
+// ulp (mean 0.8), near |x| = 3.7. NaN stays NaN and erf(±0) = ±0. The
+// pure-Go version rounds math.Erf.
+func Erf(dst, src []float32) {
+	erfAt(level, dst, src)
+}
+
+func erfAt(l Level, dst, src []float32) {
+	src = src[:len(dst)]
+	if !erfArch(l, dst, src) {
+		for i, v := range src {
+			dst[i] = float32(math.Erf(float64(v)))
+		}
+	}
+}
