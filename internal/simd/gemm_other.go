@@ -1,5 +1,0 @@
-//go:build !amd64
-
-package simd
-
-func archKernel(Level) (microKernel, bool) { return microKernel{}, false }
