@@ -1,87 +1,115 @@
 package simd
 
+import "math"
+
 // Elementwise float32 arithmetic. dst may alias the inputs; every slice
-// must be at least as long as dst.
+// must be at least as long as dst. The operations are exact IEEE ones, so
+// every level gives the same bits.
 
 // Add sets dst[i] = a[i] + b[i].
-func Add(dst, a, b []float32) {
-	a, b = a[:len(dst)], b[:len(dst)]
-	for i := range dst {
-		dst[i] = a[i] + b[i]
-	}
-}
+func Add(dst, a, b []float32) { binaryVV(level, opAdd, dst, a, b) }
 
 // Sub sets dst[i] = a[i] − b[i].
-func Sub(dst, a, b []float32) {
-	a, b = a[:len(dst)], b[:len(dst)]
-	for i := range dst {
-		dst[i] = a[i] - b[i]
-	}
-}
+func Sub(dst, a, b []float32) { binaryVV(level, opSub, dst, a, b) }
 
 // Mul sets dst[i] = a[i] · b[i].
-func Mul(dst, a, b []float32) {
-	a, b = a[:len(dst)], b[:len(dst)]
-	for i := range dst {
-		dst[i] = a[i] * b[i]
-	}
-}
+func Mul(dst, a, b []float32) { binaryVV(level, opMul, dst, a, b) }
 
 // Div sets dst[i] = a[i] / b[i].
-func Div(dst, a, b []float32) {
-	a, b = a[:len(dst)], b[:len(dst)]
-	for i := range dst {
-		dst[i] = a[i] / b[i]
-	}
-}
+func Div(dst, a, b []float32) { binaryVV(level, opDiv, dst, a, b) }
 
 // AddScalar sets dst[i] = a[i] + s.
-func AddScalar(dst, a []float32, s float32) {
-	a = a[:len(dst)]
-	for i := range dst {
-		dst[i] = a[i] + s
-	}
-}
+func AddScalar(dst, a []float32, s float32) { binaryVS(level, opAdd, dst, a, s) }
 
 // SubScalar sets dst[i] = a[i] − s.
-func SubScalar(dst, a []float32, s float32) {
-	a = a[:len(dst)]
-	for i := range dst {
-		dst[i] = a[i] - s
-	}
-}
-
-// ScalarSub sets dst[i] = s − b[i].
-func ScalarSub(dst []float32, s float32, b []float32) {
-	b = b[:len(dst)]
-	for i := range dst {
-		dst[i] = s - b[i]
-	}
-}
+func SubScalar(dst, a []float32, s float32) { binaryVS(level, opSub, dst, a, s) }
 
 // MulScalar sets dst[i] = a[i] · s.
-func MulScalar(dst, a []float32, s float32) {
-	a = a[:len(dst)]
-	for i := range dst {
-		dst[i] = a[i] * s
-	}
-}
+func MulScalar(dst, a []float32, s float32) { binaryVS(level, opMul, dst, a, s) }
 
 // DivScalar sets dst[i] = a[i] / s.
-func DivScalar(dst, a []float32, s float32) {
-	a = a[:len(dst)]
-	for i := range dst {
-		dst[i] = a[i] / s
+func DivScalar(dst, a []float32, s float32) { binaryVS(level, opDiv, dst, a, s) }
+
+// ScalarSub sets dst[i] = s − b[i].
+func ScalarSub(dst []float32, s float32, b []float32) { binarySV(level, opSub, dst, s, b) }
+
+// ScalarDiv sets dst[i] = s / b[i].
+func ScalarDiv(dst []float32, s float32, b []float32) { binarySV(level, opDiv, dst, s, b) }
+
+func binaryVV(l Level, op int, dst, a, b []float32) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	i := vv(l, op, dst, a, b)
+	dst, a, b = dst[i:], a[i:], b[i:]
+	switch op {
+	case opAdd:
+		for i := range dst {
+			dst[i] = a[i] + b[i]
+		}
+	case opSub:
+		for i := range dst {
+			dst[i] = a[i] - b[i]
+		}
+	case opMul:
+		for i := range dst {
+			dst[i] = a[i] * b[i]
+		}
+	case opDiv:
+		for i := range dst {
+			dst[i] = a[i] / b[i]
+		}
 	}
 }
 
-// ScalarDiv sets dst[i] = s / b[i].
-func ScalarDiv(dst []float32, s float32, b []float32) {
-	b = b[:len(dst)]
-	for i := range dst {
-		dst[i] = s / b[i]
+func binaryVS(l Level, op int, dst, a []float32, s float32) {
+	a = a[:len(dst)]
+	i := vs(l, op, dst, a, s)
+	dst, a = dst[i:], a[i:]
+	switch op {
+	case opAdd:
+		for i := range dst {
+			dst[i] = a[i] + s
+		}
+	case opSub:
+		for i := range dst {
+			dst[i] = a[i] - s
+		}
+	case opMul:
+		for i := range dst {
+			dst[i] = a[i] * s
+		}
+	case opDiv:
+		for i := range dst {
+			dst[i] = a[i] / s
+		}
 	}
 }
+
+// binarySV is s op b[i] for the operations that do not commute.
+func binarySV(l Level, op int, dst []float32, s float32, b []float32) {
+	b = b[:len(dst)]
+	i := sv(l, op, dst, s, b)
+	dst, b = dst[i:], b[i:]
+	switch op {
+	case opSub:
+		for i := range dst {
+			dst[i] = s - b[i]
+		}
+	case opDiv:
+		for i := range dst {
+			dst[i] = s / b[i]
+		}
+	default:
+		panic("simd: binarySV of a commuting operation")
+	}
+}
+
+// The arithmetic operations, indexes of the kernel tables.
+const (
+	opAdd = iota
+	opSub
+	opMul
+	opDiv
+)
 
 // Sum returns Σ x[i], summed in eight interleaved partial sums (faster, and
 // closer to the exact sum, than one running sum).
@@ -103,4 +131,46 @@ func Sum(x []float32) float32 {
 		s[j] += v
 	}
 	return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+}
+
+// Max returns the largest x[i] as Go's max does: NaN when any is NaN, +0
+// over −0; −Inf for no values.
+func Max(x []float32) float32 {
+	m := [8]float32{}
+	for j := range m {
+		m[j] = float32(math.Inf(-1))
+	}
+	nan := false
+	i := 0
+	for ; i+8 <= len(x); i += 8 {
+		v := x[i : i+8 : i+8]
+		for j, e := range v {
+			if e > m[j] {
+				m[j] = e
+			}
+			nan = nan || e != e
+		}
+	}
+	for _, e := range x[i:] {
+		if e > m[0] {
+			m[0] = e
+		}
+		nan = nan || e != e
+	}
+	if nan {
+		return float32(math.NaN())
+	}
+	r := m[0]
+	for _, e := range m[1:] {
+		r = max(r, e)
+	}
+	if r == 0 {
+		// −0 and +0 compare equal: Go's max prefers +0.
+		for _, e := range x {
+			if math.Float32bits(e) == 0 {
+				return 0
+			}
+		}
+	}
+	return r
 }

@@ -96,13 +96,15 @@ type gemmBuffers struct {
 
 var bufferPool = sync.Pool{New: func() any { return &gemmBuffers{} }}
 
-func (g *gemmBuffers) size(kern microKernel, workers int) {
-	nb := blockK * (blockN + kern.nr)
+// size makes the buffers large enough for an m×n×k product.
+func (g *gemmBuffers) size(kern microKernel, workers, m, n, k int) {
+	kb := min(k, blockK)
+	nb := kb * roundUp(min(n, blockN), kern.nr)
 	if cap(g.b) < nb {
 		g.b = make([]float32, nb)
 	}
 	g.b = g.b[:nb]
-	na := blockK * (blockM + kern.mr)
+	na := kb * roundUp(min(m, blockM), kern.mr)
 	for len(g.a) < workers {
 		g.a = append(g.a, nil)
 	}
@@ -131,12 +133,12 @@ func matMul(kern microKernel, c []float32, a, b Matrix, batch, m, n, k, workers 
 	defer bufferPool.Put(bufs)
 	// Many small products (attention heads): one batch range per worker.
 	if workers > 1 && batch >= workers && (batch >= 4*workers || m < 2*blockM) {
-		bufs.size(kern, 1)
+		bufs.size(kern, 1, m, n, k)
 		per := make([]*gemmBuffers, workers)
 		per[0] = bufs
 		for w := 1; w < workers; w++ {
 			per[w] = bufferPool.Get().(*gemmBuffers)
-			per[w].size(kern, 1)
+			per[w].size(kern, 1, m, n, k)
 			defer bufferPool.Put(per[w])
 		}
 		parallel(workers, func(w int) {
@@ -146,7 +148,7 @@ func matMul(kern microKernel, c []float32, a, b Matrix, batch, m, n, k, workers 
 		})
 		return
 	}
-	bufs.size(kern, workers)
+	bufs.size(kern, workers, m, n, k)
 	for bi := range batch {
 		gemm(kern, c[bi*m*n:(bi+1)*m*n], a, b, bi, m, n, k, workers, bufs)
 	}

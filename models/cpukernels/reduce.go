@@ -17,23 +17,15 @@ type reduction struct {
 
 var (
 	sumReduction = reduction{0, func(dst, x []float32) { simd.Add(dst, dst, x) }, simd.Sum}
-	maxReduction = reduction{float32(math.Inf(-1)), maxInto, maxOf}
+	maxReduction = reduction{float32(math.Inf(-1)), maxInto, simd.Max}
 )
 
-// maxInto and maxOf use Go's max, as simplego does: NaN wins, +0 > −0.
+// maxInto uses Go's max, as simplego does: NaN wins, +0 > −0.
 func maxInto(dst, x []float32) {
 	x = x[:len(dst)]
 	for i, v := range x {
 		dst[i] = max(dst[i], v)
 	}
-}
-
-func maxOf(x []float32) float32 {
-	m := float32(math.Inf(-1))
-	for _, v := range x {
-		m = max(m, v)
-	}
-	return m
 }
 
 // reducePlan merges an operand's axes into [outer, reduced, inner] runs

@@ -1,0 +1,87 @@
+package simd
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func specialValues(rng *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		switch rng.IntN(20) {
+		case 0:
+			x[i] = []float32{0, float32(math.Copysign(0, -1)), float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 1e-40, math.MaxFloat32}[rng.IntN(7)]
+		default:
+			x[i] = float32(rng.NormFloat64() * 100)
+		}
+	}
+	return x
+}
+
+func sameBits(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) }
+
+// Every level gives the scalar Go result, bit for bit, on every length
+// (tails included), in place too.
+func TestArithmetic(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	scalar := func(op int, x, y float32) float32 {
+		switch op {
+		case opAdd:
+			return x + y
+		case opSub:
+			return x - y
+		case opMul:
+			return x * y
+		}
+		return x / y
+	}
+	for _, l := range levels() {
+		for _, n := range []int{0, 1, 7, 8, 15, 16, 17, 33, 1000} {
+			a, b := specialValues(rng, n), specialValues(rng, n)
+			s := float32(rng.NormFloat64())
+			for op := opAdd; op <= opDiv; op++ {
+				dst := make([]float32, n)
+				binaryVV(l, op, dst, a, b)
+				for i := range dst {
+					if w := scalar(op, a[i], b[i]); !sameBits(dst[i], w) {
+						t.Fatalf("%s op %d n %d: vv[%d] = %v, want %v", l, op, n, i, dst[i], w)
+					}
+				}
+				binaryVS(l, op, dst, a, s)
+				for i := range dst {
+					if w := scalar(op, a[i], s); !sameBits(dst[i], w) {
+						t.Fatalf("%s op %d n %d: vs[%d] = %v, want %v", l, op, n, i, dst[i], w)
+					}
+				}
+				if op == opSub || op == opDiv {
+					inPlace := append([]float32(nil), b...)
+					binarySV(l, op, inPlace, s, inPlace)
+					for i := range dst {
+						if w := scalar(op, s, b[i]); !sameBits(inPlace[i], w) {
+							t.Fatalf("%s op %d n %d: sv[%d] = %v, want %v", l, op, n, i, inPlace[i], w)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestMax(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	negZero := float32(math.Copysign(0, -1))
+	cases := [][]float32{nil, {negZero}, {negZero, 0}, {0, negZero}, {negZero, -1, negZero}, {1, float32(math.NaN()), 2}}
+	for n := range 40 {
+		cases = append(cases, specialValues(rng, n))
+	}
+	for _, c := range cases {
+		want := float32(math.Inf(-1))
+		for _, v := range c {
+			want = max(want, v)
+		}
+		if got := Max(c); !sameBits(got, want) && !(got != got && want != want) {
+			t.Fatalf("Max(%v) = %v, want %v", c, got, want)
+		}
+	}
+}
