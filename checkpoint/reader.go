@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/editkit/editkit/internal/simd"
 )
 
 // File names of the Hugging Face checkpoint layout.
@@ -313,16 +314,9 @@ func CheckFinite(file, name string, data []float32) error {
 }
 
 // FirstNonFinite returns the index of the first NaN or ±Inf in data, or −1.
-// It tests exponent bits (all ones means Inf or NaN), which is several times
-// faster than math.IsNaN/IsInf on every element.
-func FirstNonFinite(data []float32) int {
-	for i, v := range data {
-		if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
-			return i
-		}
-	}
-	return -1
-}
+// It tests exponent bits (all ones means Inf or NaN), 32 values at a time
+// with SIMD.
+func FirstNonFinite(data []float32) int { return simd.FirstNonFinite(data) }
 
 // checkRange rejects element ranges outside the tensor, written so that
 // start+n cannot overflow past the check.

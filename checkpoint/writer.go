@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/nlpodyssey/safetensors"
 )
@@ -47,6 +48,12 @@ type WriteOptions struct {
 	Force bool
 	// Inputs are paths the output must not overwrite or lie inside.
 	Inputs []string
+	// Saturate makes WriteFloat32 write finite values beyond the range of
+	// a bfloat16 or float16 tensor as its largest finite value of the same
+	// sign (counted in Saturated, when set) instead of failing with an
+	// *OverflowError.
+	Saturate  bool
+	Saturated *atomic.Int64
 }
 
 // Writer writes a checkpoint tensor by tensor, in the order its specs were
@@ -65,6 +72,9 @@ type Writer struct {
 	curIdx  int
 	scratch []byte
 	done    bool
+	// saturate and saturated are WriteOptions.Saturate and Saturated.
+	saturate  bool
+	saturated *atomic.Int64
 }
 
 type shard struct {
@@ -85,7 +95,8 @@ func Create(out string, specs []TensorSpec, opts WriteOptions) (*Writer, error) 
 	if err := CheckOutput(out, opts.Inputs, opts.Force); err != nil {
 		return nil, err
 	}
-	w := &Writer{target: out, single: strings.HasSuffix(out, ".safetensors"), force: opts.Force, specs: specs}
+	w := &Writer{target: out, single: strings.HasSuffix(out, ".safetensors"), force: opts.Force, specs: specs,
+		saturate: opts.Saturate, saturated: opts.Saturated}
 	seen := make(map[string]bool, len(specs))
 	for _, s := range specs {
 		if seen[s.Name] {
@@ -349,7 +360,9 @@ func (w *Writer) WritePart(name string, raw []byte) error {
 }
 
 // WriteFloat32 encodes data in the declared dtype of the current tensor and
-// appends it, like WritePart: a tensor may be written in several chunks.
+// appends it, like WritePart: a tensor may be written in several chunks. A
+// finite value beyond the range of a 16-bit dtype is an *OverflowError
+// (its Index counted from the tensor's start) unless the writer saturates.
 func (w *Writer) WriteFloat32(name string, data []float32) error {
 	s, ok := w.Next()
 	if !ok || s.Name != name {
@@ -358,9 +371,23 @@ func (w *Writer) WriteFloat32(name string, data []float32) error {
 	if s.DType == F32 && littleEndianHost {
 		return w.WritePart(name, float32Bytes(data))
 	}
-	var err error
-	if w.scratch, err = EncodeFloat32(s.DType, data, w.scratch); err != nil {
+	var (
+		err error
+		n   int64
+	)
+	if w.saturate {
+		w.scratch, n, err = EncodeFloat32Saturating(s.DType, data, w.scratch)
+	} else {
+		w.scratch, err = EncodeFloat32(s.DType, data, w.scratch)
+	}
+	if err != nil {
+		if oe, ok := err.(*OverflowError); ok {
+			oe.Index += w.pos / int64(s.DType.Size())
+		}
 		return fmt.Errorf("writing %s: tensor %q: %w", w.target, name, err)
+	}
+	if n > 0 && w.saturated != nil {
+		w.saturated.Add(n)
 	}
 	return w.WritePart(name, w.scratch)
 }

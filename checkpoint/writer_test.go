@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	st "github.com/nlpodyssey/safetensors"
@@ -827,4 +830,69 @@ func TestWriterParts(t *testing.T) {
 			t.Errorf("folder holds %v", names)
 		}
 	})
+}
+
+// A value that overflows a 16-bit output is an error naming the output,
+// the tensor, the dtype and the index in the tensor, and leaves nothing;
+// with Saturate it is clamped and counted.
+func TestWriterOverflow(t *testing.T) {
+	for _, dt := range []DType{F16, BF16} {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "out.safetensors")
+		specs := []TensorSpec{{Name: "w", DType: dt, Shape: []int64{2, 8}}}
+		big := []float32{0, 1, 2, 3, 4, 5, math.MaxFloat32, 7}
+		if dt == F16 {
+			big[6] = -70000
+		}
+		w, err := Create(out, specs, WriteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteFloat32("w", make([]float32, 8)); err != nil {
+			t.Fatal(err)
+		}
+		err = w.WriteFloat32("w", big)
+		var oe *OverflowError
+		if !errors.As(err, &oe) || oe.Index != 14 || oe.DType != dt {
+			t.Fatalf("%s: error %v, want an overflow at index 14", dt, err)
+		}
+		for _, want := range []string{out, `"w"`, dt.String(), "index 14"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error %q does not name %s", dt, err, want)
+			}
+		}
+		w.Abort()
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("%s: the failed write left %v", dt, entries)
+		}
+
+		var n atomic.Int64
+		w, err = Create(out, specs, WriteOptions{Saturate: true, Saturated: &n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteFloat32("w", big); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteFloat32("w", big); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if n.Load() != 2 {
+			t.Errorf("%s: %d values saturated, want 2", dt, n.Load())
+		}
+		got, _, err := mustOpen(t, out).ReadFloat32("w", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := float32(math.Float32frombits(0x7f7f0000))
+		if dt == F16 {
+			want = -65504
+		}
+		if got[6] != want || got[14] != want {
+			t.Errorf("%s: saturated values %v and %v, want %v", dt, got[6], got[14], want)
+		}
+	}
 }

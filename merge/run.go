@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/internal/simd"
 	"github.com/editkit/editkit/tasks"
 )
 
@@ -453,10 +454,7 @@ func (p *plan) final(w int, c *tasks.Chunk) error {
 	if err := p.delta(w, c, c.Out); err != nil {
 		return err
 	}
-	s := p.scale(c.Tensor.Name)
-	for i, b := range c.Base {
-		c.Out[i] = b + s*c.Out[i]
-	}
+	simd.ScaleAdd(c.Out, c.Base, p.scale(c.Tensor.Name))
 	return nil
 }
 

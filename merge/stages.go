@@ -1,6 +1,10 @@
 package merge
 
-import "math"
+import (
+	"math"
+
+	"github.com/editkit/editkit/internal/simd"
+)
 
 // The stages below are pure functions over slices: chunks of task vectors
 // τ_t (taus[t]) and of the base θ_0. They are the building blocks of every
@@ -182,11 +186,7 @@ func weightedSum(dst []float32, taus [][]float32, w []float32, normalize bool) {
 	// Member-major: each element still sums its terms in member order.
 	clear(dst)
 	for t, tau := range taus {
-		wt := w[t]
-		tau = tau[:len(dst)]
-		for i := range dst {
-			dst[i] += wt * tau[i]
-		}
+		simd.AddScaled(dst, tau, w[t])
 	}
 	if !normalize {
 		return
@@ -198,9 +198,7 @@ func weightedSum(dst []float32, taus [][]float32, w []float32, normalize bool) {
 	if math.Abs(float64(s)) < 1e-8 {
 		return
 	}
-	for i := range dst {
-		dst[i] /= s
-	}
+	simd.DivScalar(dst, dst, s)
 }
 
 // weightedTIES is mergekit's sign consensus ("sum"): with u_t = w_t τ_t, the

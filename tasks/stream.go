@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/internal/simd"
 )
 
 // DefaultChunk is the number of elements per chunk: small enough that a
@@ -361,7 +362,7 @@ func (r *chunkReader) run(worker int, j *job, fn ChunkFunc) error {
 			}
 			if r.models {
 				r.theta[i] = grow(r.theta[i], len(c.Base))
-				add(r.theta[i], c.Base, c.Taus[i])
+				simd.Add(r.theta[i], c.Base, c.Taus[i])
 				c.Models[i] = r.theta[i]
 			} else {
 				c.Models[i] = nil // not derived: don't expose stale data
@@ -381,7 +382,7 @@ func (r *chunkReader) run(worker int, j *job, fn ChunkFunc) error {
 		if r.theta[i], err = r.read(mem, t.Name, j, r.theta[i]); err != nil {
 			return err
 		}
-		sub(c.Taus[i], r.theta[i], c.Base)
+		simd.Sub(c.Taus[i], r.theta[i], c.Base)
 		c.Models[i] = nil
 		if r.models {
 			c.Models[i] = r.theta[i]
@@ -454,21 +455,6 @@ func nonFinite(t checkpoint.TensorInfo, start int64, bad int, data []float32) er
 	return fmt.Errorf("%s: tensor %q holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", t.File, t.Name, data[bad], start+int64(bad))
 }
 
-func sub(dst, a, b []float32) {
-	b = b[:len(dst)]
-	a = a[:len(dst)]
-	for k := range dst {
-		dst[k] = a[k] - b[k]
-	}
-}
-
-func add(dst, a, b []float32) {
-	b = b[:len(dst)]
-	a = a[:len(dst)]
-	for k := range dst {
-		dst[k] = a[k] + b[k]
-	}
-}
 
 // grow returns buf resized to n, reallocating only when too small.
 func grow(buf []float32, n int) []float32 {

@@ -103,6 +103,62 @@ func binarySV(l Level, op int, dst []float32, s float32, b []float32) {
 	}
 }
 
+// AddScaled sets dst[i] += w·x[i], the product rounded before the sum as in
+// the plain Go loop (no fused multiply-add).
+func AddScaled(dst, x []float32, w float32) { addScaledAt(level, dst, x, w) }
+
+func addScaledAt(l Level, dst, x []float32, w float32) {
+	x = x[:len(dst)]
+	n := 0
+	if l >= AVX2 {
+		if n = len(dst) &^ 7; n > 0 {
+			addScaledAVX2(&dst[0], &x[0], w, n)
+		}
+	}
+	for i := n; i < len(dst); i++ {
+		dst[i] += w * x[i]
+	}
+}
+
+// ScaleAdd sets dst[i] = base[i] + s·dst[i], the product rounded before
+// the sum.
+func ScaleAdd(dst, base []float32, s float32) { scaleAddAt(level, dst, base, s) }
+
+func scaleAddAt(l Level, dst, base []float32, s float32) {
+	base = base[:len(dst)]
+	n := 0
+	if l >= AVX2 {
+		if n = len(dst) &^ 7; n > 0 {
+			scaleAddAVX2(&dst[0], &base[0], s, n)
+		}
+	}
+	for i := n; i < len(dst); i++ {
+		dst[i] = base[i] + s*dst[i]
+	}
+}
+
+// FirstNonFinite returns the index of the first NaN or ±Inf in x, or −1.
+func FirstNonFinite(x []float32) int { return firstNonFiniteAt(level, x) }
+
+func firstNonFiniteAt(l Level, x []float32) int {
+	start := 0
+	if l >= AVX2 {
+		if n := len(x) &^ 31; n > 0 {
+			if b := nonFiniteAVX2(&x[0], n); b >= 0 {
+				start = b // the block holding the first one
+			} else {
+				start = n
+			}
+		}
+	}
+	for i := start; i < len(x); i++ {
+		if nonFinite32(math.Float32bits(x[i])) {
+			return i
+		}
+	}
+	return -1
+}
+
 // The arithmetic operations, indexes of the kernel tables.
 const (
 	opAdd = iota

@@ -89,3 +89,83 @@ VS(·mulVS256, VMULPS, Y0, Y1, Y2, 8, 32)
 VS(·divVS256, VDIVPS, Y0, Y1, Y2, 8, 32)
 SV(·subSV256, VSUBPS, Y0, Y1, Y2, 8, 32)
 SV(·divSV256, VDIVPS, Y0, Y1, Y2, 8, 32)
+
+// func addScaledAVX2(dst, x *float32, w float32, n int)
+// dst = dst + w·x, product rounded before the sum (no fused multiply-add:
+// the scalar Go loop's result). n is a multiple of 8.
+TEXT ·addScaledAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	VBROADCASTSS w+16(FP), Y2
+	MOVQ n+24(FP), CX
+	TESTQ CX, CX
+	JZ done
+loop:
+	VMULPS (SI), Y2, Y0
+	VADDPS (DI), Y0, Y0 // w·x + dst
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ loop
+	VZEROUPPER
+done:
+	RET
+
+// func scaleAddAVX2(dst, base *float32, s float32, n int)
+// dst = base + s·dst (product rounded). n is a multiple of 8.
+TEXT ·scaleAddAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ base+8(FP), SI
+	VBROADCASTSS s+16(FP), Y2
+	MOVQ n+24(FP), CX
+	TESTQ CX, CX
+	JZ done
+loop:
+	VMULPS (DI), Y2, Y0
+	VADDPS (SI), Y0, Y0 // s·dst + base
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ loop
+	VZEROUPPER
+done:
+	RET
+
+// func nonFiniteAVX2(x *float32, n int) int
+// Returns the index of the first block of 32 values holding a NaN or ±Inf,
+// or −1. n is a multiple of 32.
+TEXT ·nonFiniteAVX2(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	XORQ AX, AX
+	MOVL $0x7f800000, R8
+	VMOVD R8, X15
+	VPBROADCASTD X15, Y15
+	TESTQ CX, CX
+	JZ none
+loop:
+	VPAND (SI), Y15, Y0
+	VPAND 32(SI), Y15, Y1
+	VPAND 64(SI), Y15, Y2
+	VPAND 96(SI), Y15, Y3
+	VPCMPEQD Y0, Y15, Y0
+	VPCMPEQD Y1, Y15, Y1
+	VPCMPEQD Y2, Y15, Y2
+	VPCMPEQD Y3, Y15, Y3
+	VPOR Y0, Y1, Y0
+	VPOR Y2, Y3, Y2
+	VPOR Y0, Y2, Y0
+	VPTEST Y0, Y0
+	JNE found
+	ADDQ $128, SI
+	ADDQ $32, AX
+	SUBQ $32, CX
+	JNZ loop
+none:
+	MOVQ $-1, AX
+found:
+	MOVQ AX, ret+16(FP)
+	VZEROUPPER
+	RET

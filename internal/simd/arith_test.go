@@ -85,3 +85,44 @@ func TestMax(t *testing.T) {
 		}
 	}
 }
+
+func TestScaledAndNonFinite(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	for _, l := range levels() {
+		for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 100, 1000} {
+			x, d := specialValues(rng, n), specialValues(rng, n)
+			w := float32(rng.NormFloat64())
+			got := append([]float32(nil), d...)
+			addScaledAt(l, got, x, w)
+			for i := range got {
+				if want := d[i] + w*x[i]; !sameBits(got[i], want) && !(got[i] != got[i] && want != want) {
+					t.Fatalf("%s n %d: AddScaled[%d] = %v, want %v", l, n, i, got[i], want)
+				}
+			}
+			got = append(got[:0], d...)
+			scaleAddAt(l, got, x, w)
+			for i := range got {
+				if want := x[i] + w*d[i]; !sameBits(got[i], want) && !(got[i] != got[i] && want != want) {
+					t.Fatalf("%s n %d: ScaleAdd[%d] = %v, want %v", l, n, i, got[i], want)
+				}
+			}
+			// the first non-finite value wherever it is
+			clean := make([]float32, n)
+			if firstNonFiniteAt(l, clean) != -1 {
+				t.Fatalf("%s n %d: non-finite found in zeros", l, n)
+			}
+			for pos := 0; pos < n; pos += 1 + pos/3 {
+				for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(-1))} {
+					clean[pos] = bad
+					if n > pos+5 {
+						clean[pos+5] = float32(math.Inf(1))
+					}
+					if got := firstNonFiniteAt(l, clean); got != pos {
+						t.Fatalf("%s n %d: first non-finite at %d, want %d", l, n, got, pos)
+					}
+					clear(clean)
+				}
+			}
+		}
+	}
+}

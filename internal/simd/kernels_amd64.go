@@ -187,3 +187,27 @@ func sv(l Level, op int, dst []float32, s float32, b []float32) int {
 	svKernels[op][col](&dst[0], &b[0], s, n)
 	return n
 }
+
+//go:noescape
+func decodeBF16AVX2(dst *float32, src *uint16, n int) bool
+
+//go:noescape
+func decodeBF16SubAVX2(dst *float32, src *uint16, base *float32, n int) bool
+
+//go:noescape
+func encodeBF16AVX2(dst *uint16, src *float32, n int) bool
+
+//go:noescape
+func decodeF16AVX2(dst *float32, src *uint16, n int) bool
+
+//go:noescape
+func encodeF16AVX2(dst *uint16, src *float32, n int) bool
+
+//go:noescape
+func addScaledAVX2(dst, x *float32, w float32, n int)
+
+//go:noescape
+func scaleAddAVX2(dst, base *float32, s float32, n int)
+
+//go:noescape
+func nonFiniteAVX2(x *float32, n int) int

@@ -13,3 +13,22 @@ func vv(Level, int, []float32, []float32, []float32) int { return 0 }
 func vs(Level, int, []float32, []float32, float32) int { return 0 }
 
 func sv(Level, int, []float32, float32, []float32) int { return 0 }
+
+// The assembly kernels below exist only on amd64; level is Generic
+// elsewhere, so they are never called.
+
+func decodeBF16AVX2(*float32, *uint16, int) bool { panic("simd: no AVX2") }
+
+func decodeBF16SubAVX2(*float32, *uint16, *float32, int) bool { panic("simd: no AVX2") }
+
+func encodeBF16AVX2(*uint16, *float32, int) bool { panic("simd: no AVX2") }
+
+func decodeF16AVX2(*float32, *uint16, int) bool { panic("simd: no AVX2") }
+
+func encodeF16AVX2(*uint16, *float32, int) bool { panic("simd: no AVX2") }
+
+func addScaledAVX2(*float32, *float32, float32, int) { panic("simd: no AVX2") }
+
+func scaleAddAVX2(*float32, *float32, float32, int) { panic("simd: no AVX2") }
+
+func nonFiniteAVX2(*float32, int) int { panic("simd: no AVX2") }
