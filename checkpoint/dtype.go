@@ -117,15 +117,20 @@ type OverflowError struct {
 }
 
 func (e *OverflowError) Error() string {
-	return fmt.Sprintf("value %g at flat index %d is beyond the range of %s (largest finite ±%g)", e.Value, e.Index, e.DType, maxFinite(e.DType))
+	return fmt.Sprintf("value %g at flat index %d is beyond the range of %s (largest finite ±%g)", e.Value, e.Index, e.DType, MaxFinite(e.DType))
 }
 
-// maxFinite is the largest finite value of a 16-bit float dtype.
-func maxFinite(dt DType) float32 {
-	if dt == F16 {
+// MaxFinite is the largest finite value of a float dtype that a float32
+// can hold: 65504 for float16, 3.3895e38 for bfloat16, the largest float32
+// for float32 and float64.
+func MaxFinite(dt DType) float32 {
+	switch dt {
+	case F16:
 		return 65504
+	case BF16:
+		return math.Float32frombits(0x7f7f0000)
 	}
-	return math.Float32frombits(0x7f7f0000) // bfloat16: 3.3895e38
+	return math.MaxFloat32
 }
 
 // EncodeFloat32 converts src to raw little-endian data of dtype dt, reusing
@@ -184,7 +189,7 @@ func encode(dt DType, src []float32, dst []byte, saturate bool) ([]byte, int64, 
 			if dt == BF16 {
 				exp = 0x7f80
 			}
-			top := BFloat16Bits(maxFinite(dt))
+			top := BFloat16Bits(MaxFinite(dt))
 			if dt == F16 {
 				top = 0x7bff
 			}

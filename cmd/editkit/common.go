@@ -31,6 +31,9 @@ type writeSummary struct {
 	Passes     int            `json:"passes,omitempty"`
 	Seconds    float64        `json:"seconds"`
 	InputBytes int64          `json:"input_bytes"`
+	// Saturated counts the values written as the dtype's largest finite
+	// value (--saturate).
+	Saturated int64 `json:"saturated,omitempty"`
 }
 
 // inputBytes is the size of the set's base and members.
@@ -58,7 +61,11 @@ func (a *app) finish(sum writeSummary, start time.Time) error {
 		if sum.Passes > 0 {
 			passes = fmt.Sprintf(", %d pass(es)", sum.Passes)
 		}
-		fmt.Fprintf(a.stderr, "editkit: %s: wrote %s (%s read%s, %.1fs)\n", what, sum.Output, humanBytes(sum.InputBytes), passes, sum.Seconds)
+		saturated := ""
+		if sum.Saturated > 0 {
+			saturated = fmt.Sprintf(", %d values beyond the dtype's range saturated", sum.Saturated)
+		}
+		fmt.Fprintf(a.stderr, "editkit: %s: wrote %s (%s read%s%s, %.1fs)\n", what, sum.Output, humanBytes(sum.InputBytes), passes, saturated, sum.Seconds)
 	}
 	return nil
 }

@@ -439,6 +439,25 @@ dtype: float32
 			"merge", "--base", "base", "--models", "ft1", "ftshape", "--method", "task_arithmetic", "--lambda", "0.5", "-o", "o4")
 		c.noTemps(t)
 	})
+
+	// Values beyond a 16-bit dtype's range, or beyond float32's after the
+	// arithmetic, are errors naming the tensor; --saturate clamps and counts.
+	t.Run("overflow", func(t *testing.T) {
+		big := c.fts[0].clone()
+		big.floats["classifier.weight"][4] += 1e5 // τ beyond float16's ±65504
+		big.write(t, c.path("ftbig"))
+		c.fails(t, "tv16", []string{"tv16", "classifier.weight", "F16", "index 4", "65504", "--saturate", "--dtype float32"},
+			"taskvector", "--base", "base", "--finetuned", "ftbig", "--dtype", "float16", "-o", "tv16")
+		_, errOut, err := c.run("taskvector", "--base", "base", "--finetuned", "ftbig", "--dtype", "float16", "--saturate", "-o", "tv16")
+		if err != nil || !strings.Contains(errOut, "1 values beyond the dtype's range saturated") {
+			t.Fatalf("--saturate: %v, stderr %q", err, errOut)
+		}
+		if got, _ := readFloats(t, c.path("tv16"), "classifier.weight"); got[4] != 65504 {
+			t.Errorf("--saturate wrote %v, want 65504", got[4])
+		}
+		c.fails(t, "huge", []string{"huge", "vit.embeddings.patch_embeddings.projection.weight", "flat index 0", "overflowed"},
+			"merge", "--base", "base", "--models", "ft1", "ft2", "--method", "task_arithmetic", "--lambda", "1e39", "-o", "huge")
+	})
 }
 
 // readTree reads every file of a folder output.

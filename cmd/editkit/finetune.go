@@ -46,6 +46,7 @@ type finetuneSummary struct {
 	ValAccuracy  *float64 `json:"val_accuracy,omitempty"`
 	ValExamples  int      `json:"val_examples,omitempty"`
 	Seconds      float64  `json:"seconds"`
+	Saturated    int64    `json:"saturated,omitempty"`
 }
 
 func (a *app) finetuneCmd() *cobra.Command {
@@ -169,7 +170,8 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 				return err
 			}
 			side := map[string][]byte{"head.safetensors": headBytes}
-			if err := train.WriteFinetuned(model, o.out, res.Weights, train.WriteOptions{DType: o.dtype, ShardSize: wo.ShardSize, Force: o.force, Metadata: meta, SideFiles: side}); err != nil {
+			if err := train.WriteFinetuned(model, o.out, res.Weights, train.WriteOptions{DType: o.dtype, ShardSize: wo.ShardSize, Force: o.force, Metadata: meta, SideFiles: side,
+				Saturate: wo.Saturate, Saturated: wo.Saturated}); err != nil {
 				return err
 			}
 			sum := finetuneSummary{Command: "finetune", Output: o.out, Model: model, Family: string(enc.Family), Head: headPath,
@@ -195,6 +197,7 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 				sum.ValAccuracy, sum.ValExamples = &r.Accuracy, r.Total
 			}
 			sum.Seconds = time.Since(start).Seconds()
+			sum.Saturated = o.saturatedCount()
 			if a.json {
 				return a.printJSON(sum)
 			}
@@ -203,6 +206,9 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 				if sum.ValAccuracy != nil {
 					acc := *sum.ValAccuracy
 					val = fmt.Sprintf(", validation accuracy %.2f%% of %d", 100*acc, sum.ValExamples)
+				}
+				if sum.Saturated > 0 {
+					val += fmt.Sprintf(", %d values beyond the dtype's range saturated", sum.Saturated)
 				}
 				fmt.Fprintf(a.stderr, "editkit: finetune: wrote %s (%d steps, %d epoch(s) of %d examples, final loss %.4f, mean of last %d %.4f, %.2f steps/s%s; %.1fs)\n",
 					o.out, sum.Steps, sum.Epochs, sum.Examples, sum.FinalLoss, min(50, sum.Steps), sum.MeanLoss, sum.StepsPerSec, val, sum.Seconds)

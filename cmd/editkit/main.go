@@ -6,12 +6,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/editkit/editkit/checkpoint"
 )
 
 func main() {
@@ -27,10 +30,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintf(stderr, "editkit: %v\n", err)
+		fmt.Fprintf(stderr, "editkit: %v%s\n", err, hint(err))
 		return 1
 	}
 	return 0
+}
+
+// hint suggests the way out of some errors the library cannot phrase in
+// the CLI's terms.
+func hint(err error) string {
+	var oe *checkpoint.OverflowError
+	if errors.As(err, &oe) {
+		return fmt.Sprintf(": write a wider dtype (--dtype float32), or pass --saturate to write ±%g instead", checkpoint.MaxFinite(oe.DType))
+	}
+	return ""
 }
 
 // app holds the global flags and the output streams.

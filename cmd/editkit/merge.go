@@ -154,7 +154,7 @@ func (a *app) runMerge(cmd *cobra.Command, f *mergeFlags) error {
 	}
 	return a.finish(writeSummary{
 		Command: "merge", Output: f.o.out, Method: string(res.Method), Params: res.Params,
-		Passes: res.Passes, InputBytes: inputBytes(s),
+		Passes: res.Passes, InputBytes: inputBytes(s), Saturated: f.o.saturatedCount(),
 	}, start)
 }
 

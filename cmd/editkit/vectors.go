@@ -167,7 +167,7 @@ func (a *app) writeSet(command, base string, members []string, o outFlags, wo ta
 	if err != nil {
 		return err
 	}
-	return a.finish(writeSummary{Command: command, Output: o.out, Params: params, InputBytes: inputBytes(s)}, start)
+	return a.finish(writeSummary{Command: command, Output: o.out, Params: params, InputBytes: inputBytes(s), Saturated: o.saturatedCount()}, start)
 }
 
 func repeat(v float32, n int) []float32 {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/models"
@@ -32,6 +33,10 @@ type WriteOptions struct {
 	// SideFiles are added to a folder output (name → content), before the
 	// input's own side files, which do not replace them.
 	SideFiles map[string][]byte
+	// Saturate and Saturated are checkpoint.WriteOptions': values beyond
+	// the range of DType are saturated (and counted) instead of failing.
+	Saturate  bool
+	Saturated *atomic.Int64
 }
 
 // WriteFinetuned writes a copy of the checkpoint in with the trained
@@ -88,7 +93,8 @@ func WriteFinetuned(in, out string, trained models.Weights, o WriteOptions) erro
 	for k, v := range o.Metadata {
 		meta[k] = v
 	}
-	w, err := checkpoint.Create(out, specs, checkpoint.WriteOptions{ShardSize: o.ShardSize, Metadata: meta, Force: o.Force, Inputs: []string{in}})
+	w, err := checkpoint.Create(out, specs, checkpoint.WriteOptions{ShardSize: o.ShardSize, Metadata: meta, Force: o.Force, Inputs: []string{in},
+		Saturate: o.Saturate, Saturated: o.Saturated})
 	if err != nil {
 		return err
 	}
