@@ -3,9 +3,12 @@ package tasks_test
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/editkit/editkit/checkpoint"
@@ -335,5 +338,41 @@ func TestWriteRefusesInputs(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(f.base.path, "model.safetensors")); err != nil {
 		t.Errorf("base damaged: %v", err)
+	}
+}
+
+// A coefficient so large that θ_base + λτ overflows float32 is an error
+// naming the tensor; with Saturate the infinities become the dtype's
+// largest finite values, counted.
+func TestApplyOverflow(t *testing.T) {
+	f := newFixture(t)
+	s := openSet(t, f.base.path, f.tv1)
+	out := filepath.Join(t.TempDir(), "huge")
+	err := tasks.Apply(s, []float32{3e38}, out, tasks.WriteOptions{}, tasks.StreamOptions{})
+	if err == nil || !strings.Contains(err.Error(), "overflowed") || !strings.Contains(err.Error(), "tensor") {
+		t.Fatalf("error %v, want an overflow naming the tensor", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("the failed apply left %s", out)
+	}
+	var n atomic.Int64
+	wo := tasks.WriteOptions{}
+	wo.Saturate, wo.Saturated = true, &n
+	if err := tasks.Apply(s, []float32{3e38}, out, wo, tasks.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() == 0 {
+		t.Fatal("nothing saturated")
+	}
+	c := mustOpen(t, out)
+	for _, name := range names(c) {
+		if info, _ := c.Tensor(name); !checkpoint.IsFloat(info.DType) {
+			continue
+		}
+		for _, v := range readVals(t, c, name) {
+			if math.IsInf(v, 0) || math.IsNaN(v) {
+				t.Fatalf("%s: %v written despite Saturate", name, v)
+			}
+		}
 	}
 }
