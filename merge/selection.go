@@ -24,6 +24,15 @@ func addCoarse(h []int64, data []float32) {
 	}
 }
 
+// addWindow counts, at full precision, the entries whose coarse bin lies in w.
+func addWindow(h []int64, w window, data []float32) {
+	for _, v := range data {
+		if b := absBits(v); w.contains(b >> 16) {
+			h[w.index(b)]++
+		}
+	}
+}
+
 // kthSmallestAbs returns the k-th smallest (1-based, 1 ≤ k ≤ len(data)) |x|
 // of data and the number of entries whose |x| is strictly smaller.
 func kthSmallestAbs(data []float32, k int64) (float32, int64) {

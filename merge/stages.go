@@ -13,14 +13,7 @@ import (
 // trimBelow zeroes the entries of tau with |τ| < thr: TIES's trim step
 // (Yadav et al. 2023, reference topk_values_mask: keep |τ| ≥ the k-th
 // smallest |τ| with k = d − int(d·density), ties at the threshold kept).
-func trimBelow(tau []float32, thr float32) {
-	t := absBits(thr)
-	for i, v := range tau {
-		// Branch-free: multiply by 1 when |τ| ≥ thr, else by 0.
-		keep := 1 ^ (absBits(v)-t)>>31
-		tau[i] = v * float32(keep)
-	}
-}
+func trimBelow(tau []float32, thr float32) { simd.TrimBelow(tau, thr) }
 
 // tiesThresholdIndex returns k (1-based) such that TIES keeps |τ| ≥ the k-th
 // smallest of the d entries, or 0 when everything is kept.
@@ -99,25 +92,17 @@ func applyKeep(tau []float32, keep []bool) {
 	}
 }
 
-// signSum returns Σ_t τ_t[i] for each i into s.
+// signSum returns Σ_t τ_t[i] for each i into s, summed from 0 in member
+// order.
 func signSum(s []float32, taus [][]float32) {
-	for i := range s {
-		var acc float32
-		for _, tau := range taus {
-			acc += tau[i]
-		}
-		s[i] = acc
+	clear(s)
+	for _, tau := range taus {
+		simd.Add(s, s, tau)
 	}
 }
 
 // countSigns returns (#positive − #negative) entries of s.
-func countSigns(s []float32) int64 {
-	var n int64
-	for _, v := range s {
-		n += signInt(v)
-	}
-	return n
-}
+func countSigns(s []float32) int64 { return simd.SignCount(s) }
 
 func sign(v float32) float32 {
 	switch {
@@ -132,52 +117,11 @@ func sign(v float32) float32 {
 // tiesElectMerge is TIES's elect and disjoint-merge steps on trimmed task
 // vectors (reference resolve_sign + disjoint_merge): the elected sign is
 // sign(Σ_t τ_t), or majority where that is 0; the result is the mean (or,
-// with sum, the sum) of the entries that agree with it, zeros not counted.
+// with sum, the sum) of the entries that agree with it, zeros not counted
+// (simd.DisjointMerge, branch-free: the signs of real weights are close to
+// random, so branches mispredict).
 func tiesElectMerge(dst []float32, taus [][]float32, majority float32, sum bool) {
-	majNeg := uint32(0)
-	if majority <= 0 {
-		majNeg = 1
-	}
-	for i := range dst {
-		var s float32
-		for _, tau := range taus {
-			s += tau[i]
-		}
-		e := electNeg(s, majNeg)
-		var acc float32
-		var count uint32
-		for _, tau := range taus {
-			g := agrees(tau[i], e)
-			acc += tau[i] * float32(g)
-			count += g
-		}
-		dst[i] = disjoint(acc, count, sum)
-	}
-}
-
-// electNeg is 1 when the elected sign is negative: sign(s) < 0, or s = 0
-// and the majority (majNeg) is not positive. It and agrees are branch-free:
-// the signs of real weights are close to random, so branches mispredict.
-func electNeg(s float32, majNeg uint32) uint32 {
-	b := math.Float32bits(s)
-	nz := (b&0x7fffffff + 0x7fffffff) >> 31 // 1 when s ≠ 0
-	return nz&(b>>31) | (1-nz)&majNeg
-}
-
-// agrees is 1 when v is non-zero and has the elected sign (a negative
-// election keeps negatives).
-func agrees(v float32, eNeg uint32) uint32 {
-	b := math.Float32bits(v)
-	return (b&0x7fffffff + 0x7fffffff) >> 31 & (1 ^ (b>>31 ^ eNeg))
-}
-
-// disjoint is the disjoint mean of count agreeing entries summing to acc
-// (clamped to at least one, as in the reference), or their sum.
-func disjoint(acc float32, count uint32, sum bool) float32 {
-	if !sum && count > 1 {
-		return acc / float32(count)
-	}
-	return acc
+	simd.DisjointMerge(dst, taus, majority <= 0, sum)
 }
 
 // weightedSum sets dst = Σ_t w_t τ_t, divided by Σ_t w_t when normalize

@@ -211,3 +211,15 @@ func scaleAddAVX2(dst, base *float32, s float32, n int)
 
 //go:noescape
 func nonFiniteAVX2(x *float32, n int) int
+
+//go:noescape
+func trimBelowAVX2(x *float32, t uint32, n int)
+
+//go:noescape
+func signCountAVX2(x *float32, n int) int64
+
+//go:noescape
+func disjointMergeAVX2(dst *float32, xs *[]float32, nx int, n int, tieNeg int32, sum bool)
+
+//go:noescape
+func windowCountAVX2(xs *[]float32, nx int, n int, lo, width *uint32, below *int32, und *uint8) int64

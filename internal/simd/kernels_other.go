@@ -32,3 +32,13 @@ func addScaledAVX2(*float32, *float32, float32, int) { panic("simd: no AVX2") }
 func scaleAddAVX2(*float32, *float32, float32, int) { panic("simd: no AVX2") }
 
 func nonFiniteAVX2(*float32, int) int { panic("simd: no AVX2") }
+
+func trimBelowAVX2(*float32, uint32, int) { panic("simd: no AVX2") }
+
+func signCountAVX2(*float32, int) int64 { panic("simd: no AVX2") }
+
+func disjointMergeAVX2(*float32, *[]float32, int, int, int32, bool) { panic("simd: no AVX2") }
+
+func windowCountAVX2(*[]float32, int, int, *uint32, *uint32, *int32, *uint8) int64 {
+	panic("simd: no AVX2")
+}
