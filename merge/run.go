@@ -353,18 +353,7 @@ func (p *plan) consensus(w int, c *tasks.Chunk, dst []float32) error {
 	} else {
 		weightedSum(dst, c.Taus, p.ones, false)
 	}
-	masks := p.tallMasks(w, c, dst)
-	for i := range dst {
-		count := 0
-		for _, m := range masks {
-			if m[i] {
-				count++
-			}
-		}
-		if count < cfg.K {
-			dst[i] = 0
-		}
-	}
+	keepAgreed(dst, p.tallMasks(w, c, dst), cfg.K)
 	return nil
 }
 

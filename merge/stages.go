@@ -30,13 +30,7 @@ func tiesThresholdIndex(d int64, density float64) int64 {
 // (1/(1−p) in the paper; 1 when mergekit rescales by L1 norm afterwards).
 // start is the chunk's offset in the tensor, so draws follow the element.
 func dropRandom(tau []float32, key uint64, start int64, density float64, scale float32) {
-	for i := range tau {
-		if uniform(key, start+int64(i)) < density {
-			tau[i] *= scale
-		} else {
-			tau[i] = 0
-		}
-	}
+	simd.DropRandom(tau, key+uint64(start+1)*golden64, golden64, density, scale)
 }
 
 // rescaleL1 multiplies masked by ‖before‖₁/‖masked‖₁, mergekit's rescale
@@ -175,9 +169,22 @@ func weightedTIES(dst []float32, taus [][]float32, w []float32, normalize bool) 
 
 // tallMask sets mask[i] = |τ_t| > λ_t |τ_MTL − τ_t| (TALL masks, Wang et
 // al. 2024, tall_masks generate_task_masks: strict inequality).
-func tallMask(mask []bool, tau, mtl []float32, lambda float32) {
-	for i, v := range tau {
-		mask[i] = float32(math.Abs(float64(v))) > lambda*float32(math.Abs(float64(mtl[i]-v)))
+func tallMask(mask []bool, tau, mtl []float32, lambda float32) { simd.TALLMask(mask, tau, mtl, lambda) }
+
+// keepAgreed zeroes dst[i] where fewer than k of the masks are set: the
+// consensus mask (Wang et al. 2024, tall_masks: entries kept by at least k
+// TALL masks).
+func keepAgreed(dst []float32, masks [][]bool, k int) {
+	for i := range dst {
+		count := 0
+		for _, m := range masks {
+			if m[i] {
+				count++
+			}
+		}
+		if count < k {
+			dst[i] = 0
+		}
 	}
 }
 

@@ -265,3 +265,9 @@ func TestPackBits(t *testing.T) {
 		t.Errorf("packBits = %v, want [129 192]", got)
 	}
 }
+
+// uniform is the draw in [0, 1) for element i of a stream, as rng.go
+// defines it.
+func uniform(key uint64, i int64) float64 {
+	return float64(mix64(key+uint64(i+1)*golden64)>>11) / (1 << 53)
+}

@@ -223,3 +223,9 @@ func disjointMergeAVX2(dst *float32, xs *[]float32, nx int, n int, tieNeg int32,
 
 //go:noescape
 func windowCountAVX2(xs *[]float32, nx int, n int, lo, width *uint32, below *int32, und *uint8) int64
+
+//go:noescape
+func dropRandomAVX2(x *float32, n int, z0 uint64, step uint64, limit uint64, scale float32)
+
+//go:noescape
+func tallMaskAVX2(mask *bool, x, mtl *float32, lambda float32, n int)
