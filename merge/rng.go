@@ -23,4 +23,3 @@ func mix64(z uint64) uint64 { return simd.Mix64(z) }
 // golden64 is 2⁶⁴/φ, SplitMix64's increment: element i of a stream draws
 // uniform(key, i) = (mix64(key + (i+1)·golden64) >> 11) / 2⁵³ (dropRandom).
 const golden64 = 0x9e3779b97f4a7c15
-
