@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -97,6 +98,16 @@ resident memory. Checkpoints are reused from --dir when present.`,
 	return c
 }
 
+// printLoad reports the 1-minute load average around a benchmark, with a
+// warning when other work shared the machine.
+func printLoad(w io.Writer, load [2]float64, cpus int) {
+	fmt.Fprintf(w, "load average %.2f before, %.2f after the run, on %d CPUs", load[0], load[1], cpus)
+	if max(load[0], load[1]) > 0.5*float64(cpus) {
+		fmt.Fprint(w, ": warning, other work shared the machine, so the timings (and their ratios) are unreliable")
+	}
+	fmt.Fprintln(w)
+}
+
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
@@ -124,6 +135,7 @@ func printMergeReport(a *app, r *bench.MergeReport) {
 		fmt.Fprintf(a.stdout, "TIES time / task arithmetic time: %.2f\n", r.Phases[2].Seconds/r.Phases[1].Seconds)
 	}
 	fmt.Fprintf(a.stdout, "largest tensor %s; memory bound 64 MiB + (N+2) x largest = %s\n", bench.MiB(r.Largest), bench.MiB(r.RSSBound()))
+	printLoad(a.stdout, r.LoadAvg, r.CPUs)
 }
 
 // registerTorchFlags registers the flags of a benchmark's PyTorch reference
