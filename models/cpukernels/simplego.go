@@ -34,7 +34,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
-	_ "unsafe" // go:linkname
+	"unsafe"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/backends/simplego"
@@ -73,16 +73,18 @@ var (
 
 // replacements are the executors Install registers.
 var replacements = map[backends.OpType]executor{
-	backends.OpTypeDotGeneral: execDotGeneral,
-	backends.OpTypeAdd:        binaryExecutor(backends.OpTypeAdd, addOp),
-	backends.OpTypeSub:        binaryExecutor(backends.OpTypeSub, subOp),
-	backends.OpTypeMul:        binaryExecutor(backends.OpTypeMul, mulOp),
-	backends.OpTypeDiv:        binaryExecutor(backends.OpTypeDiv, divOp),
-	backends.OpTypeErf:        unaryExecutor(backends.OpTypeErf, simd.Erf),
-	backends.OpTypeExp:        unaryExecutor(backends.OpTypeExp, simd.Exp),
-	backends.OpTypeLogistic:   unaryExecutor(backends.OpTypeLogistic, simd.Logistic),
-	backends.OpTypeReduceSum:  reduceExecutor(backends.OpTypeReduceSum, sumReduction),
-	backends.OpTypeReduceMax:  reduceExecutor(backends.OpTypeReduceMax, maxReduction),
+	backends.OpTypeDotGeneral:     execDotGeneral,
+	backends.OpTypeAdd:            binaryExecutor(backends.OpTypeAdd, addOp),
+	backends.OpTypeSub:            binaryExecutor(backends.OpTypeSub, subOp),
+	backends.OpTypeMul:            binaryExecutor(backends.OpTypeMul, mulOp),
+	backends.OpTypeDiv:            binaryExecutor(backends.OpTypeDiv, divOp),
+	backends.OpTypeErf:            unaryExecutor(backends.OpTypeErf, simd.Erf),
+	backends.OpTypeExp:            unaryExecutor(backends.OpTypeExp, simd.Exp),
+	backends.OpTypeLogistic:       unaryExecutor(backends.OpTypeLogistic, simd.Logistic),
+	backends.OpTypeReduceSum:      reduceExecutor(backends.OpTypeReduceSum, sumReduction),
+	backends.OpTypeReduceMax:      reduceExecutor(backends.OpTypeReduceMax, maxReduction),
+	backends.OpTypeTranspose:      execTranspose,
+	backends.OpTypeBroadcastInDim: execBroadcastInDim,
 }
 
 // Install registers the SIMD DotGeneral executor with simplego, for the
@@ -285,6 +287,69 @@ func reduceExecutor(opType backends.OpType, red reduction) executor {
 		reduce(red, flat.([]float32), in.([]float32), outer, reduced, inner, workers(backend))
 		return out, nil
 	}
+}
+
+// execTranspose permutes the axes of float32 operands (node data: the
+// permutation, output axis i being input axis perm[i]).
+func execTranspose(backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer, inputsOwned []bool) (*simplego.Buffer, error) {
+	s, err := backend.BufferShape(inputs[0])
+	if err != nil {
+		return nil, err
+	}
+	if s.DType != dtypes.Float32 {
+		return builtins[backends.OpTypeTranspose](backend, node, inputs, inputsOwned)
+	}
+	perm, err := nodeInts(node)
+	if err != nil {
+		return nil, err
+	}
+	dims, strides := transposeStrides(s.Dimensions, perm)
+	return gatherInto(backend, inputs[0], dims, strides)
+}
+
+// execBroadcastInDim broadcasts float32 operands to the node's shape (node
+// data: the output axis of each operand axis).
+func execBroadcastInDim(backend *simplego.Backend, node *simplego.Node, inputs []*simplego.Buffer, inputsOwned []bool) (*simplego.Buffer, error) {
+	s, err := backend.BufferShape(inputs[0])
+	if err != nil {
+		return nil, err
+	}
+	if s.DType != dtypes.Float32 {
+		return builtins[backends.OpTypeBroadcastInDim](backend, node, inputs, inputsOwned)
+	}
+	axes, err := nodeInts(node)
+	if err != nil {
+		return nil, err
+	}
+	out, err := nodeShape(node)
+	if err != nil {
+		return nil, err
+	}
+	return gatherInto(backend, inputs[0], out.Dimensions, broadcastStrides(s.Dimensions, axes, out.Dimensions))
+}
+
+// gatherInto returns a new float32 buffer of dims read from in (see gather).
+func gatherInto(backend *simplego.Backend, in *simplego.Buffer, dims, strides []int) (*simplego.Buffer, error) {
+	src, err := backend.BufferData(in)
+	if err != nil {
+		return nil, err
+	}
+	out := backend.NewBuffer(shapes.Make(dtypes.Float32, dims...))
+	flat, err := backend.BufferData(out)
+	if err != nil {
+		return nil, err
+	}
+	gather(flat.([]float32), src.([]float32), dims, strides, workers(backend))
+	return out, nil
+}
+
+// nodeShape reads a node's output shape (simplego.Node.shape).
+func nodeShape(node *simplego.Node) (shapes.Shape, error) {
+	f := reflect.ValueOf(node).Elem().FieldByName("shape")
+	if !f.IsValid() || f.Type() != reflect.TypeFor[shapes.Shape]() {
+		return shapes.Shape{}, fmt.Errorf("cpukernels: simplego.Node has no shape field of type shapes.Shape; GoMLX's layout changed")
+	}
+	return *(*shapes.Shape)(unsafe.Pointer(f.UnsafeAddr())), nil
 }
 
 // nodeInts reads a node's data that is a []int (a reduce op's axes).
