@@ -51,6 +51,7 @@ const serialFlops = 1 << 18
 type microKernel struct {
 	mr, nr int
 	fn     func(kc int, a, b, c *float32, ldc int, accumulate bool)
+	level  Level // of the packing routines
 }
 
 func kernelFor(l Level) microKernel {
@@ -179,7 +180,7 @@ func gemm(kern microKernel, c []float32, a, b Matrix, bi, m, n, k, workers int, 
 			team := min(workers, panels)
 			parallel(team, func(w int) {
 				for p := w; p < panels; p += team {
-					pack(bufs.b[p*kb*nr:(p+1)*kb*nr], b, bOff, jc+p*nr, min(nr, nb-p*nr), pc, kb, nr)
+					pack(kern.level, bufs.b[p*kb*nr:(p+1)*kb*nr], b, bOff, jc+p*nr, min(nr, nb-p*nr), pc, kb, nr)
 				}
 			})
 			team = min(workers, units)
@@ -193,7 +194,7 @@ func gemm(kern microKernel, c []float32, a, b Matrix, bi, m, n, k, workers int, 
 					mb := min(mc, m-i0)
 					if packed != blk {
 						for ir := 0; ir < mb; ir += mr {
-							pack(ap[ir*kb:(ir+mr)*kb], a, aOff, i0+ir, min(mr, mb-ir), pc, kb, mr)
+							pack(kern.level, ap[ir*kb:(ir+mr)*kb], a, aOff, i0+ir, min(mr, mb-ir), pc, kb, mr)
 						}
 						packed = blk
 					}
@@ -231,7 +232,7 @@ func gemm(kern microKernel, c []float32, a, b Matrix, bi, m, n, k, workers int, 
 // pack writes rows [r0, r0+rows) and steps [p0, p0+kb) of x (batch
 // offset off) into dst as one panel [kb][w], padding rows up to w with
 // zeros.
-func pack(dst []float32, x Matrix, off, r0, rows, p0, kb, w int) {
+func pack(l Level, dst []float32, x Matrix, off, r0, rows, p0, kb, w int) {
 	dst = dst[:kb*w]
 	if rows < w {
 		clear(dst)
@@ -246,7 +247,7 @@ func pack(dst []float32, x Matrix, off, r0, rows, p0, kb, w int) {
 				copy(dst[p*w:p*w+rows], src[base+p*ks:base+p*ks+rows])
 			}
 		case ks == 1:
-			packRowsF32(dst, src[base:], rs, rows, kb, w)
+			packRowsF32(l, dst, src[base:], rs, rows, kb, w)
 		default:
 			for i := range rows {
 				for p := range kb {
@@ -283,9 +284,21 @@ func pack(dst []float32, x Matrix, off, r0, rows, p0, kb, w int) {
 }
 
 // packRowsF32 transposes rows of kb contiguous values (row stride rs) into
-// a panel [kb][w], four rows at a time so that the writes are sequential.
-func packRowsF32(dst, src []float32, rs, rows, kb, w int) {
+// a panel [kb][w]: 8×8 blocks in registers with AVX2, the rest four rows at
+// a time so that the writes are sequential.
+func packRowsF32(l Level, dst, src []float32, rs, rows, kb, w int) {
 	i := 0
+	if k8 := kb &^ 7; l >= AVX2 && k8 > 0 {
+		for ; i+8 <= rows; i += 8 {
+			_ = src[(i+7)*rs+k8-1] // in bounds
+			packRows8AVX2(&dst[i], &src[i*rs], rs, k8, w)
+			for p := k8; p < kb; p++ {
+				for r := i; r < i+8; r++ {
+					dst[p*w+r] = src[r*rs+p]
+				}
+			}
+		}
+	}
 	for ; i+4 <= rows; i += 4 {
 		r0 := src[i*rs : i*rs+kb]
 		r1 := src[(i+1)*rs : (i+1)*rs+kb]

@@ -46,3 +46,5 @@ func windowCountAVX2(*[]float32, int, int, *uint32, *uint32, *int32, *uint8) int
 func dropRandomAVX2(*float32, int, uint64, uint64, uint64, float32) { panic("simd: no AVX2") }
 
 func tallMaskAVX2(*bool, *float32, *float32, float32, int) { panic("simd: no AVX2") }
+
+func packRows8AVX2(*float32, *float32, int, int, int) { panic("simd: no AVX2") }
