@@ -191,42 +191,33 @@ func Sum(x []float32) float32 {
 
 // Max returns the largest x[i] as Go's max does: NaN when any is NaN, +0
 // over −0; −Inf for no values.
-func Max(x []float32) float32 {
-	m := [8]float32{}
-	for j := range m {
-		m[j] = float32(math.Inf(-1))
-	}
-	nan := false
-	i := 0
-	for ; i+8 <= len(x); i += 8 {
-		v := x[i : i+8 : i+8]
-		for j, e := range v {
-			if e > m[j] {
-				m[j] = e
-			}
-			nan = nan || e != e
+func Max(x []float32) float32 { return maxAt(level, x) }
+
+func maxAt(l Level, x []float32) float32 {
+	m, nan := float32(math.Inf(-1)), false
+	n := 0
+	if l >= AVX2 {
+		if n = len(x) &^ 7; n > 0 {
+			m, nan = maxAVX2(&x[0], n)
 		}
 	}
-	for _, e := range x[i:] {
-		if e > m[0] {
-			m[0] = e
+	for _, e := range x[n:] {
+		if e > m {
+			m = e
 		}
 		nan = nan || e != e
 	}
 	if nan {
 		return float32(math.NaN())
 	}
-	r := m[0]
-	for _, e := range m[1:] {
-		r = max(r, e)
-	}
-	if r == 0 {
+	if m == 0 {
 		// −0 and +0 compare equal: Go's max prefers +0.
+		m = float32(math.Copysign(0, -1))
 		for _, e := range x {
 			if math.Float32bits(e) == 0 {
 				return 0
 			}
 		}
 	}
-	return r
+	return m
 }

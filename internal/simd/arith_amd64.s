@@ -169,3 +169,34 @@ found:
 	MOVQ AX, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// func maxAVX2(x *float32, n int) (m float32, nan bool)
+// The largest x[i] ignoring NaNs, and whether there was a NaN; n is a
+// positive multiple of 8. Zeros of either sign may come out as either.
+TEXT ·maxAVX2(SB), NOSPLIT, $0-21
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVL $0xff800000, AX    // −Inf
+	VMOVD AX, X0
+	VPBROADCASTD X0, Y0
+	VMOVAPS Y0, Y1
+	VXORPS Y2, Y2, Y2       // NaN lanes
+loop:
+	VMOVUPS (SI), Y3
+	VMAXPS Y0, Y3, Y0       // x, m: a NaN x leaves m
+	VCMPPS $3, Y3, Y3, Y4   // unordered: x is NaN
+	VORPS Y4, Y2, Y2
+	ADDQ $32, SI
+	SUBQ $8, CX
+	JNZ loop
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPSHUFD $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPSHUFD $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VMOVSS X0, m+16(FP)
+	VPTEST Y2, Y2
+	SETNE nan+20(FP)
+	VZEROUPPER
+	RET

@@ -3,6 +3,7 @@ package simd
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -75,13 +76,30 @@ func TestMax(t *testing.T) {
 	for n := range 40 {
 		cases = append(cases, specialValues(rng, n))
 	}
+	for n := 8; n < 40; n++ { // zeros of both signs and no NaN, through the vector loop
+		c := make([]float32, n)
+		for i := range c {
+			c[i] = negZero
+			if rng.IntN(3) == 0 {
+				c[i] = -float32(rng.Float64())
+			}
+		}
+		cases = append(cases, c)
+		if rng.IntN(2) == 0 {
+			c = slices.Clone(c)
+			c[rng.IntN(n)] = 0
+			cases = append(cases, c)
+		}
+	}
 	for _, c := range cases {
 		want := float32(math.Inf(-1))
 		for _, v := range c {
 			want = max(want, v)
 		}
-		if got := Max(c); !sameBits(got, want) && !(got != got && want != want) {
-			t.Fatalf("Max(%v) = %v, want %v", c, got, want)
+		for _, l := range levels() {
+			if got := maxAt(l, c); !sameBits(got, want) && !(got != got && want != want) {
+				t.Fatalf("%s: Max(%v) = %v, want %v", l, c, got, want)
+			}
 		}
 	}
 }

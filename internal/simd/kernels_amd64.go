@@ -232,3 +232,6 @@ func dropRandomAVX2(x *float32, n int, z0 uint64, step uint64, limit uint64, sca
 
 //go:noescape
 func tallMaskAVX2(mask *bool, x, mtl *float32, lambda float32, n int)
+
+//go:noescape
+func maxAVX2(x *float32, n int) (m float32, nan bool)

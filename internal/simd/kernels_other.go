@@ -48,3 +48,5 @@ func dropRandomAVX2(*float32, int, uint64, uint64, uint64, float32) { panic("sim
 func tallMaskAVX2(*bool, *float32, *float32, float32, int) { panic("simd: no AVX2") }
 
 func packRows8AVX2(*float32, *float32, int, int, int) { panic("simd: no AVX2") }
+
+func maxAVX2(*float32, int) (float32, bool) { panic("simd: no AVX2") }
