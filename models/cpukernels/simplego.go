@@ -1,17 +1,28 @@
-// Package cpukernels makes GoMLX's pure-Go backend (simplego) run matrix
-// products on editkit's SIMD kernels (internal/simd).
+// Package cpukernels makes GoMLX's pure-Go backend (simplego) run its
+// heaviest ops on editkit's SIMD kernels (internal/simd).
 //
 // GoMLX v0.26's simplego computes every DotGeneral with scalar Go: it copies
 // both operands into 32×32 blocks element by element and multiplies blocks
 // with a kernel the compiler does not vectorize (about 7-15 GFLOP/s on two
 // cores, 87% of a ViT forward pass). simplego picks each op's executor from
 // a registry with priorities (generic, typed, arch, user); Install registers
-// DotGeneral's at the arch priority. The replacement reads the operands in
-// place through strides (a copy only when an operand's axes cannot be
-// described by strides), packs them into the panels of internal/simd's
-// register-blocked AVX2/AVX-512 micro-kernels (bfloat16 widened to float32
-// while packing, so bfloat16 products accumulate in float32) and spreads
-// the work over the cores. Other dtypes go to simplego's own executor.
+// editkit's at the arch priority:
+//
+//   - DotGeneral reads the operands in place through strides (a copy only
+//     when an operand's axes cannot be described by strides), packs them
+//     into the panels of internal/simd's register-blocked AVX2/AVX-512
+//     micro-kernels (bfloat16 widened to float32 while packing, so bfloat16
+//     products accumulate in float32) and spreads the work over the cores.
+//   - Add, Sub, Mul and Div with implicit broadcasting, Transpose and
+//     BroadcastInDim merge axes into runs and loop over them, where
+//     simplego advances an iterator per element (the next hot spots once
+//     the products were fast); the arithmetic gives simplego's bits.
+//   - Erf (GELU), Exp (softmax) and Logistic (SiLU, QuickGELU) use SIMD
+//     polynomial approximations within a few ulp of float32.
+//   - ReduceSum and ReduceMax reduce runs of contiguous axes.
+//
+// Each handles float32 (DotGeneral also bfloat16) and the shapes it knows;
+// other dtypes and shapes go to simplego's own executor.
 //
 // The registry is unexported, so this file reaches it with go:linkname and
 // reads the node's parameters by reflection. Everything that depends on
