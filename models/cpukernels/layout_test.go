@@ -49,7 +49,9 @@ func TestLayoutOpsMatchBuiltin(t *testing.T) {
 		{[]int{1000}, []int{64, 1000}, []int{1}},
 	} {
 		c := c
-		cases = append(cases, layoutCase{backends.OpTypeBroadcastInDim, c.dims, func(x *graph.Node) *graph.Node { return graph.ExpandAndBroadcast(x, c.out, missing(len(c.out), c.axes)) }})
+		cases = append(cases, layoutCase{backends.OpTypeBroadcastInDim, c.dims, func(x *graph.Node) *graph.Node {
+			return graph.ExpandAndBroadcast(x, c.out, missing(len(c.out), c.axes))
+		}})
 	}
 	for _, c := range cases {
 		name := fmt.Sprintf("%s %v", c.op, c.dims)
