@@ -35,7 +35,6 @@ func TestLayoutOpsMatchBuiltin(t *testing.T) {
 		{[]int{64, 50, 30}, []int{2, 0, 1}}, // split over workers
 		{[]int{6, 7}, []int{0, 1}},
 	} {
-		p := p
 		cases = append(cases, layoutCase{backends.OpTypeTranspose, p.dims, func(x *graph.Node) *graph.Node { return graph.TransposeAllAxes(x, p.perm...) }})
 	}
 	for _, c := range []struct {
@@ -48,7 +47,6 @@ func TestLayoutOpsMatchBuiltin(t *testing.T) {
 		{[]int{2, 5}, []int{2, 3, 5, 7}, []int{0, 2}},
 		{[]int{1000}, []int{64, 1000}, []int{1}},
 	} {
-		c := c
 		cases = append(cases, layoutCase{backends.OpTypeBroadcastInDim, c.dims, func(x *graph.Node) *graph.Node {
 			return graph.ExpandAndBroadcast(x, c.out, missing(len(c.out), c.axes))
 		}})
