@@ -368,42 +368,26 @@ func (c *windowCounter) add(taus [][]float32) {
 			e += 7 // eight sure entries
 			continue
 		}
-		if und[e] == 0 {
-			continue
-		}
-		for i, tau := range taus {
-			if b := absBits(tau[e]); c.fine[i] != nil && c.wins[i].contains(b>>16) {
-				c.fine[i][c.wins[i].index(b)]++
-			}
-		}
-		if c.signs {
+		if und[e] != 0 {
 			c.addUndecided(taus, e, und[e])
 		}
 	}
 }
 
-// addUndecided counts the majority of entry e, undecided for nUnd members.
-// sumKept adds the entries surely kept, sumAll also the undecided ones, both
-// in member order as the merge sums them.
+// addUndecided counts entry e, inside the window of nUnd members: into
+// those members' fine histograms and, with signs, into the majority.
+// sumKept adds the entries surely kept, sumAll also the undecided ones,
+// both in member order as the merge sums them.
 func (c *windowCounter) addUndecided(taus [][]float32, e int, nUnd uint8) {
-	if nUnd > 1 {
-		if 4*len(c.undecided) >= maxUndecidedBytes {
-			c.overflow = true
-			return
-		}
-		for _, tau := range taus {
-			c.undecided = append(c.undecided, tau[e])
-		}
-		return
-	}
 	var sumKept, sumAll float32
 	which := 0
 	for i, tau := range taus {
 		v := tau[e]
-		hi := absBits(v) >> 16
+		b := absBits(v)
 		w := c.wins[i]
-		switch {
+		switch hi := b >> 16; {
 		case w.contains(hi):
+			c.fine[i][w.index(b)]++
 			sumKept += v * 0
 			sumAll += v
 			which = i
@@ -414,6 +398,19 @@ func (c *windowCounter) addUndecided(taus [][]float32, e int, nUnd uint8) {
 			sumKept += v * 0
 			sumAll += v * 0
 		}
+	}
+	if !c.signs {
+		return
+	}
+	if nUnd > 1 {
+		if 4*len(c.undecided) >= maxUndecidedBytes {
+			c.overflow = true
+			return
+		}
+		for _, tau := range taus {
+			c.undecided = append(c.undecided, tau[e])
+		}
+		return
 	}
 	sd := signInt(sumKept)
 	c.sure += sd
