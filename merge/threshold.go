@@ -1,9 +1,9 @@
 package merge
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
+	mbits "math/bits"
 
 	"github.com/editkit/editkit/internal/simd"
 	"github.com/editkit/editkit/tasks"
@@ -322,7 +322,7 @@ type windowCounter struct {
 	lo, width []uint32 // wins, as simd.WindowCount takes them
 	below     []int64
 	fine      [][]int64 // [member][window index], nil for members kept whole
-	und       []uint8   // per entry of a chunk: members it is undecided for
+	und       []uint8   // a bit per entry of a chunk: undecided for some member
 	signs     bool
 	sure      int64
 	extra     [][]int64 // [member][window index]: sign(S_keep) − sign(S_drop)
@@ -351,36 +351,33 @@ func newWindowCounter(ks []int64, wins []window, signs bool) *windowCounter {
 }
 
 // add counts a chunk: the SIMD kernel classifies every entry and counts the
-// sure part of the majority; the entries undecided for some member are then
-// counted into the fine histograms and the majority one by one.
+// sure part of the majority; the entries undecided for some member (a bit
+// each) are then counted into the fine histograms and the majority one by
+// one.
 func (c *windowCounter) add(taus [][]float32) {
 	n := len(taus[0])
-	if cap(c.und) < n {
-		c.und = make([]uint8, n)
+	if cap(c.und) < (n+7)/8 {
+		c.und = make([]uint8, (n+7)/8)
 	}
-	und := c.und[:n]
-	sure := simd.WindowCount(taus, c.lo, c.width, c.below, und)
+	und := c.und[:(n+7)/8]
+	sure := simd.WindowCount(taus, n, c.lo, c.width, c.below, und)
 	if c.signs {
 		c.sure += sure
 	}
-	for e := 0; e < n; e++ {
-		if e&7 == 0 && e+8 <= n && binary.NativeEndian.Uint64(und[e:]) == 0 {
-			e += 7 // eight sure entries
-			continue
-		}
-		if und[e] != 0 {
-			c.addUndecided(taus, e, und[e])
+	for i, bits8 := range und {
+		for ; bits8 != 0; bits8 &= bits8 - 1 {
+			c.addUndecided(taus, 8*i+mbits.TrailingZeros8(bits8))
 		}
 	}
 }
 
-// addUndecided counts entry e, inside the window of nUnd members: into
+// addUndecided counts entry e, inside the window of some members: into
 // those members' fine histograms and, with signs, into the majority.
 // sumKept adds the entries surely kept, sumAll also the undecided ones,
 // both in member order as the merge sums them.
-func (c *windowCounter) addUndecided(taus [][]float32, e int, nUnd uint8) {
+func (c *windowCounter) addUndecided(taus [][]float32, e int) {
 	var sumKept, sumAll float32
-	which := 0
+	which, nUnd := 0, 0
 	for i, tau := range taus {
 		v := tau[e]
 		b := absBits(v)
@@ -391,6 +388,7 @@ func (c *windowCounter) addUndecided(taus [][]float32, e int, nUnd uint8) {
 			sumKept += v * 0
 			sumAll += v
 			which = i
+			nUnd++
 		case hi >= w.lo+w.width:
 			sumKept += v
 			sumAll += v

@@ -100,20 +100,20 @@ func disjointMergeAt(l Level, dst []float32, xs [][]float32, tieNegative, sum bo
 // WindowCount is the streaming count of TIES's whole-model threshold pass
 // (see merge/threshold.go). Member t's window is the coarse bins (high 16
 // bits of |x| as a float32 bit pattern) [lo[t], lo[t]+width[t]). For every
-// i it adds to below[t] the members' values below their window, sets und[i]
-// to the number of members whose window holds x_t[i] (the undecided
-// values), and returns Σ sign(Σ_t kept x_t[i]) over the i with und[i] = 0,
-// a value being kept when above its window and the sum running from 0 in
-// member order.
-func WindowCount(xs [][]float32, lo, width []uint32, below []int64, und []uint8) int64 {
-	return windowCountAt(level, xs, lo, width, below, und)
+// i it adds to below[t] the members' values below their window, sets bit
+// i%8 of undecided[i/8] when some member's window holds x_t[i] (an
+// undecided value), and returns Σ sign(Σ_t kept x_t[i]) over the other i, a
+// value being kept when above its window and the sum running from 0 in
+// member order. Every member has n values; undecided holds ⌈n/8⌉ bytes.
+func WindowCount(xs [][]float32, n int, lo, width []uint32, below []int64, undecided []uint8) int64 {
+	return windowCountAt(level, xs, n, lo, width, below, undecided)
 }
 
-func windowCountAt(l Level, xs [][]float32, lo, width []uint32, below []int64, und []uint8) int64 {
-	n := len(und)
+func windowCountAt(l Level, xs [][]float32, n int, lo, width []uint32, below []int64, undecided []uint8) int64 {
 	for _, x := range xs {
-		_ = x[:n] // every member covers und
+		_ = x[:n] // every member covers n values
 	}
+	undecided = undecided[:(n+7)/8]
 	lo, width, below = lo[:len(xs)], width[:len(xs)], below[:len(xs)]
 	var sure int64
 	done := 0
@@ -124,7 +124,7 @@ func windowCountAt(l Level, xs [][]float32, lo, width []uint32, below []int64, u
 			if len(xs) > 16 {
 				lanes = make([]int32, 8*len(xs))
 			}
-			sure = windowCountAVX2(unsafe.SliceData(xs), len(xs), done, &lo[0], &width[0], &lanes[0], &und[0])
+			sure = windowCountAVX2(unsafe.SliceData(xs), len(xs), done, &lo[0], &width[0], &lanes[0], &undecided[0])
 			for t := range xs {
 				for _, c := range lanes[8*t : 8*t+8] {
 					below[t] += int64(c)
@@ -133,8 +133,11 @@ func windowCountAt(l Level, xs [][]float32, lo, width []uint32, below []int64, u
 		}
 	}
 	for i := done; i < n; i++ {
+		if i%8 == 0 {
+			undecided[i/8] = 0
+		}
 		var kept float32
-		var u uint8
+		und := false
 		for t, x := range xs {
 			v := x[i]
 			bin := math.Float32bits(v) & 0x7fffffff >> 16
@@ -143,14 +146,15 @@ func windowCountAt(l Level, xs [][]float32, lo, width []uint32, below []int64, u
 				below[t]++
 				kept += v * 0
 			case bin-lo[t] < width[t]:
-				u++
+				und = true
 				kept += v * 0
 			default:
 				kept += v
 			}
 		}
-		und[i] = u
-		if u == 0 {
+		if und {
+			undecided[i/8] |= 1 << (i % 8)
+		} else {
 			sure += sign(kept)
 		}
 	}

@@ -174,9 +174,9 @@ done:
 // func windowCountAVX2(xs *[]float32, nx int, n int, lo, width *uint32, below *int32, und *uint8) int64
 // For TIES's threshold pass: each |x_t| is below, inside or above member
 // t's window [lo_t, lo_t+width_t) of coarse bins (high 16 bits). below
-// holds 8 int32 counters per member (incremented); und receives, per value,
-// how many members have it inside their window; the result is Σ sign(Σ_t
-// x_t kept) over the values no member has inside its window, kept meaning
+// holds 8 int32 counters per member (incremented); und receives one byte
+// per 8 values, bit j set when some member has value j inside its window;
+// the result is Σ sign(Σ_t x_t kept) over the other values, kept meaning
 // above the window. n is a multiple of 8.
 TEXT ·windowCountAVX2(SB), NOSPLIT, $0-64
 	MOVQ xs+0(FP), R8
@@ -239,12 +239,11 @@ member:
 	VPANDN Y4, Y10, Y4
 	VPAND Y9, Y4, Y4
 	VPADDD Y4, Y11, Y11
-	// undecided counts as bytes
-	VEXTRACTI128 $1, Y2, X4
-	VPACKUSDW X4, X2, X4
-	VPACKUSWB X4, X4, X4
-	VMOVQ X4, (DI)
-	ADDQ $8, DI
+	// undecided values as bits
+	VPCMPGTD Y12, Y2, Y4
+	VMOVMSKPS Y4, AX
+	MOVB AX, (DI)
+	INCQ DI
 	ADDQ $32, BX
 	SUBQ $8, CX
 	JNZ loop

@@ -130,7 +130,7 @@ func TestWindowCount(t *testing.T) {
 				width[i] = 1 + uint32(rng.IntN(2))
 			}
 			wantBelow := make([]int64, members)
-			wantUnd := make([]uint8, n)
+			wantUnd := make([]uint8, (n+7)/8)
 			var wantSure int64
 			for e := range n {
 				var kept float32
@@ -141,13 +141,13 @@ func TestWindowCount(t *testing.T) {
 						wantBelow[i]++
 						kept += x[e] * 0
 					case bin < lo[i]+width[i]:
-						wantUnd[e]++
+						wantUnd[e/8] |= 1 << (e % 8)
 						kept += x[e] * 0
 					default:
 						kept += x[e]
 					}
 				}
-				if wantUnd[e] == 0 {
+				if wantUnd[e/8]&(1<<(e%8)) == 0 {
 					switch {
 					case kept > 0 || (kept != kept && !math.Signbit(float64(kept))):
 						wantSure++
@@ -158,8 +158,8 @@ func TestWindowCount(t *testing.T) {
 			}
 			for _, l := range levels() {
 				below := make([]int64, members)
-				und := make([]uint8, n)
-				sure := windowCountAt(l, xs, lo, width, below, und)
+				und := make([]uint8, (n+7)/8)
+				sure := windowCountAt(l, xs, n, lo, width, below, und)
 				if sure != wantSure || !slices.Equal(below, wantBelow) || !slices.Equal(und, wantUnd) {
 					t.Fatalf("%s, n %d, %d members: sure %d below %v, want %d %v (undecided equal: %v)",
 						l, n, members, sure, below, wantSure, wantBelow, slices.Equal(und, wantUnd))
