@@ -363,7 +363,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	if err != nil {
 		return err
 	}
-	if err := final.provenance(s); err != nil {
+	if err := final.provenance(setInputs(s)); err != nil {
 		return err
 	}
 	sp.p.finish()
