@@ -11,14 +11,14 @@ func yamlBoolPtr(v bool) *bool   { return &v }
 
 func TestParseMergekitYAMLValid(t *testing.T) {
 	tests := []struct {
-		name   string
-		yaml   string
-		base      string
-		models    []string
-		dtype     string
-		paper     bool // Semantics Paper, else Mergekit
-		warnings  []string // substrings, one per warning, in order
-		check     func(t *testing.T, c Config)
+		name     string
+		yaml     string
+		base     string
+		models   []string
+		dtype    string
+		paper    bool     // Semantics Paper, else Mergekit
+		warnings []string // substrings, one per warning, in order
+		check    func(t *testing.T, c Config)
 	}{
 		{
 			name: "linear without base",

@@ -61,12 +61,12 @@ type Param struct {
 
 // fieldRef points at the Config field that holds a parameter.
 type fieldRef struct {
-	f   **float64
-	fs  *[]float64
-	i   **int
-	u   *uint64
-	b   **bool
-	s   *string
+	f  **float64
+	fs *[]float64
+	i  **int
+	u  *uint64
+	b  **bool
+	s  *string
 	// set, get and clr reach fields behind a pointer (LiNeS's).
 	set func(any)
 	get func() any

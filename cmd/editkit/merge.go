@@ -349,14 +349,15 @@ func (job *mergeJob) fromFlags(cmd *cobra.Command, f *mergeFlags) error {
 		if p.Flag == "" || !changed(p.Flag) {
 			continue
 		}
-		if err := m.Applies(p.Name, merge.Paper); err != nil {
-			return errors.New(err.Message("--" + p.Flag))
-		}
 		var v any
 		if p.Kind == merge.Bool {
 			v = *f.bools[p.Name]
 		} else if v, err = p.ParseFlag(*f.values[p.Name]); err != nil {
 			return flagError(err, false)
+		}
+		if err := m.Applies(p.Name, merge.Paper); err != nil {
+			err.Value = v
+			return errors.New(err.Message("--" + p.Flag))
 		}
 		p.Set(cfg, v)
 	}
