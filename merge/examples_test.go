@@ -86,7 +86,8 @@ func shapeTail(s []int64) int64 {
 func (m *llama) finetune(seed uint64, scale int) *llama {
 	f := &llama{layers: m.layers, hidden: m.hidden, inter: m.inter, vocab: m.vocab, names: m.names, shapes: m.shapes, vals: map[string][]float64{}}
 	r := rand.New(rand.NewPCG(seed, 11))
-	for n, v := range m.vals {
+	for _, n := range m.names {
+		v := m.vals[n]
 		w := make([]float64, len(v))
 		for i, x := range v {
 			w[i] = x + float64(r.IntN(2*scale+1)-scale)/256
@@ -168,30 +169,94 @@ func TestMergekitExamples(t *testing.T) {
 		m.write(t, path, arch)
 	}
 	for _, name := range sortedNames(configs) {
-		t.Run(name, func(t *testing.T) {
-			data := configs[name]
-			plan, err := ParseMergekitYAML(data, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(plan.Warnings) > 0 {
-				t.Errorf("warnings for an example configuration: %q", plan.Warnings)
-			}
-			out := strings.TrimSuffix(name, ".yml") + "-out"
-			prep, err := plan.Open(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer prep.Close()
-			wo := tasks.WriteOptions{DType: prep.OutDType, SideFiles: prep.SideFiles}
-			wo.Inputs = prep.Inputs
-			if _, err := Run(prep.Set, &prep.Config, out, wo, tasks.StreamOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			want := referenceMergekit(t, data, models)
-			compareOutput(t, out, want)
-		})
+		t.Run(name, func(t *testing.T) { checkAgainstReference(t, name, configs[name], models) })
 	}
+	// More than the examples show: several slices with their own
+	// parameters, sources and base position; an unlisted base with a
+	// top-level weight; task arithmetic with a λ gradient.
+	for _, tc := range []struct{ name, yaml string }{
+		{"ties over two slices", `
+merge_method: ties
+base_model: TheBloke/Llama-2-13B-fp16
+slices:
+  - sources:
+      - model: TheBloke/Llama-2-13B-fp16
+        layer_range: [0, 20]
+      - model: psmathur/orca_mini_v3_13b
+        layer_range: [0, 20]
+        parameters: {weight: 1, density: [1, 0.2]}
+      - model: garage-bAInd/Platypus2-13B
+        layer_range: [0, 20]
+        parameters:
+          weight:
+            - filter: mlp
+              value: 0.2
+            - value: 0.8
+    parameters: {density: 0.6}
+  - sources:
+      - model: garage-bAInd/Platypus2-13B
+        layer_range: [20, 40]
+        parameters: {weight: 0.4, density: 0.3}
+      - model: TheBloke/Llama-2-13B-fp16
+        layer_range: [20, 40]
+      - model: WizardLM/WizardMath-13B-V1.0
+        layer_range: [10, 30]
+        parameters: {weight: 0.6}
+    parameters: {density: 0.9}
+parameters: {normalize: true}
+dtype: float16
+`},
+		{"linear with an unlisted base", `
+merge_method: linear
+base_model: TheBloke/Llama-2-13B-fp16
+models:
+  - model: psmathur/orca_mini_v3_13b
+    parameters: {weight: 2}
+  - model: garage-bAInd/Platypus2-13B
+parameters: {weight: 0.5}
+dtype: float16
+`},
+		{"task arithmetic with a lambda gradient", `
+merge_method: task_arithmetic
+base_model: mistralai/Mistral-7B-v0.1
+models:
+  - model: mistralai/Mistral-7B-Instruct-v0.2
+    parameters: {weight: 0.7}
+  - model: BioMistral/BioMistral-7B
+    parameters: {weight: [0.2, 1]}
+parameters:
+  lambda: [1.5, 0.5]
+  normalize: true
+dtype: float16
+`},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkAgainstReference(t, tc.name, []byte(tc.yaml), models) })
+	}
+}
+
+// checkAgainstReference merges with the configuration and compares the
+// output with the reference's.
+func checkAgainstReference(t *testing.T, name string, data []byte, models map[string]*llama) {
+	t.Helper()
+	plan, err := ParseMergekitYAML(data, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Warnings) > 0 {
+		t.Errorf("warnings: %q", plan.Warnings)
+	}
+	out := strings.NewReplacer(".yml", "", " ", "-").Replace(name) + "-out"
+	prep, err := plan.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prep.Close()
+	wo := tasks.WriteOptions{DType: prep.OutDType, SideFiles: prep.SideFiles}
+	wo.Inputs = prep.Inputs
+	if _, err := Run(prep.Set, &prep.Config, out, wo, tasks.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	compareOutput(t, out, referenceMergekit(t, data, models))
 }
 
 // refOutput is the reference's expected output.
@@ -418,6 +483,42 @@ func referenceMergekit(t *testing.T, data []byte, models map[string]*llama) *ref
 			}
 			out.mag[outName] = mag
 			return res
+		case "task_arithmetic":
+			var b []float64
+			var acc []float64
+			var sw float64
+			for i, src := range s.sources {
+				if src.model == base {
+					b = tensors[i]
+				}
+			}
+			acc = make([]float64, len(b))
+			for i, src := range s.sources {
+				if src.model == base {
+					continue
+				}
+				w, _ := param("weight", s, &s.sources[i], inNames[i], pos)
+				sw += w
+				for k := range acc {
+					acc[k] += w * (tensors[i][k] - b[k])
+				}
+			}
+			lam, _ := param("lambda", s, nil, outName, pos)
+			res := make([]float64, len(b))
+			mag := make([]float64, len(b))
+			for k := range res {
+				d := acc[k]
+				if top["normalize"] == true {
+					d /= sw
+				}
+				res[k] = b[k] + lam*d
+				mag[k] = math.Max(math.Abs(b[k]), math.Abs(d))
+			}
+			if out.mag == nil {
+				out.mag = map[string][]float64{}
+			}
+			out.mag[outName] = mag
+			return res
 		case "slerp":
 			tt, _ := param("t", s, nil, outName, pos)
 			a, b := tensors[0], tensors[1]
@@ -532,10 +633,24 @@ func refEval(v any, tensor string, t float64) (float64, bool) {
 	return 0, false
 }
 
-// quantize rounds to the configuration's dtype (the fixtures' values are
-// already representable, so this only checks that).
+// quantize rounds to the configuration's dtype, as mergekit converts every
+// input to it: to the nearest value with the dtype's significand bits (11
+// for float16, 8 for bfloat16), ties to even. The fixtures' values are
+// normal numbers, well inside both ranges.
 func quantize(v []float64, dt checkpoint.DType) []float64 {
-	return v
+	bits := 11
+	if dt == checkpoint.BF16 {
+		bits = 8
+	}
+	out := make([]float64, len(v))
+	for i, x := range v {
+		if x == 0 {
+			continue
+		}
+		frac, exp := math.Frexp(x) // x = frac · 2^exp, 0.5 ≤ |frac| < 1
+		out[i] = math.Ldexp(math.RoundToEven(math.Ldexp(frac, bits)), exp-bits)
+	}
+	return out
 }
 
 func refLinear(tensors [][]float64, w []float64) []float64 {

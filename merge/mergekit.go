@@ -521,7 +521,7 @@ func (p *yamlParser) setting(v *yaml.Node, prm *Param) (*setting, bool) {
 		}
 		return &setting{node: v, grad: g}, true
 	case yaml.MappingNode:
-		p.errf(v, "%s: a single {filter, value} mapping is refused by mergekit too: give the conditions as a list (- filter: ...\n    value: ...), ending with - value: ... for the other tensors", prm.Name)
+		p.errf(v, "%s: a single {filter, value} mapping is refused by mergekit too: give the conditions as a list, [{filter: NAME_PART, value: ...}, {value: ...}], the last without a filter for the other tensors", prm.Name)
 		return nil, false
 	}
 	p.errf(v, "%s has an unsupported form", prm.Name)

@@ -37,11 +37,19 @@ var fixtureShapes = []struct {
 }
 
 func newFixture(t *testing.T, n int, seed uint64) *fixture {
+	return newFixtureShaped(t, n, seed, fixtureShapes)
+}
+
+// newFixtureShaped is newFixture with other tensors.
+func newFixtureShaped(t *testing.T, n int, seed uint64, shapes []struct {
+	name  string
+	shape []int64
+}) *fixture {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 99))
 	f := &fixture{dir: t.TempDir(), shapes: map[string][]int64{}, base: map[string][]float64{}}
 	grid := func(scale int) float64 { return float64(r.IntN(2*scale+1)-scale) / 64 }
-	for _, s := range fixtureShapes {
+	for _, s := range shapes {
 		f.names = append(f.names, s.name)
 		f.shapes[s.name] = s.shape
 		size := int64(1)
