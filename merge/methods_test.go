@@ -458,7 +458,7 @@ func TestSettingEval(t *testing.T) {
 		{g, "x", 1, 1, true},
 		{g, "x", 0.25, 0.5, true},
 		{g, "x", 0.375, 0.4, true}, // halfway between 0.5 and 0.3
-		{g, "x", 0.9, 0.88, true}, // 0.4·0.7 + 0.6·1
+		{g, "x", 0.9, 0.88, true},  // 0.4·0.7 + 0.6·1
 		{conds, "model.layers.3.self_attn.q_proj.weight", 0.5, 0.3, true},
 		{conds, "model.layers.3.mlp.up_proj.weight", 0.5, 0.25, true},
 		{conds, "model.norm.weight", 0, 0.5, true},

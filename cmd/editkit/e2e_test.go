@@ -270,6 +270,48 @@ dtype: float32
 			t.Fatal(err)
 		}
 		c.fails(t, "cfg2", []string{"bad.yaml:5: t NaN is not a finite number", "bad.yaml:6: lambda +Inf is not a finite number"}, "merge", "--config", "bad.yaml", "-o", "cfg2")
+
+		// Layer stacking: ft1's two layers, then ft2's second scaled by
+		// 0.5; what mergekit ignores is a warning on stderr.
+		stack := "merge_method: passthrough\nslices:\n  - sources: [{model: ft1, layer_range: [0, 2]}]\n  - sources: [{model: ft2, layer_range: [1, 2], parameters: {scale: 0.5}}]\nparameters: {int8_mask: true}\nfoo: 1\n"
+		if err := os.WriteFile(c.path("stack.yaml"), []byte(stack), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, err := c.run("merge", "--config", "stack.yaml", "-o", "stacked")
+		if err != nil {
+			t.Fatalf("merge --config stack.yaml: %v\n%s", err, errOut)
+		}
+		for _, w := range []string{`editkit: warning: stack.yaml:6: unknown key "foo" ignored`, `editkit: warning: stack.yaml:5: parameter "int8_mask" has no effect on passthrough`} {
+			if !strings.Contains(errOut, w) {
+				t.Errorf("stderr %q does not warn %q", errOut, w)
+			}
+		}
+		for out, in := range map[string]struct {
+			model *model
+			name  string
+			scale float64
+		}{
+			"vit.encoder.layer.0.attention.weight": {c.fts[0], "vit.encoder.layer.0.attention.weight", 1},
+			"vit.encoder.layer.1.output.bias":      {c.fts[0], "vit.encoder.layer.1.output.bias", 1},
+			"vit.encoder.layer.2.attention.weight": {c.fts[1], "vit.encoder.layer.1.attention.weight", 0.5},
+			"vit.encoder.layer.2.output.bias":      {c.fts[1], "vit.encoder.layer.1.output.bias", 0.5},
+		} {
+			got, dt := readFloats(t, c.path("stacked"), out)
+			want := make([]float64, len(in.model.floats[in.name]))
+			for i, v := range in.model.floats[in.name] {
+				want[i] = v * in.scale
+			}
+			checkClose(t, "stacked", out, dt, got, want)
+		}
+		c.fails(t, "pt", []string{"--method passthrough stacks layer ranges", "slices"}, "merge", "--base", "base", "--models", "ft1", "--method", "passthrough", "-o", "pt")
+		// --help documents the YAML parameters from the table, int8_mask's
+		// lack of effect included.
+		help := c.ok(t, "merge", "--help")
+		for _, w := range []string{"int8_mask is accepted", "int8_mask: accepted and without effect", "--density (density)", "nuslerp_flatten", "(default: 0.2 for ties"} {
+			if !strings.Contains(help, w) {
+				t.Errorf("merge --help does not say %q", w)
+			}
+		}
 	})
 
 	t.Run("inspect", func(t *testing.T) {
