@@ -965,8 +965,12 @@ func (p *yamlParser) fillConfig(plan *YAMLPlan) {
 		return
 	}
 	_ = rc
-	if p.sem == Paper && c.Method == TIES && tw.vary["density"] {
-		p.errf(plan.paramNode("density"), "density given per tensor (a gradient or filter): ties_scope: model trims over the whole model, with one density per model")
+	if p.sem == Paper {
+		// editkit's extensions (consensus, ties_scope: model) follow the
+		// papers, which have one value per model for the whole model.
+		for _, name := range sortedNames(tw.vary) {
+			p.errf(plan.paramNode(name), "%s varies by tensor (a gradient, a filter, or values per slice): %s takes one value per model for the whole model", name, map[bool]string{true: "consensus", false: "ties_scope: model"}[c.Method == Consensus])
+		}
 	}
 }
 

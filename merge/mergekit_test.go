@@ -382,6 +382,8 @@ func TestParseMergekitYAMLRejects(t *testing.T) {
 		{"empty layer_range", "merge_method: passthrough\nslices:\n  - sources:\n      - {model: a, layer_range: [4, 4]}\n", []string{"config.yaml:4", "is empty"}},
 		{"passthrough with two sources", "merge_method: passthrough\nslices:\n  - sources:\n      - {model: a, layer_range: [0, 2]}\n      - {model: b, layer_range: [0, 2]}\n", []string{"passthrough merges exactly 1 models, got 2"}},
 		{"slice lacking the base", "merge_method: ties\nbase_model: base\nslices:\n  - sources:\n      - {model: a, layer_range: [0, 2], parameters: {weight: 1}}\n", []string{"config.yaml:4", `base_model "base" is not among the sources`}},
+		{"gradient with ties_scope model", "merge_method: ties\nparameters: {ties_scope: model, density: [0.1, 0.5]}\n" + head, []string{"config.yaml:2", "density varies by tensor", "ties_scope: model takes one value per model"}},
+		{"filter with consensus", "merge_method: consensus\nparameters:\n  lambda: 1\n  tall_lambda:\n    - filter: mlp\n      value: 0.2\n    - value: 0.4\n" + head, []string{"config.yaml:4", "tall_lambda varies by tensor"}},
 		{"bad dtype", "merge_method: ties\ndtype: int8\n" + head, []string{"config.yaml:2", `"int8"`}},
 		{"bad pad", "merge_method: ties\ntokenizer: {source: union, pad_to_multiple_of: 0}\n" + head, []string{"config.yaml:2", "pad_to_multiple_of"}},
 		// Every problem at once.

@@ -114,7 +114,6 @@ func (plan *YAMLPlan) Open(out string) (*Prepared, error) {
 		prep.OutDType, _ = checkpoint.ParseFloatDType(plan.OutDType)
 	}
 	opened := map[string]*checkpoint.Checkpoint{}
-	var order []string
 	open := func(path string) (*checkpoint.Checkpoint, error) {
 		if c := opened[path]; c != nil {
 			return c, nil
@@ -124,7 +123,6 @@ func (plan *YAMLPlan) Open(out string) (*Prepared, error) {
 			return nil, fmt.Errorf("%s: model %q: %w", plan.File, path, err)
 		}
 		opened[path] = c
-		order = append(order, path)
 		prep.closers = append(prep.closers, c.Close)
 		prep.Inputs = append(prep.Inputs, c.Path)
 		prep.InputSizes = append(prep.InputSizes, c.Size())

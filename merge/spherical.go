@@ -93,24 +93,29 @@ func mergeKarcher(_ *plan, c *tasks.Chunk, tp *tensorParams, dst []float32) erro
 		clear(dst)
 		return nil
 	}
+	// Unit vectors are held in float32 (as mergekit holds them in the
+	// input dtype), so memory stays a few tensors; dot products, norms and
+	// the iterate u are float64.
 	size := len(dst)
-	units := make([][]float64, len(valid))
+	units := make([][]float32, len(valid))
 	for i, m := range valid {
-		nm := math.Sqrt(dot(m, m))
-		units[i] = make([]float64, size)
+		inv := 1 / math.Sqrt(dot(m, m))
+		units[i] = make([]float32, size)
 		for k, v := range m {
-			units[i][k] = float64(v) / nm
+			units[i][k] = float32(float64(v) * inv)
 		}
 	}
 	a := 1 / float64(len(valid)) // the weights renormalised over the valid models
 	u := make([]float64, size)
 	for _, ui := range units {
 		for k, v := range ui {
-			u[k] += a * v
+			u[k] += a * float64(v)
 		}
 	}
 	if nu := norm64(u); nu < tp.tol {
-		copy(u, units[0])
+		for k, v := range units[0] {
+			u[k] = float64(v)
+		}
 	} else {
 		scaleVec(u, 1/nu)
 	}
@@ -118,14 +123,18 @@ func mergeKarcher(_ *plan, c *tasks.Chunk, tp *tensorParams, dst []float32) erro
 	for range tp.maxIter {
 		clear(step)
 		for _, ui := range units {
-			cos := math.Max(-1, math.Min(1, dot64(u, ui)))
+			var c float64
+			for k, v := range ui {
+				c += u[k] * float64(v)
+			}
+			cos := math.Max(-1, math.Min(1, c))
 			theta := math.Acos(cos)
 			if theta < tp.tol {
 				continue
 			}
 			f := a * theta / math.Sin(theta)
-			for k := range step {
-				step[k] += f * (ui[k] - cos*u[k])
+			for k, v := range ui {
+				step[k] += f * (float64(v) - cos*u[k])
 			}
 		}
 		ns := norm64(step)
@@ -224,15 +233,13 @@ func mergeMultiSLERP(p *plan, c *tasks.Chunk, tp *tensorParams, dst []float32) e
 	return nil
 }
 
-func dot64(a, b []float64) float64 {
+func norm64(a []float64) float64 {
 	var s float64
-	for i, v := range a {
-		s += v * b[i]
+	for _, v := range a {
+		s += v * v
 	}
-	return s
+	return math.Sqrt(s)
 }
-
-func norm64(a []float64) float64 { return math.Sqrt(dot64(a, a)) }
 
 func scaleVec(a []float64, f float64) {
 	for i := range a {
