@@ -133,6 +133,19 @@ type Lines struct {
 
 func f64(v float64) *float64 { return &v }
 
+// clone copies c deeply enough that changing the copy's lists or LiNeS
+// settings leaves c as it is (pointers to scalars are never written
+// through: Param.Set allocates).
+func (c Config) clone() Config {
+	c.Weights, c.Density, c.Gamma = slices.Clone(c.Weights), slices.Clone(c.Density), slices.Clone(c.Gamma)
+	c.Epsilon, c.TallLambda, c.Scale = slices.Clone(c.Epsilon), slices.Clone(c.TallLambda), slices.Clone(c.Scale)
+	if c.Lines != nil {
+		l := *c.Lines
+		c.Lines = &l
+	}
+	return c
+}
+
 // Resolve checks the recipe for n models and returns it with the
 // published defaults filled in; c itself is left as it is. A bad or
 // missing parameter is reported as a *ParamError, which each front end
@@ -146,12 +159,7 @@ func (c Config) Resolve(n int) (Config, error) {
 		_, err := ParseMethod(string(c.Method))
 		return c, err
 	}
-	c.Weights, c.Density, c.Gamma = slices.Clone(c.Weights), slices.Clone(c.Density), slices.Clone(c.Gamma)
-	c.Epsilon, c.TallLambda, c.Scale = slices.Clone(c.Epsilon), slices.Clone(c.TallLambda), slices.Clone(c.Scale)
-	if c.Lines != nil {
-		l := *c.Lines
-		c.Lines = &l
-	}
+	c = c.clone()
 	if c.Method == Consensus {
 		c.Semantics = Paper // one definition: the paper's (a YAML extension too)
 	}
