@@ -258,7 +258,7 @@ func (c *Config) resolveParam(p *Param, row *methodRow, n int) error {
 func (m Method) Applies(param string, sem Semantics) *ParamError {
 	row := rowOf(m)
 	lines := param == "lines_alpha" || param == "lines_beta"
-	if m.Uses(param, sem) || (lines && row.taskVectors && row.cli && sem == Paper) {
+	if m.Uses(param, sem) || (lines && row.cli && sem == Paper) {
 		return nil
 	}
 	return &ParamError{Param: param, Model: -1, Reason: fmt.Sprintf("does not apply to %s (%s)", m, takesText(m, sem))}
@@ -267,7 +267,7 @@ func (m Method) Applies(param string, sem Semantics) *ParamError {
 // takesText lists what the method reads: "ties takes weight, density, ...".
 func takesText(m Method, sem Semantics) string {
 	names := m.ParamNames(sem)
-	if rowOf(m).taskVectors && rowOf(m).cli && sem == Paper {
+	if rowOf(m).cli && sem == Paper {
 		names = append(names, "lines_alpha", "lines_beta")
 	}
 	if len(names) == 0 {

@@ -232,6 +232,23 @@ dtype: float16
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkAgainstReference(t, tc.name, []byte(tc.yaml), models) })
 	}
+	// What only the checkpoints can tell.
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"range past the layers", "merge_method: passthrough\nslices:\n  - sources: [{model: psmathur/orca_mini_v3_13b, layer_range: [30, 41]}]\n",
+			`c.yaml:3: layer_range [30 41] of "psmathur/orca_mini_v3_13b" reaches past its 40 layers`},
+		{"missing model", "merge_method: linear\nmodels: [{model: nowhere/model, parameters: {weight: 1}}]\n", `c.yaml: model "nowhere/model": checkpoint nowhere/model does not exist`},
+		{"different architectures", "merge_method: linear\nmodels: [{model: model_a, parameters: {weight: 1}}, {model: mistralai/Mistral-7B-v0.1, parameters: {weight: 1}}]\n", "not the same architecture"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := ParseMergekitYAML([]byte(tc.yaml), "c.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err = plan.Open("never"); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want it to say %q", err, tc.want)
+			}
+		})
+	}
 }
 
 // checkAgainstReference merges with the configuration and compares the

@@ -367,7 +367,7 @@ func (p *Param) MethodsUsing(sem Semantics) []Method {
 	}
 	if p.Name == "lines_alpha" || p.Name == "lines_beta" {
 		for _, r := range methods {
-			if r.taskVectors && r.cli && !slices.Contains(out, r.method) {
+			if r.cli && !slices.Contains(out, r.method) {
 				out = append(out, r.method)
 			}
 		}

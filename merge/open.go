@@ -348,12 +348,15 @@ func (plan *YAMLPlan) compose(opened map[string]*checkpoint.Checkpoint) (*compos
 			if msplits[j], err = splitOf(m.Model); err != nil {
 				return nil, err
 			}
-			if m.Layers[1] > msplits[j].layerCount {
-				return nil, fmt.Errorf("%s:%d: layer_range %v of %q reaches past its %d layers", plan.File, m.node.Line, *m.Layers, m.Model, msplits[j].layerCount)
-			}
 		}
-		if src.Layers[1] > bsp.layerCount {
-			return nil, fmt.Errorf("%s:%d: layer_range %v of %q reaches past its %d layers", plan.File, src.node.Line, *src.Layers, src.Model, bsp.layerCount)
+		for _, m := range sl.Sources {
+			sp, err := splitOf(m.Model)
+			if err != nil {
+				return nil, err
+			}
+			if m.Layers[1] > sp.layerCount {
+				return nil, fmt.Errorf("%s:%d: layer_range %v of %q reaches past its %d layers", plan.File, m.node.Line, *m.Layers, m.Model, sp.layerCount)
+			}
 		}
 		n := src.Layers[1] - src.Layers[0]
 		for off := range n {

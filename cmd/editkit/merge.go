@@ -67,8 +67,8 @@ per-tensor trimming), dare_linear and dare_ties (need --density, seeded by
 integer tensors), model_stock (--filter-wise) and slerp (--t; one model);
 della, della_linear, sce, nuslerp, karcher, multislerp and arcee_fusion as
 mergekit defines them. --lines-alpha/--lines-beta add LiNeS layer scaling to
-any task-vector method. The models may be fine-tuned checkpoints or stored
-task vectors. A flag the method does not read is an error.
+any method (to its merged θ − θ₀). The models may be fine-tuned checkpoints
+or stored task vectors. A flag the method does not read is an error.
 
 With --config, a mergekit YAML configuration sets the recipe with mergekit's
 semantics: merge_method (any method above; consensus is an editkit

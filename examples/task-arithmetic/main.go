@@ -587,9 +587,9 @@ func (e *evaluator) at(d *merge.Direction, c float64, ts []*task, test bool) (ma
 }
 
 func mergeConfig(mm method) *merge.Config {
-	cfg := &merge.Config{Method: mm.Method, Seed: 1}
+	cfg := &merge.Config{Method: mm.Method}
 	if mm.Method == merge.DARETIES {
-		cfg.Density = []float64{0.5}
+		cfg.Density, cfg.Seed = []float64{0.5}, 1
 	}
 	if mm.Lines {
 		cfg.Lines = &merge.Lines{}
