@@ -148,6 +148,13 @@ func (plan *YAMLPlan) Open(out string) (*Prepared, error) {
 		return nil, err
 	}
 
+	if plan.Layered || plan.Tokenizer != nil {
+		for _, path := range sortedNames(opened) {
+			if tasks.IsTaskVector(opened[path]) {
+				return nil, fmt.Errorf("%s: model %q is a stored task vector: slices and tokenizer alignment need the fine-tuned checkpoints themselves", plan.File, path)
+			}
+		}
+	}
 	g, err := plan.compose(opened)
 	if err != nil {
 		return nil, err
