@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/editkit/editkit/checkpoint"
 )
 
 func main() {
@@ -33,12 +35,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// app holds the global flags and the output streams.
+// app holds the global flags, the output streams and, once a command's
+// flags are checked, its outputs.
 type app struct {
 	stdout, stderr io.Writer
 	quiet          bool
 	json           bool
 	allowNonfinite bool
+	derived        map[*cobra.Command]derivedPaths
+	out            *checkpoint.Outputs
 }
 
 func (a *app) rootCmd() *cobra.Command {
@@ -83,6 +88,7 @@ complete: a failed run leaves nothing behind.`,
 		a.generateCmd(),
 		a.memoirCmd(),
 	)
+	a.guardCommands(root)
 	return root
 }
 

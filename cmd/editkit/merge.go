@@ -114,6 +114,25 @@ The output gets the recipe as ` + mergeSideFile + ` and provenance metadata
 	f.o.register(fs, "dtype of the output's float tensors (default: the base's)")
 	a.addNonfinite(c)
 	sf.register(fs)
+	markPaths(fs, pathInput, "config", "base", "models")
+	markPaths(fs, pathOutput, "save-masks")
+	markPaths(fs, pathRoot, "data")
+	a.derive(c, func(cmd *cobra.Command) ([]string, []checkpoint.Output, error) {
+		if !sf.requested(cmd) || f.o.out == "" {
+			return nil, nil, nil
+		}
+		var heads []string
+		for _, s := range sf.entries {
+			if e, err := parseSearchEntry(s); err == nil {
+				heads = append(heads, e.head)
+			}
+		}
+		var outs []checkpoint.Output
+		for _, p := range searchRecordPaths(f.o.out) {
+			outs = append(outs, checkpoint.Output{Flag: "the search record", Path: p})
+		}
+		return heads, outs, nil
+	})
 	return c
 }
 

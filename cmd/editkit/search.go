@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -211,14 +210,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	if err != nil {
 		return err
 	}
-	recordFiles := searchRecordPaths(f.o.out)
-	if !f.o.force {
-		for _, p := range recordFiles {
-			if _, err := os.Lstat(p); err == nil {
-				return fmt.Errorf("%s exists (a previous search's record): pass --force to replace it", p)
-			}
-		}
-	}
+	recordFiles := searchRecordPaths(f.o.out) // checked with the outputs, see mergeCmd
 	s, err := a.openSet(job.base, job.models)
 	if err != nil {
 		return err
@@ -399,7 +391,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	finalizeWeights(w)
 	sp.p.finish()
 	rec.Seconds = time.Since(start).Seconds()
-	md, err := writeSearchRecord(rec, recordFiles, sp.mode)
+	md, err := writeSearchRecord(rec, recordFiles, sp.mode, a.writeFile)
 	if err != nil {
 		return err
 	}
@@ -572,12 +564,11 @@ func (sp *searchPlan) extract(s *tasks.Set, job *mergeJob, out string, mp *progr
 		}
 		cfg.Lines = &l
 	}
-	dir := filepath.Dir(filepath.Clean(out))
-	tmp, err := os.MkdirTemp(dir, ".editkit-search-")
+	tmp, remove, err := checkpoint.TempBeside(out)
 	if err != nil {
-		return fmt.Errorf("scratch folder for the search: %w", err)
+		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer remove()
 	wo := tasks.WriteOptions{DType: checkpoint.F32}
 	wo.ShardSize = job.wo.ShardSize
 	scratch := filepath.Join(tmp, "delta")
@@ -699,9 +690,9 @@ func pointsSummary(s *eval.Search) string {
 	return strings.Join(parts, "; ")
 }
 
-// writeSearchRecord writes the record's JSON, markdown and plot and
-// returns the markdown.
-func writeSearchRecord(rec *searchRecord, paths []string, mode searchMode) (string, error) {
+// writeSearchRecord writes the record's JSON, markdown and plot with write
+// and returns the markdown.
+func writeSearchRecord(rec *searchRecord, paths []string, mode searchMode, write func(string, []byte) error) (string, error) {
 	rec.Files = paths
 	sym := mode.symbol()
 	tab := &eval.Table{Split: rec.Split, Tasks: rec.Tasks}
@@ -760,7 +751,7 @@ func writeSearchRecord(rec *searchRecord, paths []string, mode searchMode) (stri
 		return "", err
 	}
 	for i, data := range [][]byte{js, []byte(md), png} {
-		if err := checkpoint.WriteFileAtomic(paths[i], data); err != nil {
+		if err := write(paths[i], data); err != nil {
 			return "", err
 		}
 	}
