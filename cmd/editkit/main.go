@@ -17,6 +17,7 @@ import (
 )
 
 func main() {
+	exitOnSignal(os.Stderr)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -60,7 +61,9 @@ knowledge of LLaMA-family models (convert, generate, memoir).
 
 A checkpoint is a .safetensors file, a folder holding model.safetensors, or a
 sharded folder with model.safetensors.index.json. Outputs appear only once
-complete: a failed run leaves nothing behind.`,
+complete: a failed run leaves nothing behind, and neither does one stopped by
+SIGINT, SIGTERM or SIGHUP (exit status 130, 143, 129). No output may be an
+input or lie inside one, and an existing output is replaced only with --force.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
