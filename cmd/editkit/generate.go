@@ -89,8 +89,13 @@ stderr.`,
 					fmt.Fprintf(a.stderr, "editkit: generate: seed %d\n", seed)
 				}
 			}
+			asked := steps
 			if steps == 0 || steps > m.Config.MaxPositionEmbeddings {
 				steps = m.Config.MaxPositionEmbeddings
+			}
+			if len(ids) > steps {
+				fmt.Fprintf(a.stderr, "editkit: generate: warning: the prompt is %d tokens (BOS included) but only %d positions run (--steps %d; the model's max_position_embeddings is %d): the prompt is cut and nothing is generated; raise --steps above %d\n",
+					len(ids), steps, asked, m.Config.MaxPositionEmbeddings, len(ids))
 			}
 			stop := func(id int) bool {
 				return id == m.Config.BOSTokenID || m.Config.IsEOS(id) || (id >= 0 && (id == tok.BOS() || id == tok.EOS()))

@@ -294,8 +294,10 @@ func checkFloatFlag(f *pflag.Flag) error {
 			return fmt.Errorf("%s %s: not a number", flagLabel(f), s)
 		}
 		switch {
+		case (math.IsNaN(x) || math.IsInf(x, 0)) && math.IsInf(iv.lo, -1) && math.IsInf(iv.hi, 1):
+			return fmt.Errorf("%s %s: give a finite number", flagLabel(f), s)
 		case math.IsNaN(x) || math.IsInf(x, 0):
-			return fmt.Errorf("%s %s: give a finite number (%s)", flagLabel(f), s, iv.describe())
+			return fmt.Errorf("%s %s: give a finite number %s", flagLabel(f), s, iv.describe())
 		case !iv.contains(x):
 			return fmt.Errorf("%s %s: it must be %s", flagLabel(f), s, iv.describe())
 		}
