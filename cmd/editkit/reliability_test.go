@@ -354,6 +354,10 @@ func TestReliabilityCLI(t *testing.T) {
 		{"finetune --lr 0", []string{"finetune", "--model", "base", "--head", "head.safetensors", "--dataset", "mnist", "--steps", "1", "--lr", "0", "-o", "ft"}, []string{"--lr 0", "> 0"}},
 		{"head probe --l2 -1", []string{"head", "probe", "--model", "base", "--dataset", "mnist", "--l2", "-1", "-o", "h.safetensors"}, []string{"--l2 -1", "≥ 0"}},
 		{"tv scale --by NaN", []string{"tv", "scale", "--base", "base", "ft1", "--by", "NaN", "-o", "tv.safetensors"}, []string{"--by NaN"}},
+		{"merge --grid 0:Inf:0.1", append(slices.Clone(merge[:8]), "--search", "mnist=head.safetensors", "--grid", "0:Inf:0.1", "-o", "m2"),
+			[]string{"--grid", "not a finite number"}},
+		{"merge --grid of 10¹² points", append(slices.Clone(merge[:8]), "--search", "mnist=head.safetensors", "--grid", "0:1:1e-12", "-o", "m2"),
+			[]string{"--grid", "more than 1000 points"}},
 		// 6. Every output checked before the work starts.
 		{"memoir edit -o inside the model folder", []string{"memoir", "edit", "--model", "llm", "--edits", "edits.json", "-o", "llm/mem.safetensors"},
 			[]string{"-o llm/mem.safetensors lies inside input llm"}},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -84,6 +85,9 @@ func parseSearchEntry(s string) (searchEntry, error) {
 	return e, nil
 }
 
+// maxGridPoints bounds a --grid: each point is an evaluation of every task.
+const maxGridPoints = 1000
+
 // parseGrid parses from:to:step.
 func parseGrid(s string) ([]float64, error) {
 	parts := strings.Split(s, ":")
@@ -93,10 +97,13 @@ func parseGrid(s string) ([]float64, error) {
 	var v [3]float64
 	for i, p := range parts {
 		x, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil {
-			return nil, fmt.Errorf("--grid %q: %q is not a number", s, p)
+		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("--grid %q: %q is not a finite number", s, p)
 		}
 		v[i] = x
+	}
+	if v[2] > 0 && (v[1]-v[0])/v[2] > maxGridPoints {
+		return nil, fmt.Errorf("--grid %q has more than %d points: each is a full evaluation; take a larger step", s, maxGridPoints)
 	}
 	g := eval.Grid(v[0], v[1], v[2])
 	if len(g) == 0 {
