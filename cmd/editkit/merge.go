@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/merge"
 	"github.com/editkit/editkit/tasks"
 )
@@ -128,7 +129,7 @@ The output gets the recipe as ` + mergeSideFile + ` and provenance metadata
 			}
 		}
 		var outs []checkpoint.Output
-		for _, p := range searchRecordPaths(f.o.out) {
+		for _, p := range eval.RecordPaths(f.o.out) {
 			outs = append(outs, checkpoint.Output{Flag: "the search record", Path: p})
 		}
 		return heads, outs, nil
