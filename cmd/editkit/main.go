@@ -17,20 +17,28 @@ import (
 )
 
 func main() {
-	exitOnSignal(os.Stderr)
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	sig := exitOnSignal(os.Stderr)
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, interrupted: sig.caught.Load}
+	sig.exit(a.run(os.Args[1:]))
 }
 
 // run executes the command line and returns the exit status; errors are
 // printed as "editkit: <message>".
 func run(args []string, stdout, stderr io.Writer) int {
-	a := &app{stdout: stdout, stderr: stderr}
+	return (&app{stdout: stdout, stderr: stderr}).run(args)
+}
+
+func (a *app) run(args []string) int {
 	root := a.rootCmd()
 	root.SetArgs(expandModels(args))
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintf(stderr, "editkit: %v\n", err)
+		// After a signal the work fails as its outputs vanish: the signal
+		// handler's line says what happened.
+		if a.interrupted == nil || !a.interrupted() {
+			fmt.Fprintf(a.stderr, "editkit: %v\n", err)
+		}
 		return 1
 	}
 	return 0
@@ -45,6 +53,8 @@ type app struct {
 	allowNonfinite bool
 	derived        map[*cobra.Command]derivedPaths
 	out            *checkpoint.Outputs
+	// interrupted reports whether a signal stopped the run (nil: never).
+	interrupted func() bool
 }
 
 func (a *app) rootCmd() *cobra.Command {

@@ -127,6 +127,11 @@ func TestSignalsRemovePartialOutputs(t *testing.T) {
 		}
 		lines := strings.Split(strings.TrimSpace(stderr), "\n")
 		last := lines[len(lines)-1]
+		for _, l := range lines[:len(lines)-1] {
+			if !strings.Contains(l, "%") { // progress lines only: the failing work says nothing
+				t.Errorf("%s: stderr has %q besides the interruption line", tc.name, l)
+			}
+		}
 		if !strings.HasPrefix(last, "editkit: interrupted by "+tc.name+"; removed the partial output .merged.tmp-") || !strings.HasSuffix(last, "B)") {
 			t.Errorf("%s: last line %q does not say what was removed", tc.name, last)
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/term"
@@ -18,26 +19,43 @@ import (
 // 128 + its number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
 var exitSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 
+// signalExit is the state of the signal handler.
+type signalExit struct {
+	caught atomic.Bool
+}
+
 // exitOnSignal stops the process on the first of exitSignals: it removes
 // every partial output (checkpoint.RemoveTemporaries, which also makes the
 // work in flight fail at its next file operation), says in one line on
 // stderr what it removed, and exits.
-func exitOnSignal(stderr io.Writer) {
+func exitOnSignal(stderr io.Writer) *signalExit {
+	s := &signalExit{}
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, exitSignals...)
 	go func() {
 		sig := <-ch
+		s.caught.Store(true)
 		removed := checkpoint.RemoveTemporaries()
 		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 			fmt.Fprintln(stderr) // end a progress bar's line
 		}
 		fmt.Fprintln(stderr, interruptedLine(sig, removed))
 		status := 1
-		if s, ok := sig.(syscall.Signal); ok {
-			status = 128 + int(s)
+		if n, ok := sig.(syscall.Signal); ok {
+			status = 128 + int(n)
 		}
 		os.Exit(status)
 	}()
+	return s
+}
+
+// exit exits with status, unless a signal was caught: then the handler
+// exits, with the signal's status, once its cleanup is done.
+func (s *signalExit) exit(status int) {
+	if s.caught.Load() {
+		select {}
+	}
+	os.Exit(status)
 }
 
 // interruptedLine is the one line printed on a signal.
