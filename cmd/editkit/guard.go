@@ -119,6 +119,8 @@ func (a *app) checkFlags(cmd *cobra.Command, args []string) error {
 	if f := cmd.Flags().Lookup("force"); f != nil {
 		o.Force = f.Value.String() == "true"
 	}
+	// addInput records an existing input path; label names its flag ("" for
+	// arguments).
 	addInput := func(label, p string) error {
 		if p == "" {
 			return nil
@@ -127,6 +129,9 @@ func (a *app) checkFlags(cmd *cobra.Command, args []string) error {
 			return nil // a dataset name, or missing: the command says so
 		}
 		if err := checkpoint.CheckReadable(p); err != nil {
+			if label == "" {
+				return err
+			}
 			return fmt.Errorf("%s: %w", label, err)
 		}
 		o.Inputs = append(o.Inputs, p)
@@ -160,7 +165,7 @@ func (a *app) checkFlags(cmd *cobra.Command, args []string) error {
 	}
 	if cmd.Annotations[argsKey] == pathInput {
 		for _, p := range args {
-			if err := addInput(p, p); err != nil {
+			if err := addInput("", p); err != nil {
 				return err
 			}
 		}
@@ -171,7 +176,7 @@ func (a *app) checkFlags(cmd *cobra.Command, args []string) error {
 			return err
 		}
 		for _, p := range ins {
-			if err := addInput(p, p); err != nil {
+			if err := addInput("", p); err != nil {
 				return err
 			}
 		}
