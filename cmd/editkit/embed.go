@@ -511,9 +511,6 @@ the class names and the texts.`,
 			if texts != "" {
 				inputs = append(inputs, texts)
 			}
-			if err := checkpoint.CheckOutput(out, inputs, force); err != nil {
-				return err
-			}
 			meta := map[string]string{
 				"editkit.kind":  "embeddings",
 				"editkit.model": model,
@@ -684,6 +681,9 @@ the class names and the texts.`,
 	f.IntVar(&batch, "batch-size", 32, "images or texts per call of the model")
 	f.StringVarP(&out, "output", "o", "", "output .safetensors file (required)")
 	f.BoolVar(&force, "force", false, "replace the output if it exists")
+	markPaths(f, pathInput, "model", "images", "texts", "tokenizer")
+	markPaths(f, pathRoot, "data")
+	markPaths(f, pathOutput, "output")
 	return c
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models/encoder"
@@ -117,9 +116,6 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 			opts.LearningRate, opts.WeightDecay, opts.BatchSize = lr, wd, batch
 			opts.Epochs, opts.Steps, opts.Warmup, opts.ClipNorm = epochs, steps, warmup, clipNorm
 			opts.Seed, opts.Workers = seed, workers
-			if err := checkpoint.CheckOutput(o.out, []string{model, headPath}, o.force); err != nil {
-				return err
-			}
 
 			enc, err := encoder.Load(model)
 			if err != nil {
@@ -229,6 +225,11 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 	f.BoolVar(&evalVal, "eval-val", false, "report the fine-tuned model's accuracy on the validation split")
 	f.BoolVar(&ignoreNames, "ignore-class-names", false, "accept a head whose class names differ from the dataset's (their number must match)")
 	o.register(f, "dtype of the output's float tensors (default: each tensor's dtype in the input)")
+	markPaths(f, pathInput, "model", "head", "dataset")
+	markPaths(f, pathRoot, "data")
+	markRange(f, "lr", "(0, inf)")
+	markRange(f, "wd", "[0, inf)")
+	markRange(f, "clip", "[0, inf)")
 	return c
 }
 
