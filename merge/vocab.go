@@ -533,11 +533,11 @@ func (plan *YAMLPlan) permuteEmbeddings(prep *Prepared, g *composition, ov *outV
 	if len(embeds) == 0 {
 		return fmt.Errorf("%s: no embedding matrix (a 2-D tensor with config.json's vocab_size rows) to align to the new vocabulary", plan.File)
 	}
-	dir, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(out)+".tmp-vocab-")
+	dir, remove, err := checkpoint.TempBeside(out)
 	if err != nil {
-		return fmt.Errorf("temporary folder for the aligned embeddings: %w", err)
+		return fmt.Errorf("the aligned embeddings: %w", err)
 	}
-	prep.closers = append(prep.closers, func() error { return os.RemoveAll(dir) })
+	prep.closers = append(prep.closers, func() error { remove(); return nil })
 	var specs []checkpoint.TensorSpec
 	type job struct {
 		embed
