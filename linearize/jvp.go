@@ -26,19 +26,25 @@ import (
 // Each direction costs one more pass over the VJP graph; the primal
 // activations are shared by all directions.
 func JVP(f models.ForwardFn, base models.Params, inputs []*graph.Node, dirs ...models.Params) (primal []*graph.Node, tangents [][]*graph.Node) {
+	primal = f(base, inputs)
+	return primal, tangentsOf(primal, base, dirs)
+}
+
+// tangentsOf returns the JVPs of the outputs primal, computed from the
+// weights base, in each direction (see JVP).
+func tangentsOf(primal []*graph.Node, base models.Params, dirs []models.Params) (tangents [][]*graph.Node) {
 	names := sortedNames(base)
 	if len(names) == 0 {
 		panic(fmt.Errorf("linearize: no weights to differentiate"))
+	}
+	if len(primal) == 0 {
+		panic(fmt.Errorf("linearize: the model returned no outputs"))
 	}
 	wrt := make([]*graph.Node, len(names))
 	for i, n := range names {
 		wrt[i] = base[n]
 	}
 	g := wrt[0].Graph()
-	primal = f(base, inputs)
-	if len(primal) == 0 {
-		panic(fmt.Errorf("linearize: the model returned no outputs"))
-	}
 	cot := make([]*graph.Node, len(primal))
 	var pairing *graph.Node
 	for k, y := range primal {
@@ -71,7 +77,7 @@ func JVP(f models.ForwardFn, base models.Params, inputs []*graph.Node, dirs ...m
 		}
 		tangents = append(tangents, graph.Gradient(dot, cot...))
 	}
-	return primal, tangents
+	return tangents
 }
 
 func addOrSet(acc, x *graph.Node) *graph.Node {
