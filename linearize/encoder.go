@@ -2,10 +2,12 @@ package linearize
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
+	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/encoder"
@@ -80,4 +82,74 @@ func (e *Encoder) Classifier(w models.Weights, head *heads.Head) (eval.Classifie
 		return nil, err
 	}
 	return encoder.ClassifierOf(func(px *tensors.Tensor) ([]float32, error) { return e.Encode(w, px) }, e.Base.Dim, head)
+}
+
+// Choice says how a model checkpoint is evaluated: around which base
+// ("": plainly), and whether the checkpoint's metadata chose it.
+type Choice struct {
+	Base     string
+	Recorded bool // the checkpoint is a linearized fine-tune that records Base
+}
+
+// ForModel returns what evaluates enc, an encoder loaded from a
+// checkpoint (enc.Path): the encoder linearized around at when given
+// (post-hoc linearization, or a linearized fine-tune's base given
+// explicitly), else around the base that a linearized fine-tune records in
+// its metadata, else nil (evaluate enc as it is; plain forces that). The
+// base must match the model (family, tensor names and shapes: the error
+// names the first mismatches) and, for a linearized fine-tune, hold the
+// weights it records (the error says which base was expected).
+func ForModel(enc *encoder.Encoder, at string, plain bool) (*Encoder, Choice, error) {
+	ch, info, err := choose(enc.Path, at, plain)
+	if err != nil || ch.Base == "" {
+		return nil, ch, err
+	}
+	base, err := encoder.Load(ch.Base)
+	if err != nil {
+		return nil, ch, fmt.Errorf("linearization base: %w", err)
+	}
+	lin, err := NewEncoder(base)
+	if err != nil {
+		return nil, ch, err
+	}
+	if err := lin.Match(enc); err != nil {
+		lin.Close()
+		return nil, ch, fmt.Errorf("base %s does not match model %s: %w", ch.Base, enc.Path, err)
+	}
+	if info != nil {
+		if err := info.Verify(ch.Base, base.Specs, base.Weights); err != nil {
+			lin.Close()
+			return nil, ch, fmt.Errorf("%s: %w", enc.Path, err)
+		}
+	}
+	return lin, ch, nil
+}
+
+func choose(modelPath string, at string, plain bool) (Choice, *BaseInfo, error) {
+	ck, err := checkpoint.Open(modelPath)
+	if err != nil {
+		return Choice{}, nil, err
+	}
+	meta := ck.Metadata
+	ck.Close()
+	info, linearized, err := ReadMetadata(meta)
+	if err != nil {
+		return Choice{}, nil, fmt.Errorf("%s: %w", modelPath, err)
+	}
+	switch {
+	case plain && at != "":
+		return Choice{}, nil, fmt.Errorf("evaluate %s plainly or linearized around %s, not both", modelPath, at)
+	case plain:
+		return Choice{}, nil, nil
+	case at != "" && linearized:
+		return Choice{Base: at}, &info, nil
+	case at != "":
+		return Choice{Base: at}, nil, nil
+	case linearized:
+		if _, err := os.Stat(info.Path); err != nil {
+			return Choice{}, nil, fmt.Errorf("%s was fine-tuned linearized around %s (sha256 %s…), which is not there: pass that base with --linearize-at", modelPath, info.Path, short(info.Digest))
+		}
+		return Choice{Base: info.Path, Recorded: true}, &info, nil
+	}
+	return Choice{}, nil, nil
 }

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+
+	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/linearize"
+	"github.com/editkit/editkit/models"
+	"github.com/editkit/editkit/models/encoder"
+	"github.com/editkit/editkit/models/heads"
+)
+
+// linearizeFlags are --linearize-at and --no-linearize, shared by the
+// commands that evaluate an image encoder (eval, embed).
+type linearizeFlags struct {
+	at    string
+	plain bool
+}
+
+func (l *linearizeFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&l.at, "linearize-at", "", "evaluate the model linearized around this base checkpoint, f(x; base) + J·(θ − base) (post-hoc linearization; default for a linearized fine-tune: the base its metadata records)")
+	f.BoolVar(&l.plain, "no-linearize", false, "evaluate a linearized fine-tune as the plain model f(x; θ)")
+}
+
+// linearized returns the encoder that evaluates enc linearized (nil:
+// evaluate it as it is), with a notice naming the base when the model's
+// metadata chose it.
+func (a *app) linearized(command string, enc *encoder.Encoder, l linearizeFlags) (*linearize.Encoder, error) {
+	lin, ch, err := linearize.ForModel(enc, l.at, l.plain)
+	if err != nil {
+		return nil, err
+	}
+	if ch.Recorded && !a.quiet {
+		fmt.Fprintf(a.stderr, "editkit: %s: %s is a linearized fine-tune: evaluating it linearized around its base %s (--no-linearize: as a plain model)\n", command, enc.Path, ch.Base)
+	}
+	return lin, nil
+}
+
+// addLinearizedMeta records in meta that a fine-tune of the model at path
+// (whose encoder enc was trained linearized around its own weights) is θ
+// of f_lin around that base.
+func addLinearizedMeta(meta map[string]string, path string, enc *encoder.Encoder) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	lm, err := linearize.Metadata(abs, enc.Specs, enc.Weights)
+	if err != nil {
+		return err
+	}
+	for k, v := range lm {
+		meta[k] = v
+	}
+	return nil
+}
+
+// finetunedClassifier classifies with the fine-tuned weights w of enc, through
+// f_lin around enc's own weights when the fine-tuning was linearized. The
+// returned function frees what it compiled.
+func finetunedClassifier(enc *encoder.Encoder, w models.Weights, head *heads.Head, linearized bool) (eval.Classifier, func(), error) {
+	if !linearized {
+		clf, err := enc.Classifier(w, head)
+		return clf, func() {}, err
+	}
+	lin, err := linearize.NewEncoder(enc)
+	if err != nil {
+		return nil, nil, err
+	}
+	clf, err := lin.Classifier(w, head)
+	if err != nil {
+		lin.Close()
+		return nil, nil, err
+	}
+	return clf, lin.Close, nil
+}
+
+// evalAccuracyLin is evalAccuracy through the linearized encoder lin when
+// it is not nil.
+func evalAccuracyLin(enc *encoder.Encoder, lin *linearize.Encoder, w models.Weights, t evalTask, batch int, p *countProgress) (eval.Result, error) {
+	if lin == nil {
+		return evalAccuracy(enc, w, t, batch, p)
+	}
+	clf, err := lin.Classifier(w, t.head)
+	if err != nil {
+		return eval.Result{}, err
+	}
+	return eval.Accuracy(clf, t.ds, enc.Preprocess, eval.Options{BatchSize: batch, Progress: p.perCall()})
+}

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/datasets"
+	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/linearize"
+	"github.com/editkit/editkit/models"
+	"github.com/editkit/editkit/models/encoder"
+	"github.com/editkit/editkit/models/heads"
+	"github.com/editkit/editkit/models/vit"
+)
+
+// linFixture is a tiny ViT base, a head and a toy dataset, with helpers
+// to run the CLI on them.
+type linFixture struct {
+	t   *testing.T
+	dir string
+}
+
+func newLinFixture(t *testing.T) *linFixture {
+	f := &linFixture{t: t, dir: t.TempDir()}
+	ftDataset(t, f.p("toy"))
+	for i, name := range []string{"base", "other"} {
+		m, err := vit.NewRandom(linViT(16), uint64(1+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Save(f.p(name), checkpoint.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wide, err := vit.NewRandom(linViT(24), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wide.Save(f.p("wide"), checkpoint.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ftHead([]string{"black", "dark", "light", "white"}, 16, heads.FeaturesViT).Save(f.p("head.safetensors"), false); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func linViT(width int) vit.Config {
+	c := vit.DefaultConfig()
+	c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads, c.IntermediateSize = width, 1, 2, 32
+	c.ImageSize, c.PatchSize = 8, 4
+	return c
+}
+
+func (f *linFixture) p(name string) string { return filepath.Join(f.dir, name) }
+
+func (f *linFixture) ok(args ...string) (stdout, stderr string) {
+	f.t.Helper()
+	stdout, stderr, err := ftRun(args...)
+	if err != nil {
+		f.t.Fatalf("editkit %s: %v", strings.Join(args, " "), err)
+	}
+	return stdout, stderr
+}
+
+func (f *linFixture) fails(want string, args ...string) {
+	f.t.Helper()
+	_, stderr, err := ftRun(args...)
+	if err == nil || !strings.Contains(stderr, want) {
+		f.t.Errorf("editkit %s: error %q, want one mentioning %q", strings.Join(args, " "), stderr, want)
+	}
+}
+
+// evalJSON runs eval with --json and returns its report.
+func (f *linFixture) evalJSON(model string, extra ...string) (evalReport, string) {
+	f.t.Helper()
+	args := append([]string{"eval", "--model", model, "--dataset", f.p("toy"), "--head", f.p("head.safetensors"), "--json"}, extra...)
+	out, stderr := f.ok(args...)
+	var r evalReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		f.t.Fatalf("%v: %s", err, out)
+	}
+	return r, stderr
+}
+
+// libAccuracy is the test accuracy of model's weights through f_lin around
+// base, computed with the library.
+func (f *linFixture) libAccuracy(model, base string) float64 {
+	f.t.Helper()
+	enc, err := encoder.Load(model)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	b, err := encoder.Load(base)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	lin, err := linearize.NewEncoder(b)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer lin.Close()
+	h, err := heads.Load(f.p("head.safetensors"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	clf, err := lin.Classifier(enc.Weights, h)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ds, err := datasets.Load(f.p("toy"), datasets.Test, datasets.Options{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	r, err := eval.Accuracy(clf, ds, enc.Preprocess, eval.Options{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return r.Accuracy
+}
+
+func TestLinearizedFinetuneAndEvalCLI(t *testing.T) {
+	f := newLinFixture(t)
+	ftArgs := []string{"finetune", "--model", f.p("base"), "--head", f.p("head.safetensors"), "--dataset", f.p("toy"),
+		"--steps", "6", "--batch", "8", "--warmup", "2", "--lr", "3e-2"}
+	out, _ := f.ok(append(ftArgs, "--linearized", "--eval-val", "--json", "-o", f.p("lin"))...)
+	var sum finetuneSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !sum.Linearized || sum.Steps != 6 || sum.ValAccuracy == nil {
+		t.Errorf("summary %+v", sum)
+	}
+	f.ok(append(ftArgs, "-o", f.p("plain"))...)
+
+	// An ordinary checkpoint of θ: the base's names, shapes and dtypes, no
+	// second copy of θ₀; the metadata names the base and its digest.
+	baseCk, err := checkpoint.Open(f.p("base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer baseCk.Close()
+	linCk, err := checkpoint.Open(f.p("lin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer linCk.Close()
+	bt, lt := baseCk.Tensors(), linCk.Tensors()
+	if len(bt) != len(lt) {
+		t.Fatalf("the linearized fine-tune has %d tensors, the base %d", len(lt), len(bt))
+	}
+	for i := range bt {
+		if bt[i].Name != lt[i].Name || bt[i].DType != lt[i].DType || !equalShape(bt[i].Shape, lt[i].Shape) {
+			t.Errorf("tensor %d: %s %s %v, base %s %s %v", i, lt[i].Name, lt[i].DType, lt[i].Shape, bt[i].Name, bt[i].DType, bt[i].Shape)
+		}
+	}
+	absBase, _ := filepath.Abs(f.p("base"))
+	info, ok, err := linearize.ReadMetadata(linCk.Metadata)
+	if !ok || err != nil || info.Path != absBase || len(info.Digest) != 64 {
+		t.Fatalf("metadata %v: %+v %v %v", linCk.Metadata, info, ok, err)
+	}
+
+	// Evaluated linearized around the recorded base by default, with a
+	// notice; the accuracy is f_lin's.
+	r, stderr := f.evalJSON(f.p("lin"))
+	if r.LinearizedAt != absBase || !strings.Contains(stderr, "linearized fine-tune") || !strings.Contains(stderr, absBase) {
+		t.Errorf("default evaluation: linearized_at %q, stderr %q", r.LinearizedAt, stderr)
+	}
+	if want := f.libAccuracy(f.p("lin"), f.p("base")); r.Results[0].Accuracy != want {
+		t.Errorf("eval accuracy %v, f_lin's %v", r.Results[0].Accuracy, want)
+	}
+	if r, stderr := f.evalJSON(f.p("lin"), "--no-linearize"); r.LinearizedAt != "" || strings.Contains(stderr, "linearized") {
+		t.Errorf("--no-linearize: linearized_at %q, stderr %q", r.LinearizedAt, stderr)
+	}
+	// The same base elsewhere is accepted; another base is an error naming
+	// the expected one.
+	if err := os.CopyFS(f.p("base-copy"), os.DirFS(f.p("base"))); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := f.evalJSON(f.p("lin"), "--linearize-at", f.p("base-copy")); r.LinearizedAt != f.p("base-copy") {
+		t.Errorf("--linearize-at a copy of the base: linearized_at %q", r.LinearizedAt)
+	}
+	evalArgs := []string{"eval", "--dataset", f.p("toy"), "--head", f.p("head.safetensors")}
+	f.fails("expected "+absBase, append(evalArgs, "--model", f.p("lin"), "--linearize-at", f.p("other"))...)
+	f.fails("not both", append(evalArgs, "--model", f.p("lin"), "--linearize-at", f.p("base"), "--no-linearize")...)
+
+	// Post-hoc linearization of a non-linear fine-tune.
+	r, _ = f.evalJSON(f.p("plain"), "--linearize-at", f.p("base"))
+	if r.LinearizedAt != f.p("base") {
+		t.Errorf("post-hoc: linearized_at %q", r.LinearizedAt)
+	}
+	if want := f.libAccuracy(f.p("plain"), f.p("base")); r.Results[0].Accuracy != want {
+		t.Errorf("post-hoc eval accuracy %v, f_lin's %v", r.Results[0].Accuracy, want)
+	}
+	// A base of other shapes: the error names the first mismatches.
+	f.fails(`is [1 1 24] in the base, [1 1 16] in the model`, append(evalArgs, "--model", f.p("plain"), "--linearize-at", f.p("wide"), "--md", f.p("table.md"))...)
+	if _, err := os.Stat(f.p("table.md")); err == nil {
+		t.Error("a failed eval wrote its --md table")
+	}
+
+	// embed: the image embeddings are f_lin's.
+	f.ok("embed", "--model", f.p("plain"), "--images", f.p("toy"), "--linearize-at", f.p("base"), "-o", f.p("emb.safetensors"))
+	got, _ := ehReadTensor(t, f.p("emb.safetensors"), embImageTensor)
+	want := linFeatures(t, f.p("plain"), f.p("base"), f.p("toy"))
+	ehClose(t, "linearized image embeddings", got, want, 1e-6)
+	embCk, err := checkpoint.Open(f.p("emb.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if embCk.Metadata["editkit.linearized_at"] != f.p("base") {
+		t.Errorf("embed metadata %v", embCk.Metadata)
+	}
+	embCk.Close()
+	f.fails("differ", "embed", "--model", f.p("plain"), "--images", f.p("toy"), "--linearize-at", f.p("wide"), "-o", f.p("emb2.safetensors"))
+	if _, err := os.Stat(f.p("emb2.safetensors")); err == nil {
+		t.Error("a failed embed wrote its output")
+	}
+
+	// A linearized fine-tune whose base moved: the error says which base
+	// to give.
+	if err := os.Rename(f.p("base"), f.p("moved")); err != nil {
+		t.Fatal(err)
+	}
+	f.fails("pass that base with --linearize-at", append(evalArgs, "--model", f.p("lin"))...)
+	if r, _ := f.evalJSON(f.p("lin"), "--linearize-at", f.p("moved")); r.LinearizedAt != f.p("moved") {
+		t.Errorf("--linearize-at the moved base: linearized_at %q", r.LinearizedAt)
+	}
+}
+
+// linFeatures computes the linearized features of model's weights around
+// base for the test images of a dataset, with the library.
+func linFeatures(t *testing.T, model, base, data string) []float32 {
+	t.Helper()
+	enc, err := encoder.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := encoder.Load(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lin, err := linearize.NewEncoder(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lin.Close()
+	ds, err := datasets.Load(data, datasets.Test, datasets.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := ds.Batches(enc.Preprocess, datasets.BatchOptions{BatchSize: ds.Len()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it.Next()
+	bt := it.Batch()
+	px, err := models.Pixels(bt.Images, bt.Size, bt.Height, bt.Width)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := lin.Encode(enc.Weights, px)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func equalShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
