@@ -99,13 +99,13 @@ type evalTask struct {
 type evalReport struct {
 	Model     string                 `json:"model"`
 	Kind      string                 `json:"kind"`
-	// LinearizedAt is the base the model was evaluated linearized around.
-	LinearizedAt string `json:"linearized_at,omitempty"`
 	Split     string                 `json:"split"`
 	Results   []eval.Result          `json:"results"`
 	Finetuned map[string]eval.Result `json:"finetuned_results,omitempty"`
 	Table     *eval.Table            `json:"table"`
 	Seconds   float64                `json:"seconds"`
+	// LinearizedAt is the base the model was evaluated linearized around.
+	LinearizedAt string `json:"linearized_at,omitempty"`
 }
 
 func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
