@@ -40,11 +40,13 @@ func NewEncoder(base *encoder.Encoder) (*Encoder, error) {
 // Match checks that an encoder can be evaluated linearized around this
 // base: the same family and the same tensors (names, shapes). The error
 // names the first mismatches.
-func (e *Encoder) Match(enc *encoder.Encoder) error {
-	if enc.Family != e.Base.Family {
-		return fmt.Errorf("the model is a %s encoder, the base a %s one", enc.Family, e.Base.Family)
+func (e *Encoder) Match(enc *encoder.Encoder) error { return matchEncoders(enc, e.Base) }
+
+func matchEncoders(enc, base *encoder.Encoder) error {
+	if enc.Family != base.Family {
+		return fmt.Errorf("the model is a %s encoder, the base a %s one", enc.Family, base.Family)
 	}
-	return CheckBase(enc.Specs, e.Base.Specs)
+	return CheckBase(enc.Specs, base.Specs)
 }
 
 // Model returns the compiled linearized forward pass (θ → features).
@@ -84,72 +86,86 @@ func (e *Encoder) Classifier(w models.Weights, head *heads.Head) (eval.Classifie
 	return encoder.ClassifierOf(func(px *tensors.Tensor) ([]float32, error) { return e.Encode(w, px) }, e.Base.Dim, head)
 }
 
-// Choice says how a model checkpoint is evaluated: around which base
-// ("": plainly), and whether the checkpoint's metadata chose it.
+// Choice says how model checkpoints are evaluated: around which base
+// ("": plainly), and whether their metadata chose it.
 type Choice struct {
 	Base     string
-	Recorded bool // the checkpoint is a linearized fine-tune that records Base
+	Recorded bool // the checkpoints are linearized fine-tunes that record Base
 }
 
-// ForModel returns what evaluates enc, an encoder loaded from a
-// checkpoint (enc.Path): the encoder linearized around at when given
-// (post-hoc linearization, or a linearized fine-tune's base given
-// explicitly), else around the base that a linearized fine-tune records in
-// its metadata, else nil (evaluate enc as it is; plain forces that). The
-// base must match the model (family, tensor names and shapes: the error
-// names the first mismatches) and, for a linearized fine-tune, hold the
-// weights it records (the error says which base was expected).
+// ForModel returns what evaluates enc, an encoder loaded from a checkpoint
+// (enc.Path): see ForModels.
 func ForModel(enc *encoder.Encoder, at string, plain bool) (*Encoder, Choice, error) {
-	ch, info, err := choose(enc.Path, at, plain)
-	if err != nil || ch.Base == "" {
-		return nil, ch, err
+	return ForModels([]*encoder.Encoder{enc}, at, plain)
+}
+
+// ForModels returns what evaluates encoders loaded from checkpoints
+// (their Path) and combinations of them: the encoders linearized around at
+// when given (post-hoc linearization, or the base of linearized fine-tunes
+// given explicitly), else around the base that linearized fine-tunes
+// record in their metadata, else nil (evaluate them as they are; plain
+// forces that). Linearized fine-tunes must all record the same base; a
+// mix of linearized and plain checkpoints needs at (or plain). The base
+// must match the models (family, tensor names and shapes: the error names
+// the first mismatches) and hold the weights linearized fine-tunes record
+// (the error says which base was expected).
+func ForModels(encs []*encoder.Encoder, at string, plain bool) (*Encoder, Choice, error) {
+	if plain && at != "" {
+		return nil, Choice{}, fmt.Errorf("evaluate plainly or linearized around %s, not both", at)
+	}
+	var infos []BaseInfo
+	var linearized, notLinearized []string
+	for _, enc := range encs {
+		ck, err := checkpoint.Open(enc.Path)
+		if err != nil {
+			return nil, Choice{}, err
+		}
+		meta := ck.Metadata
+		ck.Close()
+		info, ok, err := ReadMetadata(meta)
+		if err != nil {
+			return nil, Choice{}, fmt.Errorf("%s: %w", enc.Path, err)
+		}
+		if !ok {
+			notLinearized = append(notLinearized, enc.Path)
+			continue
+		}
+		if len(infos) > 0 && info.Digest != infos[0].Digest {
+			return nil, Choice{}, fmt.Errorf("%s and %s were fine-tuned linearized around different bases (%s and %s)", linearized[0], enc.Path, infos[0].Path, info.Path)
+		}
+		infos = append(infos, info)
+		linearized = append(linearized, enc.Path)
+	}
+	var ch Choice
+	switch {
+	case plain:
+		return nil, ch, nil
+	case at != "":
+		ch.Base = at
+	case len(infos) == 0:
+		return nil, ch, nil
+	case len(notLinearized) > 0:
+		return nil, ch, fmt.Errorf("%s is a linearized fine-tune but %s is not: give the base to linearize all of them around with --linearize-at, or --no-linearize", linearized[0], notLinearized[0])
+	default:
+		if _, err := os.Stat(infos[0].Path); err != nil {
+			return nil, ch, fmt.Errorf("%s was fine-tuned linearized around %s (sha256 %s…), which is not there: pass that base with --linearize-at", linearized[0], infos[0].Path, short(infos[0].Digest))
+		}
+		ch = Choice{Base: infos[0].Path, Recorded: true}
 	}
 	base, err := encoder.Load(ch.Base)
 	if err != nil {
 		return nil, ch, fmt.Errorf("linearization base: %w", err)
 	}
+	for _, enc := range encs {
+		if err := matchEncoders(enc, base); err != nil {
+			return nil, ch, fmt.Errorf("base %s does not match model %s: %w", ch.Base, enc.Path, err)
+		}
+	}
+	if len(infos) > 0 {
+		if err := infos[0].Verify(ch.Base, base.Specs, base.Weights); err != nil {
+			return nil, ch, fmt.Errorf("%s: %w", linearized[0], err)
+		}
+	}
 	lin, err := NewEncoder(base)
-	if err != nil {
-		return nil, ch, err
-	}
-	if err := lin.Match(enc); err != nil {
-		lin.Close()
-		return nil, ch, fmt.Errorf("base %s does not match model %s: %w", ch.Base, enc.Path, err)
-	}
-	if info != nil {
-		if err := info.Verify(ch.Base, base.Specs, base.Weights); err != nil {
-			lin.Close()
-			return nil, ch, fmt.Errorf("%s: %w", enc.Path, err)
-		}
-	}
-	return lin, ch, nil
-}
-
-func choose(modelPath string, at string, plain bool) (Choice, *BaseInfo, error) {
-	ck, err := checkpoint.Open(modelPath)
-	if err != nil {
-		return Choice{}, nil, err
-	}
-	meta := ck.Metadata
-	ck.Close()
-	info, linearized, err := ReadMetadata(meta)
-	if err != nil {
-		return Choice{}, nil, fmt.Errorf("%s: %w", modelPath, err)
-	}
-	switch {
-	case plain && at != "":
-		return Choice{}, nil, fmt.Errorf("evaluate %s plainly or linearized around %s, not both", modelPath, at)
-	case plain:
-		return Choice{}, nil, nil
-	case at != "" && linearized:
-		return Choice{Base: at}, &info, nil
-	case at != "":
-		return Choice{Base: at}, nil, nil
-	case linearized:
-		if _, err := os.Stat(info.Path); err != nil {
-			return Choice{}, nil, fmt.Errorf("%s was fine-tuned linearized around %s (sha256 %s…), which is not there: pass that base with --linearize-at", modelPath, info.Path, short(info.Digest))
-		}
-		return Choice{Base: info.Path, Recorded: true}, &info, nil
-	}
-	return Choice{}, nil, nil
+	return lin, ch, err
 }

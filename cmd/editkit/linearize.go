@@ -29,12 +29,22 @@ func (l *linearizeFlags) register(f *pflag.FlagSet) {
 // evaluate it as it is), with a notice naming the base when the model's
 // metadata chose it.
 func (a *app) linearized(command string, enc *encoder.Encoder, l linearizeFlags) (*linearize.Encoder, error) {
-	lin, ch, err := linearize.ForModel(enc, l.at, l.plain)
+	return a.linearizedAll(command, []*encoder.Encoder{enc}, l)
+}
+
+// linearizedAll is linearized for several models evaluated together
+// (around one base).
+func (a *app) linearizedAll(command string, encs []*encoder.Encoder, l linearizeFlags) (*linearize.Encoder, error) {
+	lin, ch, err := linearize.ForModels(encs, l.at, l.plain)
 	if err != nil {
 		return nil, err
 	}
 	if ch.Recorded && !a.quiet {
-		fmt.Fprintf(a.stderr, "editkit: %s: %s is a linearized fine-tune: evaluating it linearized around its base %s (--no-linearize: as a plain model)\n", command, enc.Path, ch.Base)
+		what := encs[0].Path + " is a linearized fine-tune"
+		if len(encs) > 1 {
+			what = "the models are linearized fine-tunes"
+		}
+		fmt.Fprintf(a.stderr, "editkit: %s: %s: evaluating linearized around the recorded base %s (--no-linearize: as plain models)\n", command, what, ch.Base)
 	}
 	return lin, nil
 }

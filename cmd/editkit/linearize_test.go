@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
@@ -279,4 +281,142 @@ func equalShape(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+func TestDisentangleCLI(t *testing.T) {
+	f := newLinFixture(t)
+	ftDataset(t, f.p("toy2"))
+	for _, ft := range []struct {
+		out, data string
+		lin       bool
+	}{{"ft1", "toy", false}, {"ft2", "toy2", false}, {"lin1", "toy", true}, {"lin2", "toy2", true}} {
+		args := []string{"finetune", "--model", f.p("base"), "--head", f.p("head.safetensors"), "--dataset", f.p(ft.data),
+			"--steps", "4", "--batch", "8", "--warmup", "1", "--lr", "5e-2", "--seed", ft.out[len(ft.out)-1:], "-o", f.p(ft.out)}
+		if ft.lin {
+			args = append(args, "--linearized")
+		}
+		f.ok(args...)
+	}
+	run := func(m1, m2, out string, extra ...string) disentangleReport {
+		t.Helper()
+		args := append([]string{"disentangle", "--base", f.p("base"), "--models", f.p(m1), "--models", f.p(m2),
+			"--dataset", f.p("toy"), "--head", f.p("head.safetensors"), "--dataset", f.p("toy2"), "--head", f.p("head.safetensors"),
+			"--split", "test", "--grid", "-1:1:0.5", "--json", "-o", f.p(out)}, extra...)
+		stdout, _ := f.ok(args...)
+		var r disentangleReport
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("%v: %s", err, stdout)
+		}
+		for _, o := range []string{out + ".json", out + ".png"} {
+			if _, err := os.Stat(f.p(o)); err != nil {
+				t.Error(err)
+			}
+		}
+		return r
+	}
+	r := run("ft1", "ft2", "xi")
+	d := r.Disentanglement
+	if len(d.Xi) != 5 || len(d.Xi[0]) != 5 || r.LinearizedAt != "" || d.Examples != [2]int{8, 8} {
+		t.Fatalf("report %+v", r)
+	}
+	if d.At(2, 2) != 0 {
+		t.Errorf("ξ(0, 0) = %g", d.At(2, 2))
+	}
+	// One grid point counted independently: α = (1, 0.5), on task 1
+	// θ₀ + τ₁ against θ₀ + τ₁ + 0.5τ₂, on task 2 θ₀ + 0.5τ₂ against the same.
+	want := 0.0
+	for task, single := range [][2]float64{{1, 0}, {0, 0.5}} {
+		data := []string{"toy", "toy2"}[task]
+		a := predictHost(t, f, single, data)
+		b := predictHost(t, f, [2]float64{1, 0.5}, data)
+		differ := 0
+		for i := range a {
+			if a[i] != b[i] {
+				differ++
+			}
+		}
+		want += float64(differ) / float64(len(a))
+	}
+	if got := d.At(4, 3); got != want {
+		t.Errorf("ξ(1, 0.5) = %g, counted on the host %g", got, want)
+	}
+	t.Logf("non-linear ξ over [-1,1]²: %v", d.Xi)
+
+	// Linearized fine-tunes: evaluated linearized around their base.
+	r = run("lin1", "lin2", "xilin")
+	absBase, _ := filepath.Abs(f.p("base"))
+	if r.LinearizedAt != absBase || r.Disentanglement.At(2, 2) != 0 {
+		t.Errorf("linearized: linearized_at %q, ξ(0,0) = %g", r.LinearizedAt, r.Disentanglement.At(2, 2))
+	}
+	t.Logf("linearized ξ over [-1,1]²: %v", r.Disentanglement.Xi)
+
+	// Bad inputs: an error, and no output.
+	base := []string{"disentangle", "--base", f.p("base"), "--dataset", f.p("toy"), "--head", f.p("head.safetensors"),
+		"--dataset", f.p("toy2"), "--head", f.p("head.safetensors"), "--split", "test", "--grid", "-1:1:0.5", "-o", f.p("bad")}
+	f.fails("differ", append(base, "--models", f.p("ft1"), "--models", f.p("wide"))...)
+	f.fails("is a linearized fine-tune but", append(base, "--models", f.p("lin1"), "--models", f.p("ft2"))...)
+	f.fails("pass the two fine-tuned checkpoints", append(base, "--models", f.p("ft1"))...)
+	f.fails("--grid", append(base, "--models", f.p("ft1"), "--models", f.p("ft2"), "--grid", "1:0:0.5")...)
+	for _, o := range []string{"bad.json", "bad.png"} {
+		if _, err := os.Stat(f.p(o)); err == nil {
+			t.Errorf("a failed run wrote %s", o)
+		}
+	}
+}
+
+// predictHost predicts the test classes of a dataset with the weights
+// θ₀ + c₁τ₁ + c₂τ₂ (τ_t of ft1 and ft2) combined on the host.
+func predictHost(t *testing.T, f *linFixture, c [2]float64, data string) []int {
+	t.Helper()
+	base, err := encoder.Load(f.p("base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := models.Weights{}
+	var fts [2]*encoder.Encoder
+	for i, name := range []string{"ft1", "ft2"} {
+		if fts[i], err = encoder.Load(f.p(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range base.Specs {
+		v := base.Weights.Float32(s.Name)
+		t1, t2 := fts[0].Weights.Float32(s.Name), fts[1].Weights.Float32(s.Name)
+		for i := range v {
+			v[i] += float32(c[0])*(t1[i]-v[i]) + float32(c[1])*(t2[i]-v[i])
+		}
+		w[s.Name] = tensors.FromFlatDataAndDimensions(v, base.Weights[s.Name].Shape().Dimensions...)
+	}
+	h, err := heads.Load(f.p("head.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := datasets.Load(f.p(data), datasets.Test, datasets.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := ds.Batches(base.Preprocess, datasets.BatchOptions{BatchSize: ds.Len()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it.Next()
+	b := it.Batch()
+	px, err := models.Pixels(b.Images, b.Size, b.Height, b.Width)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feats, err := base.Encode(w, px)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits, err := h.Logits(feats, b.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c4 := len(h.Classes)
+	var out []int
+	for i := range b.Size {
+		out = append(out, eval.Argmax(logits[i*c4:(i+1)*c4]))
+	}
+	return out
 }

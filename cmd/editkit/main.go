@@ -82,6 +82,7 @@ complete: a failed run leaves nothing behind.`,
 		a.finetuneCmd(),
 		a.generateCmd(),
 		a.memoirCmd(),
+		a.disentangleCmd(),
 	)
 	return root
 }
