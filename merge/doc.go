@@ -24,6 +24,18 @@
 //   - LiNeS: layer-increasing scaling of the merged task vector (Wang et al.
 //     2025, wang-kee/LiNeS), composable with every method.
 //
+// # Directions
+//
+// For every task-vector method the merged vector Δ does not depend on the
+// merge coefficient: λ scales it, θ = θ_0 + λΔ, and LiNeS scales block ℓ of
+// L by α + β ℓ/(L−1). NewDirection merges once at a unit coefficient and
+// keeps Δ in memory, so that a coefficient search (eval.SearchDirection)
+// forms θ(c) = θ_0 + s(ℓ, c)·Δ for each c without merging again, and
+// Direction.Config(c) gives the recipe that writes the chosen θ(c). The
+// coefficient is λ (θ_0 − λΔ for task negation), LiNeS's multi-task β with
+// α fixed, or LiNeS's single-task α with β = 1 − α; the LiNeS schedule is
+// the one Run applies.
+//
 // Where a paper's reference code and mergekit differ, Config.Semantics picks
 // whose definition is followed: Paper for the command line, Mergekit for
 // mergekit YAML configurations.

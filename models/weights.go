@@ -252,3 +252,11 @@ func WeightsFromContext(ctx *context.Context, specs []checkpoint.TensorSpec) (We
 	}
 	return w, w.Check(specs)
 }
+
+// Finalize frees the tensors' memory now rather than at garbage
+// collection; w must not be used afterwards.
+func (w Weights) Finalize() {
+	for _, t := range w {
+		t.FinalizeAll()
+	}
+}
