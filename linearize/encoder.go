@@ -110,32 +110,15 @@ func ForModel(enc *encoder.Encoder, at string, plain bool) (*Encoder, Choice, er
 // the first mismatches) and hold the weights linearized fine-tunes record
 // (the error says which base was expected).
 func ForModels(encs []*encoder.Encoder, at string, plain bool) (*Encoder, Choice, error) {
-	if plain && at != "" {
-		return nil, Choice{}, fmt.Errorf("evaluate plainly or linearized around %s, not both", at)
+	paths := make([]string, len(encs))
+	for i, enc := range encs {
+		paths[i] = enc.Path
 	}
-	var infos []BaseInfo
-	var linearized, notLinearized []string
-	for _, enc := range encs {
-		ck, err := checkpoint.Open(enc.Path)
-		if err != nil {
-			return nil, Choice{}, err
-		}
-		meta := ck.Metadata
-		ck.Close()
-		info, ok, err := ReadMetadata(meta)
-		if err != nil {
-			return nil, Choice{}, fmt.Errorf("%s: %w", enc.Path, err)
-		}
-		if !ok {
-			notLinearized = append(notLinearized, enc.Path)
-			continue
-		}
-		if len(infos) > 0 && info.Digest != infos[0].Digest {
-			return nil, Choice{}, fmt.Errorf("%s and %s were fine-tuned linearized around different bases (%s and %s)", linearized[0], enc.Path, infos[0].Path, info.Path)
-		}
-		infos = append(infos, info)
-		linearized = append(linearized, enc.Path)
+	rec, err := readRecords(paths, at, plain)
+	if err != nil {
+		return nil, Choice{}, err
 	}
+	infos, linearized := rec.infos, rec.linearized
 	var ch Choice
 	switch {
 	case plain:
@@ -144,28 +127,110 @@ func ForModels(encs []*encoder.Encoder, at string, plain bool) (*Encoder, Choice
 		ch.Base = at
 	case len(infos) == 0:
 		return nil, ch, nil
-	case len(notLinearized) > 0:
-		return nil, ch, fmt.Errorf("%s is a linearized fine-tune but %s is not: give the base to linearize all of them around with --linearize-at, or --no-linearize", linearized[0], notLinearized[0])
 	default:
 		if _, err := os.Stat(infos[0].Path); err != nil {
 			return nil, ch, fmt.Errorf("%s was fine-tuned linearized around %s (sha256 %s…), which is not there: pass that base with --linearize-at", linearized[0], infos[0].Path, short(infos[0].Digest))
 		}
 		ch = Choice{Base: infos[0].Path, Recorded: true}
 	}
-	base, err := encoder.Load(ch.Base)
-	if err != nil {
-		return nil, ch, fmt.Errorf("linearization base: %w", err)
-	}
-	for _, enc := range encs {
-		if err := matchEncoders(enc, base); err != nil {
-			return nil, ch, fmt.Errorf("base %s does not match model %s: %w", ch.Base, enc.Path, err)
-		}
-	}
+	var info *BaseInfo
 	if len(infos) > 0 {
-		if err := infos[0].Verify(ch.Base, base.Specs, base.Weights); err != nil {
-			return nil, ch, fmt.Errorf("%s: %w", linearized[0], err)
+		info = &infos[0]
+	}
+	lin, err := loadBase(ch.Base, encs, info, linearized)
+	return lin, ch, err
+}
+
+// records are the linearization records of a set of checkpoints.
+type records struct {
+	infos      []BaseInfo // of the linearized fine-tunes, all of one base
+	linearized []string   // their paths
+}
+
+// readRecords reads the linearization metadata of checkpoints: either all
+// or none are linearized fine-tunes (unless at or plain decides for them),
+// and all of one base.
+func readRecords(paths []string, at string, plain bool) (records, error) {
+	var r records
+	if plain && at != "" {
+		return r, fmt.Errorf("evaluate plainly or linearized around %s, not both", at)
+	}
+	var notLinearized []string
+	for _, path := range paths {
+		ck, err := checkpoint.Open(path)
+		if err != nil {
+			return r, err
 		}
+		meta := ck.Metadata
+		ck.Close()
+		info, ok, err := ReadMetadata(meta)
+		if err != nil {
+			return r, fmt.Errorf("%s: %w", path, err)
+		}
+		if !ok {
+			notLinearized = append(notLinearized, path)
+			continue
+		}
+		if len(r.infos) > 0 && info.Digest != r.infos[0].Digest {
+			return r, fmt.Errorf("%s and %s were fine-tuned linearized around different bases (%s and %s)", r.linearized[0], path, r.infos[0].Path, info.Path)
+		}
+		r.infos = append(r.infos, info)
+		r.linearized = append(r.linearized, path)
+	}
+	if len(r.infos) > 0 && len(notLinearized) > 0 && at == "" && !plain {
+		return r, fmt.Errorf("%s is a linearized fine-tune but %s is not: give the base to linearize all of them around with --linearize-at, or --no-linearize", r.linearized[0], notLinearized[0])
+	}
+	return r, nil
+}
+
+// ForMerge returns what evaluates merges of the checkpoints members into
+// base (θ₀ = base.Weights, base.Path its checkpoint): linearized around
+// at when given, else, when the members are linearized fine-tunes, around
+// base itself, which must then hold the weights they record (Recorded is
+// set, and Metadata gives the merge's own record); else nil. See ForModels
+// for the rest.
+func ForMerge(base *encoder.Encoder, members []string, at string, plain bool) (*Encoder, Choice, error) {
+	rec, err := readRecords(members, at, plain)
+	if err != nil || plain {
+		return nil, Choice{}, err
+	}
+	if len(rec.infos) > 0 {
+		if err := rec.infos[0].Verify(base.Path, base.Specs, base.Weights); err != nil {
+			return nil, Choice{}, fmt.Errorf("the merge's base: %s was fine-tuned linearized around another base: %w", rec.linearized[0], err)
+		}
+	}
+	if at != "" {
+		var info *BaseInfo
+		if len(rec.infos) > 0 {
+			info = &rec.infos[0]
+		}
+		lin, err := loadBase(at, []*encoder.Encoder{base}, info, rec.linearized)
+		return lin, Choice{Base: at}, err
+	}
+	if len(rec.infos) == 0 {
+		return nil, Choice{}, nil
 	}
 	lin, err := NewEncoder(base)
-	return lin, ch, err
+	return lin, Choice{Base: base.Path, Recorded: true}, err
+}
+
+// loadBase loads the linearization base at path, checks that it matches
+// the models (family, tensor names and shapes) and, when info is set, that
+// it holds the weights the linearized fine-tunes (recordedBy) record.
+func loadBase(path string, models []*encoder.Encoder, info *BaseInfo, recordedBy []string) (*Encoder, error) {
+	base, err := encoder.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("linearization base: %w", err)
+	}
+	for _, enc := range models {
+		if err := matchEncoders(enc, base); err != nil {
+			return nil, fmt.Errorf("base %s does not match model %s: %w", path, enc.Path, err)
+		}
+	}
+	if info != nil {
+		if err := info.Verify(path, base.Specs, base.Weights); err != nil {
+			return nil, fmt.Errorf("%s: %w", recordedBy[0], err)
+		}
+	}
+	return NewEncoder(base)
 }

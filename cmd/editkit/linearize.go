@@ -99,3 +99,42 @@ func evalAccuracyLin(enc *encoder.Encoder, lin *linearize.Encoder, w models.Weig
 	}
 	return eval.Accuracy(clf, t.ds, enc.Preprocess, eval.Options{BatchSize: batch, Progress: p.perCall()})
 }
+
+// searchLinearization decides how merge --search evaluates its candidates:
+// linearized around --linearize-at, or around the merge's base when the
+// models are linearized fine-tunes (then meta marks the written merge as
+// linearized around it too), else plainly (nil).
+func (a *app) searchLinearization(base *encoder.Encoder, members []string, l linearizeFlags) (*linearize.Encoder, map[string]string, error) {
+	lin, ch, err := linearize.ForMerge(base, members, l.at, l.plain)
+	if err != nil || lin == nil {
+		return nil, nil, err
+	}
+	if !ch.Recorded {
+		return lin, nil, nil
+	}
+	if !a.quiet {
+		fmt.Fprintf(a.stderr, "editkit: merge --search: the models are linearized fine-tunes: evaluating every candidate linearized around the base %s (--no-linearize: plainly)\n", base.Path)
+	}
+	meta := map[string]string{}
+	if err := addLinearizedMeta(meta, base.Path, base); err != nil {
+		lin.Close()
+		return nil, nil, err
+	}
+	return lin, meta, nil
+}
+
+// withMetadata returns meta with extra added (meta itself when extra is
+// empty).
+func withMetadata(meta, extra map[string]string) map[string]string {
+	if len(extra) == 0 {
+		return meta
+	}
+	out := make(map[string]string, len(meta)+len(extra))
+	for k, v := range meta {
+		out[k] = v
+	}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}

@@ -45,10 +45,48 @@ func newLinFixture(t *testing.T) *linFixture {
 	if err := wide.Save(f.p("wide"), checkpoint.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ftHead([]string{"black", "dark", "light", "white"}, 16, heads.FeaturesViT).Save(f.p("head.safetensors"), false); err != nil {
+	if err := f.prototypeHead().Save(f.p("head.safetensors"), false); err != nil {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// prototypeHead is a head whose class vectors are the base model's mean
+// features of each class's training images, so the base model is better
+// than chance (a negation search needs a control task it gets right).
+func (f *linFixture) prototypeHead() *heads.Head {
+	f.t.Helper()
+	enc, err := encoder.Load(f.p("base"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer enc.Close()
+	ds, err := datasets.Load(f.p("toy"), datasets.Train, datasets.Options{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	h := &heads.Head{Classes: []string{"black", "dark", "light", "white"}, Dim: enc.Dim, Scale: 10, Normalize: true,
+		Weight: make([]float32, 4*enc.Dim), Meta: map[string]string{heads.MetaFeatures: heads.FeaturesViT}}
+	it, err := ds.Batches(enc.Preprocess, datasets.BatchOptions{BatchSize: ds.Len()})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	it.Next()
+	b := it.Batch()
+	px, err := models.Pixels(b.Images, b.Size, b.Height, b.Width)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	feats, err := enc.Encode(nil, px)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for i, l := range b.Labels {
+		for k := range enc.Dim {
+			h.Weight[int(l)*enc.Dim+k] += feats[i*enc.Dim+k]
+		}
+	}
+	return h
 }
 
 func linViT(width int) vit.Config {
@@ -283,9 +321,10 @@ func equalShape(a, b []int64) bool {
 	return true
 }
 
-func TestDisentangleCLI(t *testing.T) {
-	f := newLinFixture(t)
-	ftDataset(t, f.p("toy2"))
+// fourFinetunes adds a second task (toy2) and fine-tunes the base on each
+// task plainly (ft1, ft2) and linearized (lin1, lin2).
+func (f *linFixture) fourFinetunes() {
+	ftDataset(f.t, f.p("toy2"))
 	for _, ft := range []struct {
 		out, data string
 		lin       bool
@@ -297,6 +336,11 @@ func TestDisentangleCLI(t *testing.T) {
 		}
 		f.ok(args...)
 	}
+}
+
+func TestDisentangleCLI(t *testing.T) {
+	f := newLinFixture(t)
+	f.fourFinetunes()
 	run := func(m1, m2, out string, extra ...string) disentangleReport {
 		t.Helper()
 		args := append([]string{"disentangle", "--base", f.p("base"), "--models", f.p(m1), "--models", f.p(m2),
@@ -419,4 +463,80 @@ func predictHost(t *testing.T, f *linFixture, c [2]float64, data string) []int {
 		out = append(out, eval.Argmax(logits[i*c4:(i+1)*c4]))
 	}
 	return out
+}
+
+// TestMergeSearchLinearized: merge --search of linearized fine-tunes
+// evaluates every candidate through f_lin around the merge's base and marks
+// the written merge linearized, so that eval measures what the search did;
+// --linearize-at linearizes plain fine-tunes post hoc; negation too.
+func TestMergeSearchLinearized(t *testing.T) {
+	f := newLinFixture(t)
+	f.fourFinetunes()
+	search := func(out string, extra ...string) (*eval.Record, string) {
+		t.Helper()
+		args := append([]string{"merge", "--method", "task_arithmetic", "--base", f.p("base"), "--data", f.dir,
+			"--search", "toy=" + f.p("head.safetensors"), "--search", "toy2=" + f.p("head.safetensors"),
+			"--grid", "0:1:0.25", "--json", "-o", f.p(out)}, extra...)
+		stdout, stderr := f.ok(args...)
+		var rec eval.Record
+		if err := json.Unmarshal([]byte(stdout), &rec); err != nil {
+			t.Fatalf("%v: %s", err, stdout)
+		}
+		return &rec, stderr
+	}
+	rec, stderr := search("merged", "--models", f.p("lin1"), "--models", f.p("lin2"))
+	if rec.LinearizedAt != f.p("base") || !strings.Contains(stderr, "linearized fine-tunes") {
+		t.Errorf("linearized search: linearized_at %q, stderr %q", rec.LinearizedAt, stderr)
+	}
+	ck, err := checkpoint.Open(f.p("merged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, ok, err := linearize.ReadMetadata(ck.Metadata)
+	ck.Close()
+	absBase, _ := filepath.Abs(f.p("base"))
+	if !ok || err != nil || info.Path != absBase {
+		t.Fatalf("the written merge's metadata: %+v %v %v", info, ok, err)
+	}
+	// eval, linearized by the merge's metadata, measures what the search
+	// recorded for the written checkpoint.
+	for i, task := range []string{"toy", "toy2"} {
+		out, _ := f.ok("eval", "--model", f.p("merged"), "--dataset", f.p(task), "--head", f.p("head.safetensors"), "--split", "val", "--json")
+		var r evalReport
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.LinearizedAt != absBase || r.Results[0].Accuracy != rec.Written[rec.Tasks[i]] {
+			t.Errorf("%s: eval says %v (linearized at %q), the search recorded %v", task, r.Results[0].Accuracy, r.LinearizedAt, rec.Written[rec.Tasks[i]])
+		}
+	}
+
+	// Post-hoc: plain fine-tunes evaluated around the base; the merge itself
+	// is a plain model.
+	rec, _ = search("posthoc", "--models", f.p("ft1"), "--models", f.p("ft2"), "--linearize-at", f.p("base"))
+	if rec.LinearizedAt != f.p("base") {
+		t.Errorf("post-hoc search: linearized_at %q", rec.LinearizedAt)
+	}
+	ck, err = checkpoint.Open(f.p("posthoc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := linearize.ReadMetadata(ck.Metadata); ok {
+		t.Error("a post-hoc linearized search marked its merge as a linearized fine-tune")
+	}
+	ck.Close()
+	// Negation of a linearized fine-tune: evaluated linearized as well.
+	rec, _ = search("negated", "--models", f.p("lin1"), "--negate")
+	if rec.LinearizedAt != f.p("base") || rec.Applied > 0 {
+		t.Errorf("negation: linearized_at %q, applied %v", rec.LinearizedAt, rec.Applied)
+	}
+
+	base := []string{"merge", "--method", "task_arithmetic", "--data", f.dir,
+		"--search", "toy=" + f.p("head.safetensors"), "--search", "toy2=" + f.p("head.safetensors"), "-o", f.p("bad")}
+	f.fails("is a linearized fine-tune but", append(base, "--base", f.p("base"), "--models", f.p("lin1"), "--models", f.p("ft2"))...)
+	f.fails("expected "+absBase, append(base, "--base", f.p("other"), "--models", f.p("lin1"), "--models", f.p("lin2"))...)
+	f.fails("applies to merge --search", "merge", "--method", "task_arithmetic", "--base", f.p("base"), "--models", f.p("ft1"), "--linearize-at", f.p("base"), "-o", f.p("bad"))
+	if _, err := os.Stat(f.p("bad")); err == nil {
+		t.Error("a failed merge wrote its output")
+	}
 }
