@@ -37,8 +37,8 @@ type Record struct {
 	LinesAlpha *float64 `json:"lines_alpha,omitempty"`
 	// LinearizedAt is the base around which the candidates were evaluated
 	// linearized (tangent-space task arithmetic), "" when plainly.
-	LinearizedAt string `json:"linearized_at,omitempty"`
-	Search     *Search  `json:"search"`
+	LinearizedAt string  `json:"linearized_at,omitempty"`
+	Search       *Search `json:"search"`
 	// Written holds the validation accuracy of the checkpoint as written
 	// (its dtype, the merge's own arithmetic), re-measured.
 	Written     map[string]float64 `json:"written_accuracy"`

@@ -30,8 +30,9 @@ head of 10 classes, batches of --batch random images,
   train        one fine-tuning step of f (models/train: AdamW, clipping)
   train_lin    one fine-tuning step of θ in f_lin (finetune --linearized)
 
-each --warmup untimed calls then --iters timed ones, with the peak memory of
-the phase (resident set size, VmHWM reset per phase; the memory the phase
+each --warmup untimed calls then --iters timed ones (wall and process CPU
+time: the ratios use CPU time, which other work on the machine disturbs
+less), with the peak memory of the phase (resident set size, VmHWM reset per phase; the memory the phase
 added is peak − start). Then the same four in PyTorch as the reference code
 does it (functorch jvp over make_functional_with_buffers, the model of
 tools/torchref/bench_vit.py) in a subprocess (tools/torchref/bench_linearize.py
@@ -82,16 +83,16 @@ func printLinearizeReport(w io.Writer, r *bench.LinearizeReport) {
 	for _, s := range sides {
 		fmt.Fprintf(w, "\n%s %s on %s\n", s.Name, s.Version, s.Backend)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "phase\tfirst call s\tmedian s\tpeak MiB\tadded MiB\t")
+		fmt.Fprintln(tw, "phase\tfirst call s\tmedian s\tmedian CPU s\tpeak MiB\tadded MiB\t")
 		for _, p := range []struct {
 			name string
 			ph   *bench.LinPhase
 		}{{"forward", s.Forward}, {"forward_lin", s.ForwardLin}, {"train step", s.Train}, {"train_lin step", s.TrainLin}} {
-			fmt.Fprintf(tw, "%s\t%.3g\t%.4g\t%.0f\t%.0f\t\n", p.name, p.ph.FirstSeconds, p.ph.MedianSeconds,
+			fmt.Fprintf(tw, "%s\t%.3g\t%.4g\t%.4g\t%.0f\t%.0f\t\n", p.name, p.ph.FirstSeconds, p.ph.MedianSeconds, p.ph.CPUMedian,
 				float64(p.ph.PeakBytes)/(1<<20), float64(p.ph.PeakBytes-p.ph.StartBytes)/(1<<20))
 		}
 		tw.Flush()
 		ft, fm, tt, tm := s.Ratios()
-		fmt.Fprintf(w, "f_lin / f: inference %.2fx time, %.2fx added memory; training step %.2fx time, %.2fx added memory\n", ft, fm, tt, tm)
+		fmt.Fprintf(w, "f_lin / f: inference %.2fx CPU time, %.2fx added memory; training step %.2fx CPU time, %.2fx added memory\n", ft, fm, tt, tm)
 	}
 }

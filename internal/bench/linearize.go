@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -43,6 +44,11 @@ type LinPhase struct {
 	FirstSeconds  float64   `json:"first_seconds"`
 	Seconds       []float64 `json:"seconds"`
 	MedianSeconds float64   `json:"median_seconds"`
+	// CPUSeconds is the process's CPU time (user + system) per timed call,
+	// CPUMedian their median: on a machine shared with other work they
+	// vary much less than wall time.
+	CPUSeconds []float64 `json:"cpu_seconds"`
+	CPUMedian  float64   `json:"cpu_median_seconds"`
 	// PeakBytes is the peak memory during the phase (resident set size on
 	// the CPU, device memory on CUDA for PyTorch); StartBytes the memory
 	// when it began, so PeakBytes − StartBytes is what the phase added.
@@ -51,10 +57,12 @@ type LinPhase struct {
 }
 
 func (p *LinPhase) finish() {
-	var v ViTPhase
-	v.Seconds = p.Seconds
-	v.finish(1, 0)
-	p.MedianSeconds = v.MedianSeconds
+	if len(p.Seconds) > 0 {
+		p.MedianSeconds = median(p.Seconds)
+	}
+	if len(p.CPUSeconds) > 0 {
+		p.CPUMedian = median(p.CPUSeconds)
+	}
 }
 
 // LinSide is one framework's four phases.
@@ -68,8 +76,9 @@ type LinSide struct {
 	Forward, ForwardLin, Train, TrainLin *LinPhase
 }
 
-// Ratios returns f_lin's cost over f's: time (median) and the memory the
-// phase added, for inference and for a training step.
+// Ratios returns f_lin's cost over f's: time (median CPU time when known,
+// else wall time) and the memory the phase added, for inference and for a
+// training step.
 func (s *LinSide) Ratios() (fwdTime, fwdMem, trainTime, trainMem float64) {
 	ratio := func(a, b float64) float64 {
 		if a <= 0 || b <= 0 {
@@ -78,8 +87,14 @@ func (s *LinSide) Ratios() (fwdTime, fwdMem, trainTime, trainMem float64) {
 		return a / b
 	}
 	added := func(p *LinPhase) float64 { return float64(p.PeakBytes - p.StartBytes) }
-	return ratio(s.ForwardLin.MedianSeconds, s.Forward.MedianSeconds), ratio(added(s.ForwardLin), added(s.Forward)),
-		ratio(s.TrainLin.MedianSeconds, s.Train.MedianSeconds), ratio(added(s.TrainLin), added(s.Train))
+	cost := func(p *LinPhase) float64 {
+		if p.CPUMedian > 0 {
+			return p.CPUMedian
+		}
+		return p.MedianSeconds
+	}
+	return ratio(cost(s.ForwardLin), cost(s.Forward)), ratio(added(s.ForwardLin), added(s.Forward)),
+		ratio(cost(s.TrainLin), cost(s.Train)), ratio(added(s.TrainLin), added(s.Train))
 }
 
 // LinearizeReport is the outcome of RunLinearize.
@@ -225,7 +240,7 @@ func measureCalls(warmup, iters int, call func() error) (*LinPhase, error) {
 	ph, err := Measure("", 0, func() error {
 		p.StartBytes = currentRSS()
 		for i := range warmup + iters {
-			t := time.Now()
+			t, cpu := time.Now(), cpuSeconds()
 			if err := call(); err != nil {
 				return err
 			}
@@ -234,6 +249,7 @@ func measureCalls(warmup, iters int, call func() error) (*LinPhase, error) {
 			}
 			if i >= warmup {
 				p.Seconds = append(p.Seconds, time.Since(t).Seconds())
+				p.CPUSeconds = append(p.CPUSeconds, cpuSeconds()-cpu)
 			}
 		}
 		return nil
@@ -250,15 +266,20 @@ func measureSteps(enc *encoder.Encoder, head *heads.Head, ds *datasets.Dataset, 
 	opts.BatchSize, opts.Steps, opts.Linearized, opts.Warmup = o.Batch, o.Warmup+o.Iters, linearized, 1
 	p := &LinPhase{}
 	var last time.Duration
+	lastCPU := cpuSeconds()
 	opts.Progress = func(s train.Progress) {
-		dt := (s.Elapsed - last).Seconds()
+		dt, cpu := (s.Elapsed - last).Seconds(), cpuSeconds()
 		last = s.Elapsed
 		if s.Step == 1 {
 			p.FirstSeconds = dt
 		}
 		if s.Step > o.Warmup {
 			p.Seconds = append(p.Seconds, dt)
+			// The data loader prepares the next batch meanwhile: the same
+			// work on both sides.
+			p.CPUSeconds = append(p.CPUSeconds, cpu-lastCPU)
 		}
+		lastCPU = cpu
 	}
 	ph, err := Measure("", 0, func() error {
 		p.StartBytes = currentRSS()
@@ -268,6 +289,15 @@ func measureSteps(enc *encoder.Encoder, head *heads.Head, ds *datasets.Dataset, 
 	p.PeakBytes = ph.PeakRSS
 	p.finish()
 	return p, err
+}
+
+// cpuSeconds is the process's CPU time so far (user + system).
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // currentRSS is the resident set size now (Linux), 0 where unknown.

@@ -13,7 +13,8 @@ a frozen head on its features (L2-normalised, times a fixed random class matrix,
   train        one AdamW step of f (cross-entropy, clip 1)
   train_lin    one AdamW step of θ in f_lin
 
-For each it prints the raw timings of `--warmup` + `--iters` calls and the peak
+For each it prints the raw timings of `--warmup` + `--iters` calls (wall and process
+CPU time, the latter steadier on a shared machine) and the peak
 memory: on the CPU the peak resident set size of the process during the phase
 (VmHWM, reset through /proc/self/clear_refs) and the resident size when the phase
 started; on CUDA torch.cuda.max_memory_allocated (reset per phase) and the memory
@@ -144,11 +145,11 @@ def main():
             except OSError:
                 pass
             start_mem = rss_bytes("VmRSS")
-        first, seconds = 0.0, []
+        first, seconds, cpu_seconds = 0.0, [], []
         for i in range(args.warmup + args.iters):
             if cuda:
                 torch.cuda.synchronize()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             call()
             if cuda:
                 torch.cuda.synchronize()
@@ -157,8 +158,10 @@ def main():
                 first = dt
             if i >= args.warmup:
                 seconds.append(dt)
+                cpu_seconds.append(time.process_time() - c)
         peak = torch.cuda.max_memory_allocated() if cuda else rss_bytes("VmHWM")
-        out["phases"][name] = {"first_seconds": first, "seconds": seconds, "peak_bytes": peak, "start_bytes": start_mem}
+        out["phases"][name] = {"first_seconds": first, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                               "peak_bytes": peak, "start_bytes": start_mem}
     print(json.dumps(out))
 
 
