@@ -176,6 +176,17 @@ func TestLinearizedFinetuneAndEvalCLI(t *testing.T) {
 		t.Errorf("summary %+v", sum)
 	}
 	f.ok(append(ftArgs, "-o", f.p("plain"))...)
+	// Fine-tuning a linearized checkpoint plainly gives a plain model: the
+	// input's linearization record is not copied.
+	f.ok("finetune", "--model", f.p("lin"), "--head", f.p("head.safetensors"), "--dataset", f.p("toy"), "--steps", "1", "-o", f.p("relin"))
+	if ck, err := checkpoint.Open(f.p("relin")); err != nil {
+		t.Fatal(err)
+	} else {
+		if _, ok, _ := linearize.ReadMetadata(ck.Metadata); ok {
+			t.Errorf("a plain fine-tune of a linearized checkpoint kept its record: %v", ck.Metadata)
+		}
+		ck.Close()
+	}
 
 	// An ordinary checkpoint of θ: the base's names, shapes and dtypes, no
 	// second copy of θ₀; the metadata names the base and its digest.
