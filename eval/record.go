@@ -114,9 +114,10 @@ func (r *Record) Markdown() (string, error) {
 }
 
 // Write writes the record's JSON, markdown and plot to paths (see
-// RecordPaths), each atomically, records them in Files and returns the
-// markdown.
-func (r *Record) Write(paths []string) (string, error) {
+// RecordPaths), each through checkpoint.WriteFile (atomically; refused over
+// one of opts.Inputs and, without opts.Force, over an existing file),
+// records them in Files and returns the markdown.
+func (r *Record) Write(paths []string, opts checkpoint.WriteOptions) (string, error) {
 	r.Files = paths
 	md, err := r.Markdown()
 	if err != nil {
@@ -132,7 +133,7 @@ func (r *Record) Write(paths []string) (string, error) {
 		return "", err
 	}
 	for i, data := range [][]byte{js, []byte(md), png} {
-		if err := checkpoint.WriteFileAtomic(paths[i], data); err != nil {
+		if err := checkpoint.WriteFile(paths[i], data, opts); err != nil {
 			return "", err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -95,14 +96,7 @@ a colour bar, the [0, 1]² box outlined). Progress goes to stderr.`,
 			if err != nil {
 				return fmt.Errorf("--split: %w", err)
 			}
-			out = strings.TrimSuffix(strings.TrimSuffix(out, ".json"), ".png")
-			outputs := []string{out + ".json", out + ".png"}
-			inputs := append(append([]string{base}, modelPaths...), headPaths...)
-			for _, o := range outputs {
-				if err := checkpoint.CheckOutput(o, inputs, force); err != nil {
-					return err
-				}
-			}
+			outputs := disentangleOutputs(out)
 
 			enc, err := encoder.Load(base)
 			if err != nil {
@@ -157,10 +151,10 @@ a colour bar, the [0, 1]² box outlined). Progress goes to stderr.`,
 			if err != nil {
 				return err
 			}
-			if err := checkpoint.WriteFileAtomic(outputs[0], append(js, '\n')); err != nil {
+			if err := a.writeFile(outputs[0], append(js, '\n')); err != nil {
 				return err
 			}
-			if err := checkpoint.WriteFileAtomic(outputs[1], png); err != nil {
+			if err := a.writeFile(outputs[1], png); err != nil {
 				return err
 			}
 			if a.json {
@@ -183,10 +177,32 @@ a colour bar, the [0, 1]² box outlined). Progress goes to stderr.`,
 	f.IntVar(&limit, "limit", 0, "use only the first N examples of each split (0: all)")
 	f.IntVar(&batch, "batch", 64, "images per call of the model")
 	f.StringVar(&gridFlag, "grid", "-3:3:0.25", "coefficients of both task vectors, FROM:TO:STEP")
-	f.StringVarP(&out, "output", "o", "", "output prefix: writes OUT.json and OUT.png (required)")
+	f.StringVarP(&out, "output", "o", "", "output: writes OUT.json and OUT.png (OUT may end in .json) (required)")
 	f.BoolVar(&force, "force", false, "replace existing outputs")
 	lin.register(f)
+	markPaths(f, pathInput, "base", "models", "dataset", "head")
+	markPaths(f, pathRoot, "data")
+	markPaths(f, pathOutput, "output")
+	a.derive(c, func(cmd *cobra.Command) ([]string, []checkpoint.Output, error) {
+		if out == "" {
+			return nil, nil, nil
+		}
+		var outs []checkpoint.Output
+		for _, p := range disentangleOutputs(out) {
+			if p != out {
+				outs = append(outs, checkpoint.Output{Flag: "-o (" + filepath.Ext(p) + ")", Path: p})
+			}
+		}
+		return nil, outs, nil
+	})
 	return c
+}
+
+// disentangleOutputs are the files -o OUT names: OUT.json and OUT.png
+// (without a .json or .png ending OUT had).
+func disentangleOutputs(out string) []string {
+	stem := strings.TrimSuffix(strings.TrimSuffix(out, ".json"), ".png")
+	return []string{stem + ".json", stem + ".png"}
 }
 
 // boxStats returns the mean and maximum of ξ over the grid points in

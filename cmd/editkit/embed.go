@@ -527,9 +527,6 @@ Text embeddings are always the plain text tower's.`,
 			if texts != "" {
 				inputs = append(inputs, texts)
 			}
-			if err := checkpoint.CheckOutput(out, inputs, force); err != nil {
-				return err
-			}
 			meta := map[string]string{
 				"editkit.kind":  "embeddings",
 				"editkit.model": model,
@@ -709,6 +706,9 @@ Text embeddings are always the plain text tower's.`,
 	f.IntVar(&batch, "batch-size", 32, "images or texts per call of the model")
 	f.StringVarP(&out, "output", "o", "", "output .safetensors file (required)")
 	f.BoolVar(&force, "force", false, "replace the output if it exists")
+	markPaths(f, pathInput, "model", "images", "texts", "tokenizer")
+	markPaths(f, pathRoot, "data")
+	markPaths(f, pathOutput, "output")
 	lin.register(f)
 	return c
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models"
@@ -32,6 +31,7 @@ type evalFlags struct {
 	split, data  string
 	limit, batch int
 	md           string
+	force        bool
 	finetunedAcc string
 	finetuned    []string
 	lin          linearizeFlags
@@ -84,6 +84,10 @@ checkpoints are evaluated the same way as the model.`,
 	fs.StringVar(&f.md, "md", "", "also write the table as markdown to this file")
 	fs.StringVar(&f.finetunedAcc, "finetuned-acc", "", "fine-tuned accuracies for normalization: task=acc,... (fractions, e.g. mnist=0.996)")
 	fs.StringArrayVar(&f.finetuned, "finetuned", nil, "fine-tuned checkpoint of a task, once per --dataset, evaluated for normalization")
+	fs.BoolVar(&f.force, "force", false, "replace the --md file if it exists")
+	markPaths(fs, pathInput, "model", "head", "dataset", "finetuned")
+	markPaths(fs, pathRoot, "data")
+	markPaths(fs, pathOutput, "md")
 	f.lin.register(fs)
 	return c
 }
@@ -200,7 +204,7 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	if f.md != "" {
-		if err := checkpoint.WriteFileAtomic(f.md, []byte(rep.Table.Markdown())); err != nil {
+		if err := a.writeFile(f.md, []byte(rep.Table.Markdown())); err != nil {
 			return err
 		}
 	}

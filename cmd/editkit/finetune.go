@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models/encoder"
@@ -129,9 +128,6 @@ that base.`,
 			opts.LearningRate, opts.WeightDecay, opts.BatchSize = lr, wd, batch
 			opts.Epochs, opts.Steps, opts.Warmup, opts.ClipNorm = epochs, steps, warmup, clipNorm
 			opts.Seed, opts.Workers, opts.Linearized = seed, workers, linearized
-			if err := checkpoint.CheckOutput(o.out, []string{model, headPath}, o.force); err != nil {
-				return err
-			}
 
 			enc, err := encoder.Load(model)
 			if err != nil {
@@ -248,6 +244,11 @@ that base.`,
 	f.BoolVar(&linearized, "linearized", false, "fine-tune the model's linearization around its own weights (tangent-space task arithmetic)")
 	f.BoolVar(&ignoreNames, "ignore-class-names", false, "accept a head whose class names differ from the dataset's (their number must match)")
 	o.register(f, "dtype of the output's float tensors (default: each tensor's dtype in the input)")
+	markPaths(f, pathInput, "model", "head", "dataset")
+	markPaths(f, pathRoot, "data")
+	markRange(f, "lr", "(0, inf)")
+	markRange(f, "wd", "[0, inf)")
+	markRange(f, "clip", "[0, inf)")
 	return c
 }
 

@@ -23,6 +23,7 @@ type linearizeFlags struct {
 func (l *linearizeFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&l.at, "linearize-at", "", "evaluate the model linearized around this base checkpoint, f(x; base) + J·(θ − base) (post-hoc linearization; default for a linearized fine-tune: the base its metadata records)")
 	f.BoolVar(&l.plain, "no-linearize", false, "evaluate a linearized fine-tune as the plain model f(x; θ)")
+	markPaths(f, pathInput, "linearize-at")
 }
 
 // linearized returns the encoder that evaluates enc linearized (nil:

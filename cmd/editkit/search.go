@@ -3,8 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -85,6 +84,9 @@ func parseSearchEntry(s string) (searchEntry, error) {
 	return e, nil
 }
 
+// maxGridPoints bounds a --grid: each point is an evaluation of every task.
+const maxGridPoints = 1000
+
 // parseGrid parses from:to:step.
 func parseGrid(s string) ([]float64, error) {
 	parts := strings.Split(s, ":")
@@ -94,10 +96,13 @@ func parseGrid(s string) ([]float64, error) {
 	var v [3]float64
 	for i, p := range parts {
 		x, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil {
-			return nil, fmt.Errorf("--grid %q: %q is not a number", s, p)
+		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("--grid %q: %q is not a finite number", s, p)
 		}
 		v[i] = x
+	}
+	if v[2] > 0 && (v[1]-v[0])/v[2] > maxGridPoints {
+		return nil, fmt.Errorf("--grid %q has more than %d points: each is a full evaluation; take a larger step", s, maxGridPoints)
 	}
 	g := eval.Grid(v[0], v[1], v[2])
 	if len(g) == 0 {
@@ -140,14 +145,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	if err != nil {
 		return err
 	}
-	recordFiles := eval.RecordPaths(f.o.out)
-	if !f.o.force {
-		for _, p := range recordFiles {
-			if _, err := os.Lstat(p); err == nil {
-				return fmt.Errorf("%s exists (a previous search's record): pass --force to replace it", p)
-			}
-		}
-	}
+	recordFiles := eval.RecordPaths(f.o.out) // checked with the outputs, see mergeCmd
 	s, err := a.openSet(job.base, job.models)
 	if err != nil {
 		return err
@@ -195,9 +193,14 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	for _, spec := range enc.Specs {
 		tensorNames = append(tensorNames, spec.Name)
 	}
+	scratch, removeScratch, err := checkpoint.TempBeside(f.o.out) // removed on a signal; a killed run's by the next
+	if err != nil {
+		return err
+	}
+	defer removeScratch()
 	mp := a.newProgress("merging at the unit coefficient (" + string(job.cfg.Method) + ")")
 	d, err := merge.NewDirection(s, *job.cfg, merge.DirectionOptions{Coefficient: sp.coef, Negate: sp.negate, Tensors: tensorNames,
-		ScratchDir: filepath.Dir(filepath.Clean(f.o.out)), ShardSize: job.wo.ShardSize, Stream: tasks.StreamOptions{Progress: mp.callback()}})
+		ScratchDir: scratch, ShardSize: job.wo.ShardSize, Stream: tasks.StreamOptions{Progress: mp.callback()}})
 	mp.done()
 	if err != nil {
 		return err
@@ -333,7 +336,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	}
 	p.finish()
 	rec.Seconds = time.Since(start).Seconds()
-	md, err := rec.Write(recordFiles)
+	md, err := rec.Write(recordFiles, a.outputOptions())
 	if err != nil {
 		return err
 	}
