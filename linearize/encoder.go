@@ -234,3 +234,14 @@ func loadBase(path string, models []*encoder.Encoder, info *BaseInfo, recordedBy
 	}
 	return NewEncoder(base)
 }
+
+// AllLinearized reports whether every checkpoint of paths is a linearized
+// fine-tune, all of one base (reading their metadata only); a set of
+// linearized fine-tunes of different bases is an error.
+func AllLinearized(paths []string) (bool, error) {
+	rec, err := readRecords(paths, "", true)
+	if err != nil {
+		return false, err
+	}
+	return len(paths) > 0 && len(rec.linearized) == len(paths), nil
+}

@@ -139,3 +139,28 @@ func withMetadata(meta, extra map[string]string) map[string]string {
 	}
 	return out
 }
+
+// linearizedMergeMeta is the record of a merge of linearized fine-tunes
+// into their own base: such a merge is θ of f_lin around that base too, so
+// eval and embed evaluate it linearized by default. It is nil for other
+// merges; linearized fine-tunes of another base than --base are an error.
+func linearizedMergeMeta(base string, members []string) (map[string]string, error) {
+	all, err := linearize.AllLinearized(members)
+	if err != nil || !all {
+		return nil, err
+	}
+	enc, err := encoder.Load(base)
+	if err != nil {
+		return nil, err
+	}
+	lin, ch, err := linearize.ForMerge(enc, members, "", false)
+	if err != nil {
+		return nil, err
+	}
+	lin.Close()
+	meta := map[string]string{}
+	if ch.Recorded {
+		err = addLinearizedMeta(meta, base, enc)
+	}
+	return meta, err
+}

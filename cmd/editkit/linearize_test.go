@@ -542,6 +542,24 @@ func TestMergeSearchLinearized(t *testing.T) {
 		t.Errorf("negation: linearized_at %q, applied %v", rec.LinearizedAt, rec.Applied)
 	}
 
+	// A plain merge of linearized fine-tunes is marked as one too; a mixed
+	// merge is a plain model.
+	marked := func(path string) bool {
+		ck, err := checkpoint.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ck.Close()
+		_, ok, _ := linearize.ReadMetadata(ck.Metadata)
+		return ok
+	}
+	f.ok("merge", "--method", "task_arithmetic", "--base", f.p("base"), "--models", f.p("lin1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("plainmerge"))
+	f.ok("merge", "--method", "task_arithmetic", "--base", f.p("base"), "--models", f.p("ft1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("mixed"))
+	if !marked(f.p("plainmerge")) || marked(f.p("mixed")) {
+		t.Errorf("merge of linearized fine-tunes marked %v (want true), mixed merge marked %v (want false)", marked(f.p("plainmerge")), marked(f.p("mixed")))
+	}
+	f.fails("expected "+absBase, "merge", "--method", "task_arithmetic", "--base", f.p("other"), "--models", f.p("lin1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("bad"))
+
 	base := []string{"merge", "--method", "task_arithmetic", "--data", f.dir,
 		"--search", "toy=" + f.p("head.safetensors"), "--search", "toy2=" + f.p("head.safetensors"), "-o", f.p("bad")}
 	f.fails("is a linearized fine-tune but", append(base, "--base", f.p("base"), "--models", f.p("lin1"), "--models", f.p("ft2"))...)
