@@ -35,7 +35,10 @@ type Record struct {
 	Pretrained map[string]float64 `json:"pretrained,omitempty"`
 	// LinesAlpha is LiNeS's α during a β search.
 	LinesAlpha *float64 `json:"lines_alpha,omitempty"`
-	Search     *Search  `json:"search"`
+	// LinearizedAt is the base around which the candidates were evaluated
+	// linearized (tangent-space task arithmetic), "" when plainly.
+	LinearizedAt string  `json:"linearized_at,omitempty"`
+	Search       *Search `json:"search"`
 	// Written holds the validation accuracy of the checkpoint as written
 	// (its dtype, the merge's own arithmetic), re-measured.
 	Written     map[string]float64 `json:"written_accuracy"`
@@ -79,6 +82,9 @@ func (r *Record) Markdown() (string, error) {
 		sym, r.Chosen, r.Coefficient, r.Applied, r.Search.Objective)
 	if r.LinesAlpha != nil {
 		fmt.Fprintf(&b, "LiNeS α = %.6g (fixed), β searched.\n\n", *r.LinesAlpha)
+	}
+	if r.LinearizedAt != "" {
+		fmt.Fprintf(&b, "Every model evaluated linearized around %s: f(x; θ₀) + J·(θ − θ₀).\n\n", r.LinearizedAt)
 	}
 	if len(r.Finetuned) > 0 {
 		b.WriteString("Fine-tuned validation accuracies (normalizers):")

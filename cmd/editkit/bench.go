@@ -21,7 +21,7 @@ func (a *app) benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks with results printed as ratios against a baseline run side by side",
 	}
-	c.AddCommand(a.benchMergeCmd(), a.benchViTCmd(), a.benchLlamaCmd(), a.benchMemoirCmd())
+	c.AddCommand(a.benchMergeCmd(), a.benchViTCmd(), a.benchLlamaCmd(), a.benchMemoirCmd(), a.benchLinearizeCmd())
 	return c
 }
 

@@ -66,8 +66,10 @@ them to a base model, merges fine-tuned models (task arithmetic, TIES, DARE,
 Breadcrumbs, consensus/TALL masks, Model Stock, SLERP, LiNeS) and inspects
 safetensors checkpoints. It streams tensors in chunks, so memory stays bounded
 whatever the model's size. It also fine-tunes and evaluates ViT and CLIP
-image encoders (head, finetune, eval, embed, merge --search), and edits the
-knowledge of LLaMA-family models (convert, generate, memoir).
+image encoders (head, finetune, eval, embed, merge --search), also in the
+tangent space of the pre-trained model (finetune --linearized, --linearize-at,
+disentangle), and edits the knowledge of LLaMA-family models (convert,
+generate, memoir).
 
 A checkpoint is a .safetensors file, a folder holding model.safetensors, or a
 sharded folder with model.safetensors.index.json. Outputs appear only once
@@ -100,6 +102,7 @@ input or lie inside one, and an existing output is replaced only with --force.`,
 		a.finetuneCmd(),
 		a.generateCmd(),
 		a.memoirCmd(),
+		a.disentangleCmd(),
 	)
 	a.guardCommands(root)
 	return root

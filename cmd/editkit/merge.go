@@ -251,6 +251,11 @@ func (a *app) runMerge(cmd *cobra.Command, f *mergeFlags) error {
 	if err := job.provenance(inputs); err != nil {
 		return err
 	}
+	linMeta, err := linearizedMergeMeta(job.base, job.models)
+	if err != nil {
+		return err
+	}
+	job.wo.Metadata = withMetadata(job.wo.Metadata, linMeta)
 	p := a.newProgress("merging (" + string(job.cfg.Method) + ")")
 	res, err := merge.Run(s, job.cfg, f.o.out, job.wo, tasks.StreamOptions{Progress: p.callback()})
 	p.done()

@@ -14,6 +14,7 @@ import (
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/merge"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/encoder"
@@ -30,10 +31,11 @@ type searchFlags struct {
 	finetunedAcc string
 	data         string
 	limit, batch int
+	lin          linearizeFlags
 }
 
 // searchOnly lists the flags that mean nothing without --search.
-var searchOnly = []string{"search", "grid", "negate", "search-lines", "finetuned-acc", "data", "limit", "batch"}
+var searchOnly = []string{"search", "grid", "negate", "search-lines", "finetuned-acc", "data", "limit", "batch", "linearize-at", "no-linearize"}
 
 // register adds the --search flags to merge's flag set.
 func (sf *searchFlags) register(fs *pflag.FlagSet) {
@@ -45,6 +47,7 @@ func (sf *searchFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&sf.data, "data", "", "search: folder holding one folder per named dataset (default $EDITKIT_DATA, else ../shared/data/vision)")
 	fs.IntVar(&sf.limit, "limit", 0, "search: use only the first N validation examples of each task (0: all)")
 	fs.IntVar(&sf.batch, "batch", 64, "search: images per forward pass")
+	sf.lin.register(fs)
 }
 
 // requested reports whether any search flag was given.
@@ -167,6 +170,13 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	if err != nil {
 		return err
 	}
+	lin, linMeta, err := a.searchLinearization(enc, job.models, sf.lin)
+	if err != nil {
+		return err
+	}
+	if lin != nil {
+		defer lin.Close()
+	}
 	for _, t := range ts {
 		sp.names = append(sp.names, t.name)
 	}
@@ -198,6 +208,9 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	if sp.coef == merge.CoefLinesBeta {
 		rec.LinesAlpha = &d.Alpha
 	}
+	if lin != nil {
+		rec.LinearizedAt = lin.Base.Path
+	}
 
 	// Progress over every evaluation the search makes: the grid, the
 	// written checkpoint, fine-tuned models, the pre-trained model.
@@ -219,7 +232,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	}
 	p := a.newCountProgress("searching "+sp.coef.Symbol(), total)
 	defer p.finish()
-	on := func(ts ...evalTask) eval.ModelEval { return tasksEval(enc, ts, sf.batch, p) }
+	on := func(ts ...evalTask) eval.ModelEval { return tasksEval(enc, lin, ts, sf.batch, p) }
 
 	// Normalizers: fine-tuned accuracies, pre-trained ones.
 	for i, t := range ts {
@@ -293,6 +306,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	if err := final.provenance(setInputs(s)); err != nil {
 		return err
 	}
+	final.wo.Metadata = withMetadata(final.wo.Metadata, linMeta)
 	p.finish()
 	mp = a.newProgress("merging (" + string(final.cfg.Method) + ")")
 	res, err := merge.Run(s, final.cfg, f.o.out, final.wo, tasks.StreamOptions{Progress: mp.callback()})
@@ -337,13 +351,14 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	return nil
 }
 
-// tasksEval is the evaluator of the encoder's weights on tasks: each task's
-// per-image outcomes with its head, progress reported to p.
-func tasksEval(enc *encoder.Encoder, ts []evalTask, batch int, p *countProgress) eval.ModelEval {
+// tasksEval is the evaluator of the encoder's weights on tasks (through its
+// linearization lin when not nil): each task's per-image outcomes with its
+// head, progress reported to p.
+func tasksEval(enc *encoder.Encoder, lin *linearize.Encoder, ts []evalTask, batch int, p *countProgress) eval.ModelEval {
 	return func(w models.Weights) (map[string][]bool, error) {
 		out := make(map[string][]bool, len(ts))
 		for _, t := range ts {
-			r, err := evalAccuracy(enc, w, t, batch, p)
+			r, err := evalAccuracyLin(enc, lin, w, t, batch, p)
 			if err != nil {
 				return nil, err
 			}
