@@ -203,14 +203,14 @@ func TestGoldenOutputs(t *testing.T) {
 		{name: "ties mergekit", cfg: Config{Method: TIES, Semantics: Mergekit, Density: []float64{0.4}, Weights: []float64{1, 0.5, 0.25}}, dtype: checkpoint.F32},
 		{name: "dare_linear", cfg: Config{Method: DARELinear, Density: []float64{0.7}, Seed: 3, Lambda: f64(0.4)}},
 		{name: "dare_ties", cfg: Config{Method: DARETIES, Density: []float64{0.5}, Seed: 5}, dtype: checkpoint.F32},
-		{name: "dare_ties mergekit", cfg: Config{Method: DARETIES, Semantics: Mergekit, Density: []float64{0.5}, Seed: 5}},
-		{name: "breadcrumbs", cfg: Config{Method: Breadcrumbs, Density: []float64{0.8}, Gamma: f64(0.05), Lambda: f64(0.5)}},
-		{name: "breadcrumbs_ties", cfg: Config{Method: BreadcrumbsTIES, Density: []float64{0.8}, Gamma: f64(0.05)}, dtype: checkpoint.F32},
+		{name: "dare_ties mergekit", cfg: Config{Method: DARETIES, Semantics: Mergekit, Density: []float64{0.5}, Seed: 5, Weights: []float64{1, 1, 1}}},
+		{name: "breadcrumbs", cfg: Config{Method: Breadcrumbs, Density: []float64{0.8}, Gamma: []float64{0.05}, Lambda: f64(0.5)}},
+		{name: "breadcrumbs_ties", cfg: Config{Method: BreadcrumbsTIES, Density: []float64{0.8}, Gamma: []float64{0.05}}, dtype: checkpoint.F32},
 		{name: "consensus", cfg: Config{Method: Consensus, Lambda: f64(0.5)}},
-		{name: "consensus ties", cfg: Config{Method: Consensus, ConsensusBase: "ties", K: 1, TallLambda: []float64{0.3}, Lambda: f64(0.5)}, dtype: checkpoint.F32},
+		{name: "consensus ties", cfg: Config{Method: Consensus, ConsensusBase: "ties", K: iptr(1), TallLambda: []float64{0.3}, Lambda: f64(0.5)}, dtype: checkpoint.F32},
 		{name: "linear", cfg: Config{Method: Linear, Weights: []float64{1, 2, 3}}},
 		{name: "model_stock", cfg: Config{Method: ModelStock}, dtype: checkpoint.F32},
-		{name: "model_stock filter-wise", cfg: Config{Method: ModelStock, FilterWise: true}},
+		{name: "model_stock filter-wise", cfg: Config{Method: ModelStock, FilterWise: bptr(true)}},
 		{name: "slerp", cfg: Config{Method: SLERP, T: f64(0.3)}, n: 1, dtype: checkpoint.F32},
 		{name: "lines task_arithmetic", cfg: Config{Method: TaskArithmetic, Lines: &Lines{Alpha: f64(0.3), Beta: f64(0.6)}}},
 		{name: "lines ties", cfg: Config{Method: TIES, Lines: &Lines{Beta: f64(0.5)}}, dtype: checkpoint.F32},
@@ -315,3 +315,6 @@ func TestGoldenOutputs(t *testing.T) {
 		}
 	}
 }
+
+func iptr(v int) *int   { return &v }
+func bptr(v bool) *bool { return &v }

@@ -20,6 +20,11 @@ func streamKey(seed uint64, member int, name string) uint64 {
 // mix64 is SplitMix64's finalizer, a bijective avalanche on 64 bits.
 func mix64(z uint64) uint64 { return simd.Mix64(z) }
 
-// golden64 is 2⁶⁴/φ, SplitMix64's increment: element i of a stream draws
-// uniform(key, i) = (mix64(key + (i+1)·golden64) >> 11) / 2⁵³ (dropRandom).
+// golden64 is 2⁶⁴/φ, SplitMix64's increment.
 const golden64 = 0x9e3779b97f4a7c15
+
+// uniform returns the draw in [0, 1) for element i of a stream (dropRandom
+// draws the same, vectorized).
+func uniform(key uint64, i int64) float64 {
+	return float64(mix64(key+uint64(i+1)*golden64)>>11) / (1 << 53)
+}

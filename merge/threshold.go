@@ -167,6 +167,7 @@ func (p *plan) estimateWindows(so tasks.StreamOptions, ks []int64, d int64) ([]w
 		}
 	}
 	err := p.set.Scan(so, func(w int, c *tasks.Chunk) error {
+		p.prepare(c)
 		for i, tau := range c.Taus {
 			h := hist[w][i]
 			for _, v := range tau {
@@ -294,6 +295,7 @@ func (p *plan) coarsePass(so tasks.StreamOptions, ks []int64) ([][]int64, error)
 		}
 	}
 	err := p.set.Scan(so, func(w int, c *tasks.Chunk) error {
+		p.prepare(c)
 		for i, tau := range c.Taus {
 			if ks[i] > 0 {
 				addCoarse(per[w][i], tau)

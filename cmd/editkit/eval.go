@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models"
@@ -32,8 +31,10 @@ type evalFlags struct {
 	split, data  string
 	limit, batch int
 	md           string
+	force        bool
 	finetunedAcc string
 	finetuned    []string
+	lin          linearizeFlags
 }
 
 func (a *app) evalCmd() *cobra.Command {
@@ -61,7 +62,14 @@ out; --limit evaluates only the first N examples of the split.
 Normalized accuracy (accuracy / the task's fine-tuned accuracy) is shown when
 the fine-tuned accuracies are known: --finetuned-acc task=acc,... (fractions),
 or --finetuned CHECKPOINT once per task, which evaluates that fine-tuned
-model with the same head on the same examples.`,
+model with the same head on the same examples.
+
+--linearize-at BASE evaluates the model linearized around BASE,
+f(x; BASE) + J·(θ − BASE) (post-hoc linearization of a fine-tune or a merge);
+a checkpoint fine-tuned with 'editkit finetune --linearized' is evaluated
+linearized around the base its metadata records by default, and
+--linearize-at must then name a base with the same weights. The --finetuned
+checkpoints are evaluated the same way as the model.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runEval(cmd, f) },
 	}
@@ -76,6 +84,11 @@ model with the same head on the same examples.`,
 	fs.StringVar(&f.md, "md", "", "also write the table as markdown to this file")
 	fs.StringVar(&f.finetunedAcc, "finetuned-acc", "", "fine-tuned accuracies for normalization: task=acc,... (fractions, e.g. mnist=0.996)")
 	fs.StringArrayVar(&f.finetuned, "finetuned", nil, "fine-tuned checkpoint of a task, once per --dataset, evaluated for normalization")
+	fs.BoolVar(&f.force, "force", false, "replace the --md file if it exists")
+	markPaths(fs, pathInput, "model", "head", "dataset", "finetuned")
+	markPaths(fs, pathRoot, "data")
+	markPaths(fs, pathOutput, "md")
+	f.lin.register(fs)
 	return c
 }
 
@@ -95,6 +108,8 @@ type evalReport struct {
 	Finetuned map[string]eval.Result `json:"finetuned_results,omitempty"`
 	Table     *eval.Table            `json:"table"`
 	Seconds   float64                `json:"seconds"`
+	// LinearizedAt is the base the model was evaluated linearized around.
+	LinearizedAt string `json:"linearized_at,omitempty"`
 }
 
 func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
@@ -123,6 +138,13 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 		return err
 	}
 	defer enc.Close()
+	lin, err := a.linearized("eval", enc, f.lin)
+	if err != nil {
+		return err
+	}
+	if lin != nil {
+		defer lin.Close()
+	}
 	ts, err := loadEvalTasks(f.datasets, f.heads, split, f.data, f.limit, enc)
 	if err != nil {
 		return err
@@ -145,9 +167,12 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	p := a.newCountProgress("evaluating", total)
 	defer p.finish()
 	rep := &evalReport{Model: f.model, Kind: string(enc.Family), Split: f.split}
+	if lin != nil {
+		rep.LinearizedAt = lin.Base.Path
+	}
 	acc := map[string]float64{}
 	for _, t := range ts {
-		r, err := evalAccuracy(enc, enc.Weights, t, f.batch, p)
+		r, err := evalAccuracyLin(enc, lin, enc.Weights, t, f.batch, p)
 		if err != nil {
 			return err
 		}
@@ -163,7 +188,7 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 			if err != nil {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
 			}
-			r, err := evalAccuracy(enc, w, ts[i], f.batch, p)
+			r, err := evalAccuracyLin(enc, lin, w, ts[i], f.batch, p)
 			if err != nil {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
 			}
@@ -179,7 +204,7 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	if f.md != "" {
-		if err := checkpoint.WriteFileAtomic(f.md, []byte(rep.Table.Markdown())); err != nil {
+		if err := a.writeFile(f.md, []byte(rep.Table.Markdown())); err != nil {
 			return err
 		}
 	}
@@ -192,7 +217,11 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 		for _, r := range rep.Results {
 			n += r.Total
 		}
-		fmt.Fprintf(a.stderr, "editkit: eval: %d images on %d task(s) in %.1fs (%s encoder)\n", n, len(ts), rep.Seconds, enc.Family)
+		how := ""
+		if lin != nil {
+			how = ", linearized around " + lin.Base.Path
+		}
+		fmt.Fprintf(a.stderr, "editkit: eval: %d images on %d task(s) in %.1fs (%s encoder%s)\n", n, len(ts), rep.Seconds, enc.Family, how)
 	}
 	return nil
 }

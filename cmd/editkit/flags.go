@@ -30,6 +30,7 @@ func (o *outFlags) register(fs *pflag.FlagSet, dtypeHelp string) {
 	fs.StringVar(&o.shardSize, "shard-size", "5GB", "largest shard of a folder output, e.g. 5GB, 500MB, 2GiB or bytes")
 	fs.BoolVar(&o.force, "force", false, "replace the output if it exists")
 	fs.BoolVar(&o.saturate, "saturate", false, "write values beyond the output dtype's range (float16: ±65504) as its largest finite value instead of failing")
+	markPaths(fs, pathOutput, "output")
 }
 
 // saturatedCount is how many values the write saturated.

@@ -100,9 +100,9 @@ func (f *srFixture) srHead(t *testing.T, name string, weight [][]float32, bias [
 	return p
 }
 
-func readRecord(t *testing.T, js string) *searchRecord {
+func readRecord(t *testing.T, js string) *eval.Record {
 	t.Helper()
-	var rec searchRecord
+	var rec eval.Record
 	if err := json.Unmarshal([]byte(js), &rec); err != nil {
 		t.Fatalf("search --json: %v\n%s", err, js)
 	}
@@ -258,12 +258,12 @@ func TestMergeSearchKnownPeak(t *testing.T) {
 			if got[0] != 0.5 || got[1] != 0.5 || got[2] != 0 {
 				t.Errorf("written layernorm.bias starts %v, want 0.5(e₀+e₁)", got[:3])
 			}
-			for _, p := range searchRecordPaths(out) {
+			for _, p := range eval.RecordPaths(out) {
 				if st, err := os.Stat(p); err != nil || st.Size() == 0 {
 					t.Errorf("record file %s: %v", p, err)
 				}
 			}
-			if md, _ := os.ReadFile(searchRecordPaths(out)[1]); !strings.Contains(string(md), "| **λ = 0.5 (chosen)** | 40.0 (80.0) | 60.0 (75.0) | 50.0 (77.5) | score=0.775 |") {
+			if md, _ := os.ReadFile(eval.RecordPaths(out)[1]); !strings.Contains(string(md), "| **λ = 0.5 (chosen)** | 40.0 (80.0) | 60.0 (75.0) | 50.0 (77.5) | score=0.775 |") {
 				t.Errorf("markdown record:\n%s", md)
 			}
 			// What the search wrote is what a plain merge at λ = 0.5 writes.

@@ -26,7 +26,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/editkit/editkit/checkpoint"
@@ -457,7 +456,7 @@ func run(o options) (*report, error) {
 
 	// 6. Why the merges gain what they gain: each task along its own task
 	// vector, and under each other task's.
-	if rep.Interference, err = measureInterference(ev, ts, ftW, logf); err != nil {
+	if rep.Interference, err = measureInterference(ev, ts, preDir, ftPath, logf); err != nil {
 		return nil, fmt.Errorf("interference: %w", err)
 	}
 	lap("interference")
@@ -507,153 +506,108 @@ func cacheBatches(ds *datasets.Dataset, pre datasets.Preprocess) ([]*datasets.Ba
 	return out, it.Err()
 }
 
-// acc is the top-1 accuracy of weights w (the pre-trained ones when nil)
-// with t's head on the cached batches.
-func (e *evaluator) acc(w models.Weights, t *task, bs []*datasets.Batch) (float64, error) {
+// hits is the per-image outcome (right or wrong) of weights w (the
+// pre-trained ones when nil) with t's head on the cached batches.
+func (e *evaluator) hits(w models.Weights, t *task, bs []*datasets.Batch) ([]bool, error) {
 	clf, err := e.enc.Classifier(w, t.head)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	correct, total := 0, 0
+	var out []bool
 	k := len(t.head.Classes)
 	for _, b := range bs {
 		logits, err := clf(b)
 		if err != nil {
-			return 0, err
-		}
-		for i := 0; i < b.Size; i++ {
-			if eval.Argmax(logits[i*k:(i+1)*k]) == int(b.Labels[i]) {
-				correct++
-			}
-		}
-		total += b.Size
-	}
-	if total == 0 {
-		return 0, errors.New("no examples")
-	}
-	return float64(correct) / float64(total), nil
-}
-
-func (e *evaluator) accs(w models.Weights, ts []*task, test bool) (map[string]float64, error) {
-	out := map[string]float64{}
-	for _, t := range ts {
-		bs := t.valB
-		if test {
-			bs = t.testB
-		}
-		a, err := e.acc(w, t, bs)
-		if err != nil {
 			return nil, err
 		}
-		out[t.name] = a
+		for i := 0; i < b.Size; i++ {
+			out = append(out, eval.Argmax(logits[i*k:(i+1)*k]) == int(b.Labels[i]))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no examples")
 	}
 	return out, nil
 }
 
-// delta is a merged task vector Δ (from one merge at a unit coefficient)
-// with what scales it: θ = θ₀ + scale(name, c)·Δ.
-type delta struct {
-	enc    *encoder.Encoder
-	d      map[string][]float32
-	layout *checkpoint.Layout
-	params map[string]any
-}
-
-// extract merges once at the unit coefficient into a scratch folder and
-// returns D = θ − θ₀ over the encoder's tensors (cmd/editkit/search.go's
-// approach).
-func extract(enc *encoder.Encoder, s *tasks.Set, cfg *merge.Config, out string) (*delta, error) {
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), ".scratch-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	scratch := filepath.Join(tmp, "delta")
-	res, err := merge.Run(s, cfg, scratch, tasks.WriteOptions{DType: checkpoint.F32}, tasks.StreamOptions{})
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, t := range s.Base.Tensors() {
-		names = append(names, t.Name)
-	}
-	layout, err := checkpoint.NewLayout(names, "")
-	if err != nil {
-		return nil, err
-	}
-	w, err := enc.ReadWeights(scratch)
-	if err != nil {
-		return nil, err
-	}
-	defer finalize(w)
-	dl := taskVector(enc, w)
-	dl.layout, dl.params = layout, res.Params
-	return dl, nil
-}
-
-// taskVector is τ = θ − θ₀ of fine-tuned encoder weights w.
-func taskVector(enc *encoder.Encoder, w models.Weights) *delta {
-	dl := &delta{enc: enc, d: map[string][]float32{}}
-	for _, spec := range enc.Specs {
-		d := tensors.MustCopyFlatData[float32](w[spec.Name])
-		tensors.MustConstFlatData(enc.Weights[spec.Name], func(b []float32) {
-			for i := range d {
-				d[i] -= b[i]
+// on is the evaluator of weights on the tasks' validation (or test)
+// batches.
+func (e *evaluator) on(ts []*task, test bool) eval.ModelEval {
+	return func(w models.Weights) (map[string][]bool, error) {
+		out := map[string][]bool{}
+		for _, t := range ts {
+			bs := t.valB
+			if test {
+				bs = t.testB
 			}
-		})
-		dl.d[spec.Name] = d
-	}
-	return dl
-}
-
-// lines is LiNeS's scale of a tensor: α + β ℓ/(L−1) inside blocks, α outside.
-func (dl *delta) lines(name string, alpha, beta float64) float64 {
-	d := dl.layout.Depth(name)
-	if !d.InBlock() || d.Blocks <= 1 {
-		return alpha
-	}
-	return alpha + beta*float64(d.Block)/float64(d.Blocks-1)
-}
-
-// weights returns θ₀ + scale(name)·Δ as new host tensors.
-func (dl *delta) weights(scale func(name string) float64) models.Weights {
-	w := make(models.Weights, len(dl.enc.Specs))
-	for _, spec := range dl.enc.Specs {
-		base := dl.enc.Weights[spec.Name]
-		t := tensors.FromShape(shapes.Make(base.DType(), base.Shape().Dimensions...))
-		k := float32(scale(spec.Name))
-		d := dl.d[spec.Name]
-		tensors.MustConstFlatData(base, func(b []float32) {
-			tensors.MustMutableFlatData(t, func(dst []float32) {
-				for i := range dst {
-					dst[i] = b[i] + k*d[i]
-				}
-			})
-		})
-		w[spec.Name] = t
-	}
-	return w
-}
-
-func finalize(w models.Weights) {
-	for _, t := range w {
-		t.FinalizeAll()
+			h, err := e.hits(w, t, bs)
+			if err != nil {
+				return nil, err
+			}
+			out[t.name] = h
+		}
+		return out, nil
 	}
 }
 
-func f64(v float64) *float64 { return &v }
+// acc is the top-1 accuracy of weights w with t's head on batches bs.
+func (e *evaluator) acc(w models.Weights, t *task, bs []*datasets.Batch) (float64, error) {
+	h, err := e.hits(w, t, bs)
+	return eval.Share(h), err
+}
+
+func (e *evaluator) accs(w models.Weights, ts []*task, test bool) (map[string]float64, error) {
+	m, _, err := eval.Measure(e.on(ts, test), w)
+	return m, err
+}
+
+// direction merges the members once at the unit coefficient and keeps Δ
+// for the encoder's tensors (merge.NewDirection).
+func (e *evaluator) direction(preDir string, members []string, cfg merge.Config, coef merge.Coefficient, negate bool) (*merge.Direction, error) {
+	s, err := tasks.OpenSet(preDir, members)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	var names []string
+	for _, spec := range e.enc.Specs {
+		names = append(names, spec.Name)
+	}
+	return merge.NewDirection(s, cfg, merge.DirectionOptions{Coefficient: coef, Negate: negate, Tensors: names})
+}
+
+// at measures θ(c) of d on the tasks' test (or validation) batches.
+func (e *evaluator) at(d *merge.Direction, c float64, ts []*task, test bool) (map[string]float64, error) {
+	w, err := eval.WeightsAt(d, e.enc.Weights, c)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Finalize()
+	return e.accs(w, ts, test)
+}
 
 func mergeConfig(mm method) *merge.Config {
-	cfg := &merge.Config{Method: mm.Method, Seed: 1}
+	cfg := &merge.Config{Method: mm.Method}
 	if mm.Method == merge.DARETIES {
-		cfg.Density = []float64{0.5}
+		cfg.Density, cfg.Seed = []float64{0.5}, 1
 	}
 	if mm.Lines {
-		cfg.Lines = &merge.Lines{Beta: f64(0)}
-	} else if mm.Method != merge.Linear && mm.Method != merge.ModelStock {
-		cfg.Lambda = f64(1)
+		cfg.Lines = &merge.Lines{}
 	}
 	return cfg
+}
+
+// searched returns the coefficient searched for a method: LiNeS's β with
+// LiNeS, λ for the task-vector methods; model stock and averaging alone
+// have none.
+func searched(mm method) (merge.Coefficient, bool) {
+	switch {
+	case mm.Lines:
+		return merge.CoefLinesBeta, true
+	case mm.Method == merge.Linear || mm.Method == merge.ModelStock:
+		return "", false
+	}
+	return merge.CoefLambda, true
 }
 
 // runMerge merges the fine-tuned models with one method, choosing λ (or
@@ -672,80 +626,57 @@ func runMerge(o options, st settings, ev *evaluator, ts []*task, preDir string, 
 	if err := os.MkdirAll(filepath.Dir(recPath), 0o755); err != nil {
 		return nil, err
 	}
-	s, err := tasks.OpenSet(preDir, members)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
 	cfg := mergeConfig(mm)
-	dl, err := extract(ev.enc, s, cfg, ckPath)
-	if err != nil {
-		return nil, err
-	}
-	rec := &mergeRecord{Name: mm.Name, Method: string(mm.Method), Lines: mm.Lines, Checkpoint: ckPath}
+	rec := &mergeRecord{Name: mm.Name, Method: string(mm.Method), Lines: mm.Lines, Checkpoint: ckPath, Coefficient: "none"}
 	var names []string
 	for _, t := range ts {
 		names = append(names, t.name)
 	}
 	final := *cfg
-	var scale func(c float64) func(string) float64
-	switch {
-	case mm.Lines:
-		l, _ := dl.params["lines"].(map[string]any)
-		a, ok := l["alpha"].(float64)
-		if !ok || a == 0 {
-			return nil, fmt.Errorf("LiNeS: no usable α in the merge's parameters %v", dl.params)
+	if coef, ok := searched(mm); ok {
+		d, err := ev.direction(preDir, members, *cfg, coef, false)
+		if err != nil {
+			return nil, err
 		}
-		rec.LinesAlpha = a
-		rec.Coefficient = "lines_beta"
-		// The extraction applied α everywhere: Δ = D/α.
-		scale = func(c float64) func(string) float64 {
-			return func(n string) float64 { return dl.lines(n, a, c) / a }
-		}
-	case cfg.Lambda != nil:
-		rec.Coefficient = "lambda"
-		scale = func(c float64) func(string) float64 { return func(string) float64 { return c } }
-	default:
-		rec.Coefficient = "none"
-	}
-	if scale != nil {
+		rec.Coefficient = string(coef)
 		grid := st.LambdaGrid
 		if mm.Lines {
+			rec.LinesAlpha = d.Alpha
 			grid = st.BetaGrid
 			if mm.Method == merge.TIES {
 				grid = st.BetaGridTIES
 			}
 		}
-		evalAt := func(c float64) (map[string]float64, error) {
-			w := dl.weights(scale(c))
-			defer finalize(w)
-			return ev.accs(w, ts, false)
-		}
-		if rec.Search, err = eval.SearchAddition(grid, names, ftVal, evalAt); err != nil {
+		if rec.Search, err = eval.SearchDirection(d, ev.enc.Weights, eval.Steps{Values: grid}, eval.Addition(names, ftVal), ev.on(ts, false)); err != nil {
 			return nil, err
 		}
 		rec.Chosen = rec.Search.Chosen()
-		if mm.Lines {
-			final.Lines = &merge.Lines{Alpha: f64(rec.LinesAlpha), Beta: f64(rec.Chosen)}
-		} else {
-			final.Lambda = f64(rec.Chosen)
+		final = d.Config(rec.Chosen)
+		if rec.Test, err = ev.at(d, rec.Chosen, ts, true); err != nil {
+			return nil, err
 		}
-		w := dl.weights(scale(rec.Chosen))
-		rec.Test, err = ev.accs(w, ts, true)
-		finalize(w)
-	} else {
-		w := dl.weights(func(string) float64 { return 1 })
-		rec.Test, err = ev.accs(w, ts, true)
-		finalize(w)
 	}
+	s, err := tasks.OpenSet(preDir, members)
 	if err != nil {
 		return nil, err
 	}
+	defer s.Close()
 	res, err := merge.Run(s, &final, ckPath, tasks.WriteOptions{WriteOptions: checkpoint.WriteOptions{Force: true}, DType: checkpoint.F32}, tasks.StreamOptions{})
 	if err != nil {
 		return nil, err
 	}
 	rec.Params = res.Params
+	if rec.Search == nil { // no coefficient: measured as written
+		w, err := ev.enc.ReadWeights(ckPath)
+		if err != nil {
+			return nil, err
+		}
+		rec.Test, err = ev.accs(w, ts, true)
+		w.Finalize()
+		if err != nil {
+			return nil, err
+		}
+	}
 	if rec.Search != nil {
 		png, err := eval.PlotSearch(rec.Search, fmt.Sprintf("%s: %s on validation (chosen %g)", mm.Name, rec.Coefficient, rec.Chosen), rec.Coefficient)
 		if err != nil {
@@ -782,29 +713,17 @@ func mean(m map[string]float64) float64 {
 // (validation), then measured on test.
 func runNegation(o options, st settings, ev *evaluator, ts []*task, preDir, ft string, rep *report, logf func(string, ...any)) (*negationRecord, error) {
 	target, control := ts[0], ts[1]
-	s, err := tasks.OpenSet(preDir, []string{ft})
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	dl, err := extract(ev.enc, s, &merge.Config{Method: merge.TaskArithmetic, Lambda: f64(1)}, filepath.Join(o.Out, "negation"))
+	d, err := ev.direction(preDir, []string{ft}, merge.Config{Method: merge.TaskArithmetic}, merge.CoefLambda, true)
 	if err != nil {
 		return nil, err
 	}
 	pair := []*task{target, control}
-	evalAt := func(c float64) (map[string]float64, error) {
-		w := dl.weights(func(string) float64 { return -c })
-		defer finalize(w)
-		return ev.accs(w, pair, false)
-	}
-	srch, err := eval.SearchNegation(st.LambdaGrid, target.name, control.name, 0.95*rep.ZeroShotVal[control.name], evalAt)
+	srch, err := eval.SearchDirection(d, ev.enc.Weights, eval.Steps{Values: st.LambdaGrid}, eval.Negation(target.name, control.name, 0.95*rep.ZeroShotVal[control.name]), ev.on(pair, false))
 	if err != nil {
 		return nil, err
 	}
 	lam := srch.Chosen()
-	w := dl.weights(func(string) float64 { return -lam })
-	neg, err := ev.accs(w, pair, true)
-	finalize(w)
+	neg, err := ev.at(d, lam, pair, true)
 	if err != nil {
 		return nil, err
 	}
@@ -813,7 +732,7 @@ func runNegation(o options, st settings, ev *evaluator, ts []*task, preDir, ft s
 		return nil, err
 	}
 	ftT, err := ev.accs(fw, pair, true)
-	finalize(fw)
+	fw.Finalize()
 	if err != nil {
 		return nil, err
 	}
@@ -835,12 +754,7 @@ func runNegation(o options, st settings, ev *evaluator, ts []*task, preDir, ft s
 // chosen on validation by 2·target + mean(controls) normalized accuracy.
 func runSingleLines(o options, st settings, ev *evaluator, ts []*task, preDir, ft string, ftW models.Weights, rep *report, logf func(string, ...any)) (*singleLinesRecord, error) {
 	target := ts[0]
-	s, err := tasks.OpenSet(preDir, []string{ft})
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	dl, err := extract(ev.enc, s, &merge.Config{Method: merge.TaskArithmetic, Lambda: f64(1)}, filepath.Join(o.Out, "single-lines"))
+	d, err := ev.direction(preDir, []string{ft}, merge.Config{Method: merge.TaskArithmetic}, merge.CoefLinesAlpha, false)
 	if err != nil {
 		return nil, err
 	}
@@ -850,20 +764,12 @@ func runSingleLines(o options, st settings, ev *evaluator, ts []*task, preDir, f
 		controls = append(controls, t.name)
 		norm[t.name] = rep.ZeroShotVal[t.name]
 	}
-	scale := func(a float64) func(string) float64 { return func(n string) float64 { return dl.lines(n, a, 1-a) } }
-	evalAt := func(a float64) (map[string]float64, error) {
-		w := dl.weights(scale(a))
-		defer finalize(w)
-		return ev.accs(w, ts, false)
-	}
-	srch, err := eval.SearchTradeoff(st.AlphaGrid, target.name, controls, norm, 2, evalAt)
+	srch, err := eval.SearchDirection(d, ev.enc.Weights, eval.Steps{Values: st.AlphaGrid}, eval.Tradeoff(target.name, controls, norm, 2), ev.on(ts, false))
 	if err != nil {
 		return nil, err
 	}
 	a := srch.Chosen()
-	w := dl.weights(scale(a))
-	lt, err := ev.accs(w, ts, true)
-	finalize(w)
+	lt, err := ev.at(d, a, ts, true)
 	if err != nil {
 		return nil, err
 	}
@@ -1010,17 +916,19 @@ type interference struct {
 	Cross       map[string]map[string]float64 `json:"cross"`
 }
 
-func measureInterference(ev *evaluator, ts []*task, ftW map[string]models.Weights, logf func(string, ...any)) (*interference, error) {
+func measureInterference(ev *evaluator, ts []*task, preDir string, ftPath func(*task) string, logf func(string, ...any)) (*interference, error) {
 	r := &interference{Lambdas: []float64{0, 0.1, 0.2, 0.3, 0.5, 0.75, 1}, CrossLambda: 0.3,
 		Own: map[string][]float64{}, Cross: map[string]map[string]float64{}}
-	vectors := map[string]*delta{}
+	vectors := map[string]*merge.Direction{}
 	for _, t := range ts {
-		vectors[t.name] = taskVector(ev.enc, ftW[t.name])
+		d, err := ev.direction(preDir, []string{ftPath(t)}, merge.Config{Method: merge.TaskArithmetic}, merge.CoefLambda, false)
+		if err != nil {
+			return nil, err
+		}
+		vectors[t.name] = d
 	}
 	at := func(u *task, lam float64, on []*task) (map[string]float64, error) {
-		w := vectors[u.name].weights(func(string) float64 { return lam })
-		defer finalize(w)
-		return ev.accs(w, on, false)
+		return ev.at(vectors[u.name], lam, on, false)
 	}
 	for _, t := range ts {
 		for _, lam := range r.Lambdas {
