@@ -167,6 +167,63 @@ const (
 	opDiv
 )
 
+type (
+	vvKernel = func(dst, a, b *float32, n int)
+	vsKernel = func(dst, a *float32, s float32, n int)
+)
+
+// The arithmetic kernels by operation, for AVX-512 and AVX2; s − b and
+// s / b only (a + s and a · s commute).
+var (
+	vvKernels = [4][2]vvKernel{{addVV512, addVV256}, {subVV512, subVV256}, {mulVV512, mulVV256}, {divVV512, divVV256}}
+	vsKernels = [4][2]vsKernel{{addVS512, addVS256}, {subVS512, subVS256}, {mulVS512, mulVS256}, {divVS512, divVS256}}
+	svKernels = [4][2]vsKernel{opSub: {subSV512, subSV256}, opDiv: {divSV512, divSV256}}
+)
+
+// width returns the vector width in float32 of level l and the column of
+// the kernel tables, false for Generic.
+func width(l Level) (int, int, bool) {
+	switch l {
+	case AVX512:
+		return 16, 0, true
+	case AVX2:
+		return 8, 1, true
+	}
+	return 0, 0, false
+}
+
+// vv runs the kernel of op over the whole vectors of dst and returns how
+// many elements it did.
+func vv(l Level, op int, dst, a, b []float32) int {
+	w, col, ok := width(l)
+	n := len(dst) / max(w, 1) * w
+	if !ok || n == 0 {
+		return 0
+	}
+	vvKernels[op][col](&dst[0], &a[0], &b[0], n)
+	return n
+}
+
+func vs(l Level, op int, dst, a []float32, s float32) int {
+	w, col, ok := width(l)
+	n := len(dst) / max(w, 1) * w
+	if !ok || n == 0 {
+		return 0
+	}
+	vsKernels[op][col](&dst[0], &a[0], s, n)
+	return n
+}
+
+func sv(l Level, op int, dst []float32, s float32, b []float32) int {
+	w, col, ok := width(l)
+	n := len(dst) / max(w, 1) * w
+	if !ok || n == 0 || svKernels[op][col] == nil {
+		return 0
+	}
+	svKernels[op][col](&dst[0], &b[0], s, n)
+	return n
+}
+
 // Sum returns Σ x[i], summed in eight interleaved partial sums (faster, and
 // closer to the exact sum, than one running sum).
 func Sum(x []float32) float32 {

@@ -14,9 +14,30 @@ func Erf(dst, src []float32) {
 
 func erfAt(l Level, dst, src []float32) {
 	src = src[:len(dst)]
-	if !erfArch(l, dst, src) {
+	switch l {
+	case AVX512:
+		vectorized(dst, src, 16, erfAVX512)
+	case AVX2:
+		vectorized(dst, src, 8, erfAVX2)
+	default:
 		for i, v := range src {
 			dst[i] = float32(math.Erf(float64(v)))
 		}
+	}
+}
+
+// vectorized runs kernel over the whole multiples of width in src, then
+// over the tail copied into a padded block, so that every element goes
+// through the same instructions.
+func vectorized(dst, src []float32, width int, kernel func(dst, src *float32, n int)) {
+	n := len(src) / width * width
+	if n > 0 {
+		kernel(&dst[0], &src[0], n)
+	}
+	if n < len(src) {
+		var block [16]float32
+		copy(block[:], src[n:])
+		kernel(&block[0], &block[0], width)
+		copy(dst[n:], block[:len(src)-n])
 	}
 }

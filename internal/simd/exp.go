@@ -14,7 +14,12 @@ func Exp(dst, src []float32) {
 
 func expAt(l Level, dst, src []float32) {
 	src = src[:len(dst)]
-	if !expArch(l, dst, src) {
+	switch l {
+	case AVX512:
+		vectorized(dst, src, 16, expAVX512)
+	case AVX2:
+		vectorized(dst, src, 8, expAVX2)
+	default:
 		for i, v := range src {
 			dst[i] = float32(math.Exp(float64(v)))
 		}

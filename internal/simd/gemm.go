@@ -55,8 +55,11 @@ type microKernel struct {
 }
 
 func kernelFor(l Level) microKernel {
-	if k, ok := archKernel(l); ok {
-		return k
+	switch l {
+	case AVX512:
+		return microKernel{mr: 12, nr: 32, fn: gemm12x32AVX512, level: l}
+	case AVX2:
+		return microKernel{mr: 6, nr: 16, fn: gemm6x16AVX2, level: l}
 	}
 	return microKernel{mr: 4, nr: 4, fn: gemm4x4Go}
 }

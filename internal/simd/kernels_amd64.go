@@ -1,5 +1,8 @@
 package simd
 
+// The assembly kernels (the .s files of this package); kernels_other.go
+// stubs them out elsewhere. The Go files choose among them by Level.
+
 //go:noescape
 func gemm12x32AVX512(kc int, a, b, c *float32, ldc int, accumulate bool)
 
@@ -8,17 +11,6 @@ func gemm6x16AVX2(kc int, a, b, c *float32, ldc int, accumulate bool)
 
 //go:noescape
 func packRows8AVX2(dst, src *float32, rs, kb, w int)
-
-// archKernel returns the assembly micro-kernel of level l.
-func archKernel(l Level) (microKernel, bool) {
-	switch l {
-	case AVX512:
-		return microKernel{mr: 12, nr: 32, fn: gemm12x32AVX512, level: l}, true
-	case AVX2:
-		return microKernel{mr: 6, nr: 16, fn: gemm6x16AVX2, level: l}, true
-	}
-	return microKernel{}, false
-}
 
 //go:noescape
 func erfAVX512(dst, src *float32, n int)
@@ -31,48 +23,6 @@ func expAVX512(dst, src *float32, n int)
 
 //go:noescape
 func expAVX2(dst, src *float32, n int)
-
-// expArch runs the assembly exp of level l, false when it has none.
-func expArch(l Level, dst, src []float32) bool {
-	switch l {
-	case AVX512:
-		vectorized(dst, src, 16, expAVX512)
-	case AVX2:
-		vectorized(dst, src, 8, expAVX2)
-	default:
-		return false
-	}
-	return true
-}
-
-// erfArch runs the assembly erf of level l, false when it has none.
-func erfArch(l Level, dst, src []float32) bool {
-	switch l {
-	case AVX512:
-		vectorized(dst, src, 16, erfAVX512)
-	case AVX2:
-		vectorized(dst, src, 8, erfAVX2)
-	default:
-		return false
-	}
-	return true
-}
-
-// vectorized runs kernel over the whole multiples of width in src, then
-// over the tail copied into a padded block, so that every element goes
-// through the same instructions.
-func vectorized(dst, src []float32, width int, kernel func(dst, src *float32, n int)) {
-	n := len(src) / width * width
-	if n > 0 {
-		kernel(&dst[0], &src[0], n)
-	}
-	if n < len(src) {
-		var block [16]float32
-		copy(block[:], src[n:])
-		kernel(&block[0], &block[0], width)
-		copy(dst[n:], block[:len(src)-n])
-	}
-}
 
 //go:noescape
 func addVV512(dst, a, b *float32, n int)
@@ -133,63 +83,6 @@ func subSV256(dst, a *float32, s float32, n int)
 
 //go:noescape
 func divSV256(dst, a *float32, s float32, n int)
-
-type (
-	vvKernel = func(dst, a, b *float32, n int)
-	vsKernel = func(dst, a *float32, s float32, n int)
-)
-
-// The arithmetic kernels by operation, for AVX-512 and AVX2; s − b and
-// s / b only (a + s and a · s commute).
-var (
-	vvKernels = [4][2]vvKernel{{addVV512, addVV256}, {subVV512, subVV256}, {mulVV512, mulVV256}, {divVV512, divVV256}}
-	vsKernels = [4][2]vsKernel{{addVS512, addVS256}, {subVS512, subVS256}, {mulVS512, mulVS256}, {divVS512, divVS256}}
-	svKernels = [4][2]vsKernel{opSub: {subSV512, subSV256}, opDiv: {divSV512, divSV256}}
-)
-
-// width returns the vector width in float32 of level l and the column of
-// the kernel tables, false for Generic.
-func width(l Level) (int, int, bool) {
-	switch l {
-	case AVX512:
-		return 16, 0, true
-	case AVX2:
-		return 8, 1, true
-	}
-	return 0, 0, false
-}
-
-// vv runs the kernel of op over the whole vectors of dst and returns how
-// many elements it did.
-func vv(l Level, op int, dst, a, b []float32) int {
-	w, col, ok := width(l)
-	n := len(dst) / max(w, 1) * w
-	if !ok || n == 0 {
-		return 0
-	}
-	vvKernels[op][col](&dst[0], &a[0], &b[0], n)
-	return n
-}
-
-func vs(l Level, op int, dst, a []float32, s float32) int {
-	w, col, ok := width(l)
-	n := len(dst) / max(w, 1) * w
-	if !ok || n == 0 {
-		return 0
-	}
-	vsKernels[op][col](&dst[0], &a[0], s, n)
-	return n
-}
-
-func sv(l Level, op int, dst []float32, s float32, b []float32) int {
-	w, col, ok := width(l)
-	n := len(dst) / max(w, 1) * w
-	if !ok || n == 0 || svKernels[op][col] == nil {
-		return 0
-	}
-	svKernels[op][col](&dst[0], &b[0], s, n)
-	return n
-}
 
 //go:noescape
 func decodeBF16AVX2(dst *float32, src *uint16, n int) bool
