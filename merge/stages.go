@@ -149,11 +149,8 @@ func tiesElectMerge(dst []float32, taus [][]float32, majority float32, sum bool)
 // weightedSum sets dst = Σ_t w_t τ_t, divided by Σ_t w_t when normalize
 // (mergekit without sign consensus; a divisor below 1e-8 counts as 1).
 func weightedSum(dst []float32, taus [][]float32, w []float32, normalize bool) {
-	// Member-major: each element still sums its terms in member order.
-	clear(dst)
-	for t, tau := range taus {
-		simd.AddScaled(dst, tau, w[t])
-	}
+	// Each element sums its terms from 0 in member order.
+	simd.WeightedSum(dst, taus, w)
 	if !normalize {
 		return
 	}

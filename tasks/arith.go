@@ -12,10 +12,7 @@ import (
 // (base may be nil for a pure task vector). This is task arithmetic's
 // θ_0 + λ Σ_t τ_t (Ilharco et al. 2023, eq. 1).
 func Combine(dst, base []float32, taus [][]float32, w []float32, scale float32) {
-	clear(dst)
-	for i, tau := range taus {
-		simd.AddScaled(dst, tau, w[i])
-	}
+	simd.WeightedSum(dst, taus, w)
 	if base != nil {
 		simd.ScaleAdd(dst, base, scale)
 	} else {

@@ -1,6 +1,9 @@
 package simd
 
-import "math"
+import (
+	"math"
+	"unsafe"
+)
 
 // Elementwise float32 arithmetic. dst may alias the inputs; every slice
 // must be at least as long as dst. The operations are exact IEEE ones, so
@@ -103,20 +106,28 @@ func binarySV(l Level, op int, dst []float32, s float32, b []float32) {
 	}
 }
 
-// AddScaled sets dst[i] += w·x[i], the product rounded before the sum as in
-// the plain Go loop (no fused multiply-add).
-func AddScaled(dst, x []float32, w float32) { addScaledAt(level, dst, x, w) }
+// WeightedSum sets dst[i] = Σ_t w[t]·xs[t][i], summed from 0 in member
+// order, each product rounded before it is added (the plain Go loop's
+// result: Go does not fuse multiply-adds on amd64).
+func WeightedSum(dst []float32, xs [][]float32, w []float32) { weightedSumAt(level, dst, xs, w) }
 
-func addScaledAt(l Level, dst, x []float32, w float32) {
-	x = x[:len(dst)]
+func weightedSumAt(l Level, dst []float32, xs [][]float32, w []float32) {
+	w = w[:len(xs)]
+	for _, x := range xs {
+		_ = x[:len(dst)] // every member covers dst
+	}
 	n := 0
-	if l >= AVX2 {
+	if l >= AVX2 && len(xs) > 0 {
 		if n = len(dst) &^ 7; n > 0 {
-			addScaledAVX2(&dst[0], &x[0], w, n)
+			weightedSumAVX2(&dst[0], unsafe.SliceData(xs), len(xs), &w[0], n)
 		}
 	}
 	for i := n; i < len(dst); i++ {
-		dst[i] += w * x[i]
+		var acc float32
+		for t, x := range xs {
+			acc += w[t] * x[i]
+		}
+		dst[i] = acc
 	}
 }
 

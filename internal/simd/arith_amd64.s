@@ -90,28 +90,6 @@ VS(·divVS256, VDIVPS, Y0, Y1, Y2, 8, 32)
 SV(·subSV256, VSUBPS, Y0, Y1, Y2, 8, 32)
 SV(·divSV256, VDIVPS, Y0, Y1, Y2, 8, 32)
 
-// func addScaledAVX2(dst, x *float32, w float32, n int)
-// dst = dst + w·x, product rounded before the sum (no fused multiply-add:
-// the scalar Go loop's result). n is a multiple of 8.
-TEXT ·addScaledAVX2(SB), NOSPLIT, $0-32
-	MOVQ dst+0(FP), DI
-	MOVQ x+8(FP), SI
-	VBROADCASTSS w+16(FP), Y2
-	MOVQ n+24(FP), CX
-	TESTQ CX, CX
-	JZ done
-loop:
-	VMULPS (SI), Y2, Y0
-	VADDPS (DI), Y0, Y0 // w·x + dst
-	VMOVUPS Y0, (DI)
-	ADDQ $32, SI
-	ADDQ $32, DI
-	SUBQ $8, CX
-	JNZ loop
-	VZEROUPPER
-done:
-	RET
-
 // func scaleAddAVX2(dst, base *float32, s float32, n int)
 // dst = base + s·dst (product rounded). n is a multiple of 8.
 TEXT ·scaleAddAVX2(SB), NOSPLIT, $0-32
@@ -199,4 +177,38 @@ loop:
 	VPTEST Y2, Y2
 	SETNE nan+20(FP)
 	VZEROUPPER
+	RET
+
+// func weightedSumAVX2(dst *float32, xs *[]float32, nx int, w *float32, n int)
+// dst = Σ_t w[t]·xs[t], from 0 in member order, each product rounded
+// before it is added; n is a multiple of 8. xs points at nx slice headers
+// (24 bytes each).
+TEXT ·weightedSumAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ xs+8(FP), R8
+	MOVQ nx+16(FP), R9
+	MOVQ w+24(FP), R12
+	MOVQ n+32(FP), CX
+	XORQ BX, BX
+	TESTQ CX, CX
+	JZ done
+loop:
+	VXORPS Y0, Y0, Y0
+	MOVQ R8, SI
+	XORQ DX, DX
+member:
+	MOVQ (SI), R10
+	VBROADCASTSS (R12)(DX*4), Y2
+	VMULPS (R10)(BX*1), Y2, Y1
+	VADDPS Y1, Y0, Y0
+	ADDQ $24, SI
+	INCQ DX
+	CMPQ DX, R9
+	JB member
+	VMOVUPS Y0, (DI)(BX*1)
+	ADDQ $32, BX
+	SUBQ $8, CX
+	JNZ loop
+	VZEROUPPER
+done:
 	RET

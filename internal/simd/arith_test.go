@@ -111,13 +111,6 @@ func TestScaledAndNonFinite(t *testing.T) {
 			x, d := specialValues(rng, n), specialValues(rng, n)
 			w := float32(rng.NormFloat64())
 			got := append([]float32(nil), d...)
-			addScaledAt(l, got, x, w)
-			for i := range got {
-				if want := d[i] + w*x[i]; !sameBits(got[i], want) && !(got[i] != got[i] && want != want) {
-					t.Fatalf("%s n %d: AddScaled[%d] = %v, want %v", l, n, i, got[i], want)
-				}
-			}
-			got = append(got[:0], d...)
 			scaleAddAt(l, got, x, w)
 			for i := range got {
 				if want := x[i] + w*d[i]; !sameBits(got[i], want) && !(got[i] != got[i] && want != want) {
@@ -139,6 +132,35 @@ func TestScaledAndNonFinite(t *testing.T) {
 						t.Fatalf("%s n %d: first non-finite at %d, want %d", l, n, got, pos)
 					}
 					clear(clean)
+				}
+			}
+		}
+	}
+}
+
+func TestWeightedSum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	for _, n := range []int{0, 1, 7, 8, 9, 100} {
+		for _, members := range []int{0, 1, 2, 5} {
+			xs := make([][]float32, members)
+			w := make([]float32, members)
+			for i := range xs {
+				xs[i] = specialValues(rng, n)
+				w[i] = float32(rng.NormFloat64())
+			}
+			want := make([]float32, n)
+			for i := range xs {
+				for e := range want {
+					want[e] += w[i] * xs[i][e]
+				}
+			}
+			for _, l := range levels() {
+				got := specialValues(rng, n) // overwritten
+				weightedSumAt(l, got, xs, w)
+				for i := range got {
+					if !sameBits(got[i], want[i]) && !(got[i] != got[i] && want[i] != want[i]) {
+						t.Fatalf("%s n %d, %d members: [%d] = %v, want %v", l, n, members, i, got[i], want[i])
+					}
 				}
 			}
 		}

@@ -100,9 +100,6 @@ func decodeF16AVX2(dst *float32, src *uint16, n int) bool
 func encodeF16AVX2(dst *uint16, src *float32, n int) bool
 
 //go:noescape
-func addScaledAVX2(dst, x *float32, w float32, n int)
-
-//go:noescape
 func scaleAddAVX2(dst, base *float32, s float32, n int)
 
 //go:noescape
@@ -128,3 +125,6 @@ func tallMaskAVX2(mask *bool, x, mtl *float32, lambda float32, n int)
 
 //go:noescape
 func maxAVX2(x *float32, n int) (m float32, nan bool)
+
+//go:noescape
+func weightedSumAVX2(dst *float32, xs *[]float32, nx int, w *float32, n int)

@@ -71,8 +71,6 @@ func decodeF16AVX2(*float32, *uint16, int) bool { panic(noAssembly) }
 
 func encodeF16AVX2(*uint16, *float32, int) bool { panic(noAssembly) }
 
-func addScaledAVX2(*float32, *float32, float32, int) { panic(noAssembly) }
-
 func scaleAddAVX2(*float32, *float32, float32, int) { panic(noAssembly) }
 
 func nonFiniteAVX2(*float32, int) int { panic(noAssembly) }
@@ -90,3 +88,5 @@ func dropRandomAVX2(*float32, int, uint64, uint64, uint64, float32) { panic(noAs
 func tallMaskAVX2(*bool, *float32, *float32, float32, int) { panic(noAssembly) }
 
 func maxAVX2(*float32, int) (float32, bool) { panic(noAssembly) }
+
+func weightedSumAVX2(*float32, *[]float32, int, *float32, int) { panic(noAssembly) }
