@@ -276,10 +276,10 @@ func takesText(m Method, sem Semantics) string {
 	return fmt.Sprintf("%s takes %s", m, strings.Join(names, ", "))
 }
 
-// checkWeights: a weighted average needs a non-zero total; the papers'
-// TIES has no per-model weights.
+// checkWeights: a weighted average (normalize, linear's default) needs a
+// non-zero total; the papers' TIES has no per-model weights.
 func checkWeights(c *Config, n int) error {
-	if c.Method == Linear && c.tensorwise == nil {
+	if c.Method == Linear && c.tensorwise == nil && (c.Normalize == nil || *c.Normalize) {
 		var sum float64
 		for _, w := range c.Weights {
 			sum += w
@@ -298,11 +298,13 @@ func checkWeights(c *Config, n int) error {
 	return nil
 }
 
-// checkSparsity: Breadcrumbs cannot keep more than 1 − γ; DELLA's keep
+// checkSparsity: the papers' Breadcrumbs cannot keep more than 1 − γ (under
+// mergekit's definition density wins: fewer large entries are dropped, so
+// its default density 1 keeps the task vectors whole); DELLA's keep
 // probabilities density ± ε must lie in (0, 1).
 func checkSparsity(c *Config, _ int) error {
 	for i, d := range c.Density {
-		if i < len(c.Gamma) && d+c.Gamma[i] > 1 {
+		if c.Semantics == Paper && i < len(c.Gamma) && d+c.Gamma[i] > 1 {
 			return &ParamError{Param: "density", Model: i, Value: d, Reason: fmt.Sprintf("plus gamma %v exceeds 1: Breadcrumbs keeps density and drops gamma of the largest entries", c.Gamma[i])}
 		}
 		if i < len(c.Epsilon) && d < 1 && (d+c.Epsilon[i] >= 1 || d-c.Epsilon[i] <= 0) {
