@@ -130,17 +130,20 @@ The output gets the recipe as ` + mergeSideFile + ` and provenance metadata
 		if !sf.requested(cmd) || f.o.out == "" {
 			return nil, nil, nil
 		}
-		var heads []string
+		var ins []string
 		for _, s := range sf.entries {
 			if e, err := parseSearchEntry(s); err == nil {
-				heads = append(heads, e.head)
+				ins = append(ins, e.head, e.dataset)
+				if dir := resolveDataset(e.dataset, []string{sf.data}); dir != "" {
+					ins = append(ins, dir)
+				}
 			}
 		}
 		var outs []checkpoint.Output
 		for _, p := range eval.RecordPaths(f.o.out) {
 			outs = append(outs, checkpoint.Output{Flag: "the search record", Path: p})
 		}
-		return heads, outs, nil
+		return ins, outs, nil
 	})
 	return c
 }
