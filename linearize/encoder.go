@@ -196,7 +196,7 @@ func ForMerge(base *encoder.Encoder, members []string, at string, plain bool) (*
 	}
 	if len(rec.infos) > 0 {
 		if err := rec.infos[0].Verify(base.Path, base.Specs, base.Weights); err != nil {
-			return nil, Choice{}, fmt.Errorf("the merge's base: %s was fine-tuned linearized around another base: %w", rec.linearized[0], err)
+			return nil, Choice{}, fmt.Errorf("%s: %w", rec.linearized[0], err)
 		}
 	}
 	if at != "" {
@@ -235,13 +235,10 @@ func loadBase(path string, models []*encoder.Encoder, info *BaseInfo, recordedBy
 	return NewEncoder(base)
 }
 
-// AllLinearized reports whether every checkpoint of paths is a linearized
-// fine-tune, all of one base (reading their metadata only); a set of
-// linearized fine-tunes of different bases is an error.
-func AllLinearized(paths []string) (bool, error) {
+// Linearized returns the checkpoints of paths that are linearized
+// fine-tunes (reading their metadata only), in order; linearized
+// fine-tunes of different bases are an error.
+func Linearized(paths []string) ([]string, error) {
 	rec, err := readRecords(paths, "", true)
-	if err != nil {
-		return false, err
-	}
-	return len(paths) > 0 && len(rec.linearized) == len(paths), nil
+	return rec.linearized, err
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/pflag"
 
@@ -140,24 +141,34 @@ func withMetadata(meta, extra map[string]string) map[string]string {
 	return out
 }
 
-// linearizedMergeMeta is the record of a merge of linearized fine-tunes
-// into their own base: such a merge is θ of f_lin around that base too, so
-// eval and embed evaluate it linearized by default. It is nil for other
-// merges; linearized fine-tunes of another base than --base are an error.
-func linearizedMergeMeta(base string, members []string) (map[string]string, error) {
-	all, err := linearize.AllLinearized(members)
-	if err != nil || !all {
+// linearizedMeta is the record of a merge (or a task vector, or an
+// application of task vectors) of linearized fine-tunes into their own
+// base: such a merge is θ of f_lin around that base too, so eval and embed
+// evaluate it linearized by default, and its task vectors carry the record
+// on to the models built from them. It is nil for other merges, with a
+// warning when only some of the members are linearized; linearized
+// fine-tunes of another base than base are an error.
+func (a *app) linearizedMeta(command, base string, members []string) (map[string]string, error) {
+	lin, err := linearize.Linearized(members)
+	if err != nil || len(lin) == 0 {
 		return nil, err
+	}
+	if len(lin) < len(members) {
+		if !a.quiet {
+			plain := slices.DeleteFunc(slices.Clone(members), func(m string) bool { return slices.Contains(lin, m) })
+			fmt.Fprintf(a.stderr, "editkit: %s: warning: %s is a linearized fine-tune but %s is not: the output is a plain model, evaluated as f(x; θ) (give only linearized fine-tunes to stay in the tangent space)\n", command, lin[0], plain[0])
+		}
+		return nil, nil
 	}
 	enc, err := encoder.Load(base)
 	if err != nil {
 		return nil, err
 	}
-	lin, ch, err := linearize.ForMerge(enc, members, "", false)
+	l, ch, err := linearize.ForMerge(enc, members, "", false)
 	if err != nil {
 		return nil, err
 	}
-	lin.Close()
+	l.Close()
 	meta := map[string]string{}
 	if ch.Recorded {
 		err = addLinearizedMeta(meta, base, enc)

@@ -554,10 +554,30 @@ func TestMergeSearchLinearized(t *testing.T) {
 		return ok
 	}
 	f.ok("merge", "--method", "task_arithmetic", "--base", f.p("base"), "--models", f.p("lin1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("plainmerge"))
-	f.ok("merge", "--method", "task_arithmetic", "--base", f.p("base"), "--models", f.p("ft1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("mixed"))
+	_, stderr = f.ok("merge", "--method", "task_arithmetic", "--base", f.p("base"), "--models", f.p("ft1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("mixed"))
 	if !marked(f.p("plainmerge")) || marked(f.p("mixed")) {
 		t.Errorf("merge of linearized fine-tunes marked %v (want true), mixed merge marked %v (want false)", marked(f.p("plainmerge")), marked(f.p("mixed")))
 	}
+	if !strings.Contains(stderr, "warning: "+f.p("lin2")+" is a linearized fine-tune but "+f.p("ft1")+" is not") {
+		t.Errorf("a mixed merge does not warn: %q", stderr)
+	}
+	// Task vectors of linearized fine-tunes carry the record, so that the
+	// models built from them (apply, merge of stored vectors) are evaluated
+	// linearized too, and their arithmetic keeps it.
+	f.ok("taskvector", "--base", f.p("base"), "--finetuned", f.p("lin1"), "-o", f.p("tv1.safetensors"))
+	f.ok("taskvector", "--base", f.p("base"), "--finetuned", f.p("lin2"), "-o", f.p("tv2.safetensors"))
+	f.ok("tv", "add", "--base", f.p("base"), f.p("tv1.safetensors"), f.p("tv2.safetensors"), "-o", f.p("tvsum.safetensors"))
+	f.ok("apply", "--base", f.p("base"), f.p("tvsum.safetensors"), "--lambda", "0.5", "-o", f.p("applied"))
+	f.ok("merge", "--method", "task_arithmetic", "--base", f.p("base"), "--models", f.p("tv1.safetensors"), "--models", f.p("tv2.safetensors"), "--lambda", "0.5", "-o", f.p("tvmerge"))
+	for _, p := range []string{"tv1.safetensors", "tvsum.safetensors", "applied", "tvmerge"} {
+		if !marked(f.p(p)) {
+			t.Errorf("%s is not marked linearized", p)
+		}
+	}
+	if r, _ := f.evalJSON(f.p("applied")); r.LinearizedAt != absBase {
+		t.Errorf("apply of linearized task vectors evaluated at %q, want linearized around %s", r.LinearizedAt, absBase)
+	}
+	f.fails("expected "+absBase, "taskvector", "--base", f.p("other"), "--finetuned", f.p("lin1"), "-o", f.p("bad"))
 	f.fails("expected "+absBase, "merge", "--method", "task_arithmetic", "--base", f.p("other"), "--models", f.p("lin1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("bad"))
 
 	base := []string{"merge", "--method", "task_arithmetic", "--data", f.dir,

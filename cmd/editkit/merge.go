@@ -254,7 +254,7 @@ func (a *app) runMerge(cmd *cobra.Command, f *mergeFlags) error {
 	if err := job.provenance(inputs); err != nil {
 		return err
 	}
-	linMeta, err := linearizedMergeMeta(job.base, job.models)
+	linMeta, err := a.linearizedMeta("merge", job.base, job.models)
 	if err != nil {
 		return err
 	}
