@@ -276,10 +276,11 @@ func takesText(m Method, sem Semantics) string {
 	return fmt.Sprintf("%s takes %s", m, strings.Join(names, ", "))
 }
 
-// checkWeights: a weighted average (normalize, linear's default) needs a
-// non-zero total; the papers' TIES has no per-model weights.
+// checkWeights: a weighted average (linear's normalize, Multi-SLERP's
+// normalize_weights, both on by default) needs a non-zero total; the
+// papers' TIES has no per-model weights.
 func checkWeights(c *Config, n int) error {
-	if c.Method == Linear && c.tensorwise == nil && (c.Normalize == nil || *c.Normalize) {
+	if c.tensorwise == nil && dividesByWeights(c.Method, boolOr(c.Normalize, true), boolOr(c.NormalizeWeights, true)) {
 		var sum float64
 		for _, w := range c.Weights {
 			sum += w
@@ -296,6 +297,12 @@ func checkWeights(c *Config, n int) error {
 		}
 	}
 	return nil
+}
+
+// dividesByWeights reports whether the method divides by the sum of the
+// weights, given its normalize and normalize_weights settings.
+func dividesByWeights(m Method, normalize, normalizeWeights bool) bool {
+	return (m == Linear && normalize) || (m == MultiSLERP && normalizeWeights)
 }
 
 // checkSparsity: the papers' Breadcrumbs cannot keep more than 1 − γ (under

@@ -218,12 +218,12 @@ func (tp *tensorParams) check(m Method, tensor string) error {
 			return fmt.Errorf("tensor %q: model %d: DELLA's keep probabilities density ± epsilon (%v ± %v) must lie in (0, 1)", tensor, i+1, d, tp.epsilon[i])
 		}
 	}
-	if m == Linear {
+	if dividesByWeights(m, tp.normalize, tp.normWeight) {
 		var sum float64
 		for _, w := range tp.wf {
 			sum += w
 		}
-		if sum == 0 && tp.normalize {
+		if sum == 0 {
 			return fmt.Errorf("tensor %q: the weights %v sum to 0: a weighted average needs a non-zero total weight", tensor, tp.wf)
 		}
 	}
