@@ -309,10 +309,6 @@ func (r *methodRow) use(name string) *use {
 	return nil
 }
 
-// usesTaskVectors reports whether the method combines task vectors (as
-// opposed to whole models).
-func (m Method) usesTaskVectors() bool { return rowOf(m).taskVectors }
-
 // electsSign reports whether TIES's sign election combines the vectors.
 func (m Method) electsSign() bool { return rowOf(m).signs }
 
