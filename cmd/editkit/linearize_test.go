@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -205,7 +206,7 @@ func TestLinearizedFinetuneAndEvalCLI(t *testing.T) {
 		t.Fatalf("the linearized fine-tune has %d tensors, the base %d", len(lt), len(bt))
 	}
 	for i := range bt {
-		if bt[i].Name != lt[i].Name || bt[i].DType != lt[i].DType || !equalShape(bt[i].Shape, lt[i].Shape) {
+		if bt[i].Name != lt[i].Name || bt[i].DType != lt[i].DType || !slices.Equal(bt[i].Shape, lt[i].Shape) {
 			t.Errorf("tensor %d: %s %s %v, base %s %s %v", i, lt[i].Name, lt[i].DType, lt[i].Shape, bt[i].Name, bt[i].DType, bt[i].Shape)
 		}
 	}
@@ -318,18 +319,6 @@ func linFeatures(t *testing.T, model, base, data string) []float32 {
 		t.Fatal(err)
 	}
 	return out
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // fourFinetunes adds a second task (toy2) and fine-tunes the base on each
