@@ -91,6 +91,10 @@ func (e *Encoder) Classifier(w models.Weights, head *heads.Head) (eval.Classifie
 type Choice struct {
 	Base     string
 	Recorded bool // the checkpoints are linearized fine-tunes that record Base
+	// Elsewhere is set by ForMerge when Base holds other weights than the
+	// merge's base θ₀: the candidates θ₀ + λΔ are then linearized around a
+	// point they do not start from.
+	Elsewhere bool
 }
 
 // ForModel returns what evaluates enc, an encoder loaded from a checkpoint
@@ -205,7 +209,24 @@ func ForMerge(base *encoder.Encoder, members []string, at string, plain bool) (*
 			info = &rec.infos[0]
 		}
 		lin, err := loadBase(at, []*encoder.Encoder{base}, info, rec.linearized)
-		return lin, Choice{Base: at}, err
+		if err != nil {
+			return nil, Choice{}, err
+		}
+		ch := Choice{Base: at}
+		if info == nil {
+			ours, err := Digest(base.Specs, base.Weights)
+			if err != nil {
+				lin.Close()
+				return nil, Choice{}, err
+			}
+			theirs, err := Digest(lin.Base.Specs, lin.Base.Weights)
+			if err != nil {
+				lin.Close()
+				return nil, Choice{}, err
+			}
+			ch.Elsewhere = ours != theirs
+		}
+		return lin, ch, nil
 	}
 	if len(rec.infos) == 0 {
 		return nil, Choice{}, nil

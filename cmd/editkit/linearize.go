@@ -111,6 +111,9 @@ func (a *app) searchLinearization(base *encoder.Encoder, members []string, l lin
 	if err != nil || lin == nil {
 		return nil, nil, err
 	}
+	if ch.Elsewhere && !a.quiet {
+		fmt.Fprintf(a.stderr, "editkit: merge --search: warning: --linearize-at %s holds other weights than --base %s: the candidates θ₀ + λΔ are linearized around a point they do not start from (post-hoc linearization is around the pre-trained model, the merge's base)\n", ch.Base, base.Path)
+	}
 	if !ch.Recorded {
 		return lin, nil, nil
 	}

@@ -517,6 +517,10 @@ func TestMergeSearchLinearized(t *testing.T) {
 	if rec.LinearizedAt != f.p("base") {
 		t.Errorf("post-hoc search: linearized_at %q", rec.LinearizedAt)
 	}
+	// Post-hoc around another point than the merge's base: a warning.
+	if _, stderr := search("elsewhere", "--models", f.p("ft1"), "--models", f.p("ft2"), "--linearize-at", f.p("other")); !strings.Contains(stderr, "warning: --linearize-at "+f.p("other")+" holds other weights than --base") {
+		t.Errorf("post-hoc search around another base: stderr %q", stderr)
+	}
 	ck, err = checkpoint.Open(f.p("posthoc"))
 	if err != nil {
 		t.Fatal(err)
