@@ -67,7 +67,9 @@ per-tensor trimming), dare_linear and dare_ties (need --density, seeded by
 (weighted average of the --models; the base only supplies the layout and the
 integer tensors), model_stock (--filter-wise) and slerp (--t; one model);
 della, della_linear, sce, nuslerp, karcher, multislerp and arcee_fusion as
-mergekit defines them. --lines-alpha/--lines-beta add LiNeS layer scaling to
+mergekit defines them with a base_model (karcher, like linear, averages the
+--models only; a configuration's base_model takes part in its mean, as in
+mergekit). --lines-alpha/--lines-beta add LiNeS layer scaling to
 any method (to its merged θ − θ₀). The models may be fine-tuned checkpoints
 or stored task vectors. A flag the method does not read is an error.
 
