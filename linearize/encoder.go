@@ -257,9 +257,12 @@ func loadBase(path string, models []*encoder.Encoder, info *BaseInfo, recordedBy
 }
 
 // Linearized returns the checkpoints of paths that are linearized
-// fine-tunes (reading their metadata only), in order; linearized
-// fine-tunes of different bases are an error.
-func Linearized(paths []string) ([]string, error) {
+// fine-tunes (reading their metadata only), in order, and the base they
+// record; linearized fine-tunes of different bases are an error.
+func Linearized(paths []string) ([]string, BaseInfo, error) {
 	rec, err := readRecords(paths, "", true)
-	return rec.linearized, err
+	if err != nil || len(rec.infos) == 0 {
+		return nil, BaseInfo{}, err
+	}
+	return rec.linearized, rec.infos[0], nil
 }

@@ -150,9 +150,10 @@ func withMetadata(meta, extra map[string]string) map[string]string {
 // evaluate it linearized by default, and its task vectors carry the record
 // on to the models built from them. It is nil for other merges, with a
 // warning when only some of the members are linearized; linearized
-// fine-tunes of another base than base are an error.
+// fine-tunes of another base than base are an error. Without a base (a
+// configuration without base_model) the members' record is carried over.
 func (a *app) linearizedMeta(command, base string, members []string) (map[string]string, error) {
-	lin, err := linearize.Linearized(members)
+	lin, info, err := linearize.Linearized(members)
 	if err != nil || len(lin) == 0 {
 		return nil, err
 	}
@@ -162,6 +163,9 @@ func (a *app) linearizedMeta(command, base string, members []string) (map[string
 			fmt.Fprintf(a.stderr, "editkit: %s: warning: %s is a linearized fine-tune but %s is not: the output is a plain model, evaluated as f(x; θ) (give only linearized fine-tunes to stay in the tangent space)\n", command, lin[0], plain[0])
 		}
 		return nil, nil
+	}
+	if base == "" {
+		return info.Metadata(), nil
 	}
 	enc, err := encoder.Load(base)
 	if err != nil {

@@ -571,6 +571,16 @@ func TestMergeSearchLinearized(t *testing.T) {
 		t.Errorf("apply of linearized task vectors evaluated at %q, want linearized around %s", r.LinearizedAt, absBase)
 	}
 	f.fails("expected "+absBase, "taskvector", "--base", f.p("other"), "--finetuned", f.p("lin1"), "-o", f.p("bad"))
+	// A configuration without base_model (a model soup of linearized
+	// fine-tunes) carries their record over.
+	soup := "merge_method: linear\nmodels:\n  - {model: " + f.p("lin1") + ", parameters: {weight: 1}}\n  - {model: " + f.p("lin2") + ", parameters: {weight: 1}}\n"
+	if err := os.WriteFile(f.p("soup.yaml"), []byte(soup), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.ok("merge", "--config", f.p("soup.yaml"), "-o", f.p("soup"))
+	if !marked(f.p("soup")) {
+		t.Error("a configuration's soup of linearized fine-tunes is not marked linearized")
+	}
 	f.fails("expected "+absBase, "merge", "--method", "task_arithmetic", "--base", f.p("other"), "--models", f.p("lin1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("bad"))
 
 	base := []string{"merge", "--method", "task_arithmetic", "--data", f.dir,
