@@ -15,6 +15,7 @@ import (
 
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
 	"github.com/editkit/editkit/models/train"
@@ -128,6 +129,13 @@ that base.`,
 			opts.LearningRate, opts.WeightDecay, opts.BatchSize = lr, wd, batch
 			opts.Epochs, opts.Steps, opts.Warmup, opts.ClipNorm = epochs, steps, warmup, clipNorm
 			opts.Seed, opts.Workers, opts.Linearized = seed, workers, linearized
+			if linearized {
+				if lin, info, err := linearize.Linearized([]string{model}); err != nil {
+					return err
+				} else if len(lin) > 0 {
+					return fmt.Errorf("--model %s is itself a linearized fine-tune (around %s): --linearized would linearize around its weights, not around that base; fine-tune the base with --linearized instead", model, info.Path)
+				}
+			}
 
 			enc, err := encoder.Load(model)
 			if err != nil {

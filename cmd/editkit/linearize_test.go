@@ -189,6 +189,11 @@ func TestLinearizedFinetuneAndEvalCLI(t *testing.T) {
 		ck.Close()
 	}
 
+	// Linearizing a linearized fine-tune again would linearize around its
+	// own weights: refused, naming its base.
+	f.fails("is itself a linearized fine-tune", "finetune", "--model", f.p("lin"), "--head", f.p("head.safetensors"), "--dataset", f.p("toy"),
+		"--steps", "1", "--linearized", "-o", f.p("relin2"))
+
 	// An ordinary checkpoint of θ: the base's names, shapes and dtypes, no
 	// second copy of θ₀; the metadata names the base and its digest.
 	baseCk, err := checkpoint.Open(f.p("base"))
