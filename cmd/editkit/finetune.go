@@ -97,7 +97,8 @@ pulls θ toward 0, as the reference's AdamW does). The output is an ordinary
 checkpoint of θ (same names, shapes, dtypes; θ₀ is not stored again) whose
 metadata records that it is linearized and around which base (path and
 SHA-256 of its tensors); eval and embed then evaluate it linearized around
-that base.`,
+that base. A linearized fine-tune is not linearized again (that would
+linearize around its own weights): fine-tune its base.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
