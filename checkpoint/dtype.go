@@ -108,51 +108,14 @@ func uint16s(raw []byte) []uint16 {
 	return u
 }
 
-// OverflowError is a finite value that a narrower float dtype cannot hold:
-// written as it is, it would become ±Inf.
-type OverflowError struct {
-	DType DType
-	Index int64 // flat index in the values being encoded
-	Value float32
-}
-
-func (e *OverflowError) Error() string {
-	return fmt.Sprintf("value %g at flat index %d is beyond the range of %s (largest finite ±%g)", e.Value, e.Index, e.DType, MaxFinite(e.DType))
-}
-
-// MaxFinite is the largest finite value of a float dtype that a float32
-// can hold: 65504 for float16, 3.3895e38 for bfloat16, the largest float32
-// for float32 and float64.
-func MaxFinite(dt DType) float32 {
-	switch dt {
-	case F16:
-		return 65504
-	case BF16:
-		return math.Float32frombits(0x7f7f0000)
-	}
-	return math.MaxFloat32
-}
-
 // EncodeFloat32 converts src to raw little-endian data of dtype dt, reusing
 // dst when it is large enough. Narrowing rounds to nearest even, as
-// PyTorch's .to(dtype) does. A finite value beyond the range of a 16-bit
-// dtype (one PyTorch would turn into ±Inf) is an *OverflowError; NaN and
-// ±Inf stay what they are.
+// PyTorch's .to(dtype) does: a finite value beyond a 16-bit dtype's range
+// becomes ±Inf (Writer.WriteFloat32 refuses such values unless told
+// otherwise; see FirstUnencodable).
 func EncodeFloat32(dt DType, src []float32, dst []byte) ([]byte, error) {
-	out, _, err := encode(dt, src, dst, false)
-	return out, err
-}
-
-// EncodeFloat32Saturating is EncodeFloat32, except that finite values beyond
-// the range of dt are written as its largest finite value of the same sign;
-// it returns how many were.
-func EncodeFloat32Saturating(dt DType, src []float32, dst []byte) ([]byte, int64, error) {
-	return encode(dt, src, dst, true)
-}
-
-func encode(dt DType, src []float32, dst []byte, saturate bool) ([]byte, int64, error) {
 	if !IsFloat(dt) {
-		return nil, 0, fmt.Errorf("dtype %s is not a float type", dt)
+		return nil, fmt.Errorf("dtype %s is not a float type", dt)
 	}
 	n := len(src) * int(dt.Size())
 	if cap(dst) < n {
@@ -177,45 +140,22 @@ func encode(dt DType, src []float32, dst []byte, saturate bool) ([]byte, int64, 
 			u = make([]byte, n)
 		}
 		h := unsafe.Slice((*uint16)(unsafe.Pointer(&u[0])), len(src))
-		var over bool
 		if dt == BF16 {
-			over = simd.EncodeBF16(h, src)
+			simd.EncodeBF16(h, src)
 		} else {
-			over = simd.EncodeF16(h, src)
-		}
-		var saturated int64
-		if over {
-			exp := uint16(0x7c00)
-			if dt == BF16 {
-				exp = 0x7f80
-			}
-			top := BFloat16Bits(MaxFinite(dt))
-			if dt == F16 {
-				top = 0x7bff
-			}
-			for i, v := range src {
-				if h[i]&exp != exp || math.IsInf(float64(v), 0) || v != v {
-					continue
-				}
-				if !saturate {
-					return nil, 0, &OverflowError{DType: dt, Index: int64(i), Value: v}
-				}
-				h[i] = top | h[i]&0x8000
-				saturated++
-			}
+			simd.EncodeF16(h, src)
 		}
 		if &u[0] != &dst[0] { // big-endian host or unaligned: store little-endian
 			for i, v := range h {
 				binary.LittleEndian.PutUint16(dst[2*i:], v)
 			}
 		}
-		return dst, saturated, nil
 	case F64:
 		for i, v := range src {
 			binary.LittleEndian.PutUint64(dst[8*i:], math.Float64bits(float64(v)))
 		}
 	}
-	return dst, 0, nil
+	return dst, nil
 }
 
 // BFloat16Bits rounds v to bfloat16 (nearest, ties to even), keeping NaNs NaN.

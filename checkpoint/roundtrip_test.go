@@ -9,10 +9,10 @@ import (
 )
 
 // writeFloats writes one tensor of dtype dt holding vals through the writer
-// and returns the output path.
+// (NaN, ±Inf and values beyond dt's range allowed: this tests encoding).
 func writeFloats(t *testing.T, out string, dt DType, vals []float32) {
 	t.Helper()
-	w, err := Create(out, []TensorSpec{{Name: "x", DType: dt, Shape: []int64{int64(len(vals))}}}, WriteOptions{})
+	w, err := Create(out, []TensorSpec{{Name: "x", DType: dt, Shape: []int64{int64(len(vals))}}}, WriteOptions{AllowNonfinite: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,9 +43,6 @@ func TestRoundTripFloat(t *testing.T) {
 		c := tc{dt: BF16}
 		var raw []uint16
 		for _, b := range bf16Cases {
-			if !b.nan && overflows(f32(b.in), b.want, 0x7f80) {
-				continue // an error: see TestEncodeOverflowBF16
-			}
 			c.in = append(c.in, f32(b.in))
 			raw = append(raw, b.want)
 			c.back = append(c.back, f32(uint32(b.want)<<16))
@@ -65,9 +62,6 @@ func TestRoundTripFloat(t *testing.T) {
 		c := tc{dt: F16}
 		var raw []uint16
 		for _, h := range f16Cases {
-			if overflows(h.in, h.want, 0x7c00) {
-				continue // an error: see TestEncodeDecodeF16
-			}
 			c.in = append(c.in, h.in)
 			raw = append(raw, h.want)
 			c.back = append(c.back, h.back)

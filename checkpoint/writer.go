@@ -48,12 +48,16 @@ type WriteOptions struct {
 	Force bool
 	// Inputs are paths the output must not overwrite or lie inside.
 	Inputs []string
-	// Saturate makes WriteFloat32 write finite values beyond the range of
-	// a bfloat16 or float16 tensor as its largest finite value of the same
-	// sign (counted in Saturated, when set) instead of failing with an
-	// *OverflowError.
-	Saturate  bool
-	Saturated *atomic.Int64
+	// WriteFloat32 refuses the values a tensor's dtype cannot store as a
+	// finite number (NaN, ±Inf, or beyond a 16-bit dtype's range, which
+	// would become ±Inf), with an *UnencodableError, unless AllowNonfinite
+	// writes them as they come (out-of-range values then become ±Inf) or
+	// Saturate writes ±Inf and out-of-range values as the dtype's largest
+	// finite value of the same sign, counting them in Saturated (when
+	// set); a NaN is refused even then.
+	AllowNonfinite bool
+	Saturate       bool
+	Saturated      *atomic.Int64
 }
 
 // Writer writes a checkpoint tensor by tensor, in the order its specs were
@@ -72,9 +76,11 @@ type Writer struct {
 	curIdx  int
 	scratch []byte
 	done    bool
-	// saturate and saturated are WriteOptions.Saturate and Saturated.
-	saturate  bool
-	saturated *atomic.Int64
+	// WriteOptions.AllowNonfinite, Saturate and Saturated.
+	allowNonfinite bool
+	saturate       bool
+	saturated      *atomic.Int64
+	clamped        []float32 // scratch for saturated values
 }
 
 type shard struct {
@@ -96,7 +102,7 @@ func Create(out string, specs []TensorSpec, opts WriteOptions) (*Writer, error) 
 		return nil, err
 	}
 	w := &Writer{target: out, single: strings.HasSuffix(out, ".safetensors"), force: opts.Force, specs: specs,
-		saturate: opts.Saturate, saturated: opts.Saturated}
+		allowNonfinite: opts.AllowNonfinite, saturate: opts.Saturate, saturated: opts.Saturated}
 	seen := make(map[string]bool, len(specs))
 	for _, s := range specs {
 		if seen[s.Name] {
@@ -320,33 +326,37 @@ func (w *Writer) WritePart(name string, raw []byte) error {
 
 // WriteFloat32 encodes data in the declared dtype of the current tensor and
 // appends it, like WritePart: a tensor may be written in several chunks. A
-// finite value beyond the range of a 16-bit dtype is an *OverflowError
-// (its Index counted from the tensor's start) unless the writer saturates.
+// value the dtype cannot store as a finite number is an *UnencodableError
+// (its Index counted from the tensor's start), unless the writer allows or
+// saturates it (see WriteOptions).
 func (w *Writer) WriteFloat32(name string, data []float32) error {
 	s, ok := w.Next()
 	if !ok || s.Name != name {
 		return w.WritePart(name, nil) // reports the ordering error
 	}
+	if !w.allowNonfinite {
+		if i := FirstUnencodable(s.DType, data); i >= 0 {
+			if !w.saturate {
+				return fmt.Errorf("writing %s: %w", w.target, &UnencodableError{Tensor: name, DType: s.DType, Index: w.pos/int64(s.DType.Size()) + int64(i), Value: data[i]})
+			}
+			// The caller's data stays as it is.
+			w.clamped = append(w.clamped[:0], data...)
+			n, nan, ok := saturate(s.DType, w.clamped, i)
+			if !ok {
+				return fmt.Errorf("writing %s: %w", w.target, &UnencodableError{Tensor: name, DType: s.DType, Index: w.pos/int64(s.DType.Size()) + int64(nan), Value: data[nan]})
+			}
+			if w.saturated != nil {
+				w.saturated.Add(n)
+			}
+			data = w.clamped
+		}
+	}
 	if s.DType == F32 && littleEndianHost {
 		return w.WritePart(name, float32Bytes(data))
 	}
-	var (
-		err error
-		n   int64
-	)
-	if w.saturate {
-		w.scratch, n, err = EncodeFloat32Saturating(s.DType, data, w.scratch)
-	} else {
-		w.scratch, err = EncodeFloat32(s.DType, data, w.scratch)
-	}
-	if err != nil {
-		if oe, ok := err.(*OverflowError); ok {
-			oe.Index += w.pos / int64(s.DType.Size())
-		}
+	var err error
+	if w.scratch, err = EncodeFloat32(s.DType, data, w.scratch); err != nil {
 		return fmt.Errorf("writing %s: tensor %q: %w", w.target, name, err)
-	}
-	if n > 0 && w.saturated != nil {
-		w.saturated.Add(n)
 	}
 	return w.WritePart(name, w.scratch)
 }

@@ -837,10 +837,11 @@ func TestWriterParts(t *testing.T) {
 	})
 }
 
-// A value that overflows a 16-bit output is an error naming the output,
-// the tensor, the dtype and the index in the tensor, and leaves nothing;
-// with Saturate it is clamped and counted.
-func TestWriterOverflow(t *testing.T) {
+// A value a 16-bit output cannot hold is an error naming the output, the
+// tensor, the dtype and the index in the tensor, and leaves nothing; with
+// Saturate it is clamped and counted (a NaN is refused even then); with
+// AllowNonfinite it becomes ±Inf.
+func TestWriterUnencodable(t *testing.T) {
 	for _, dt := range []DType{F16, BF16} {
 		dir := t.TempDir()
 		out := filepath.Join(dir, "out.safetensors")
@@ -849,55 +850,67 @@ func TestWriterOverflow(t *testing.T) {
 		if dt == F16 {
 			big[6] = -70000
 		}
-		w, err := Create(out, specs, WriteOptions{})
-		if err != nil {
-			t.Fatal(err)
+		write := func(opts WriteOptions, chunks ...[]float32) error {
+			t.Helper()
+			w, err := Create(out, specs, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Abort()
+			for _, c := range chunks {
+				if err := w.WriteFloat32("w", c); err != nil {
+					return err
+				}
+			}
+			return w.Commit()
 		}
-		if err := w.WriteFloat32("w", make([]float32, 8)); err != nil {
-			t.Fatal(err)
+		err := write(WriteOptions{}, make([]float32, 8), big)
+		var ue *UnencodableError
+		if !errors.As(err, &ue) || ue.Index != 14 || ue.DType != dt || ue.Tensor != "w" {
+			t.Fatalf("%s: error %v, want one at index 14", dt, err)
 		}
-		err = w.WriteFloat32("w", big)
-		var oe *OverflowError
-		if !errors.As(err, &oe) || oe.Index != 14 || oe.DType != dt {
-			t.Fatalf("%s: error %v, want an overflow at index 14", dt, err)
-		}
-		for _, want := range []string{out, `"w"`, dt.String(), "index 14"} {
+		for _, want := range []string{out, `"w"`, dt.String(), "index 14", "--saturate"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("%s: error %q does not name %s", dt, err, want)
 			}
 		}
-		w.Abort()
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 			t.Errorf("%s: the failed write left %v", dt, entries)
 		}
 
 		var n atomic.Int64
-		w, err = Create(out, specs, WriteOptions{Saturate: true, Saturated: &n})
-		if err != nil {
+		inf := slices.Clone(big)
+		inf[1] = float32(math.Inf(1))
+		if err := write(WriteOptions{Saturate: true, Saturated: &n}, big, inf); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.WriteFloat32("w", big); err != nil {
-			t.Fatal(err)
+		if n.Load() != 3 {
+			t.Errorf("%s: %d values saturated, want 3", dt, n.Load())
 		}
-		if err := w.WriteFloat32("w", big); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Commit(); err != nil {
-			t.Fatal(err)
-		}
-		if n.Load() != 2 {
-			t.Errorf("%s: %d values saturated, want 2", dt, n.Load())
+		if big[6] != -70000 && big[6] != math.MaxFloat32 {
+			t.Errorf("%s: the caller's data was changed", dt)
 		}
 		got, _, err := mustOpen(t, out).ReadFloat32("w", nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := float32(math.Float32frombits(0x7f7f0000))
+		want := MaxFinite(dt)
 		if dt == F16 {
 			want = -65504
 		}
-		if got[6] != want || got[14] != want {
-			t.Errorf("%s: saturated values %v and %v, want %v", dt, got[6], got[14], want)
+		if got[6] != want || got[14] != want || got[9] != MaxFinite(dt) {
+			t.Errorf("%s: saturated values %v, %v and %v, want %v, %v and %v", dt, got[6], got[14], got[9], want, want, MaxFinite(dt))
+		}
+		nan := slices.Clone(big)
+		nan[3] = float32(math.NaN())
+		if err := write(WriteOptions{Saturate: true, Force: true}, nan); !errors.As(err, &ue) || ue.Index != 3 {
+			t.Errorf("%s: a NaN with Saturate: %v, want an error at index 3", dt, err)
+		}
+		if err := write(WriteOptions{AllowNonfinite: true, Force: true}, big, nan); err != nil {
+			t.Fatalf("%s: AllowNonfinite: %v", dt, err)
+		}
+		if got, _, _ := mustOpen(t, out).ReadFloat32("w", nil, nil); !math.IsInf(float64(got[6]), 0) || !math.IsNaN(float64(got[11])) {
+			t.Errorf("%s: AllowNonfinite wrote %v and %v, want ±Inf and NaN", dt, got[6], got[11])
 		}
 	}
 }

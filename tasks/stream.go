@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -146,6 +145,9 @@ func (s *Set) write(out string, specs []checkpoint.TensorSpec, wo WriteOptions, 
 		}
 		wo.Metadata = meta
 	}
+	// Results the output cannot hold are refused by the writer, unless the
+	// set lets non-finite values through.
+	wo.AllowNonfinite = wo.AllowNonfinite || s.AllowNonfinite
 	w, err := checkpoint.Create(out, specs, wo.WriteOptions)
 	if err != nil {
 		return err
@@ -181,19 +183,10 @@ func (s *Set) write(out string, specs []checkpoint.TensorSpec, wo WriteOptions, 
 			}
 		}
 	}
-	dtypes := make(map[string]checkpoint.DType, len(specs))
-	for _, sp := range specs {
-		dtypes[sp.Name] = sp.DType
-	}
 	sink := func(j *job) error {
 		name := s.floats[j.index].Name
 		if j.start == 0 {
 			if err := copyThrough(name); err != nil {
-				return err
-			}
-		}
-		if !s.AllowNonfinite {
-			if err := finiteResult(out, name, j.start, j.out, dtypes[name], wo.WriteOptions); err != nil {
 				return err
 			}
 		}
@@ -465,34 +458,6 @@ func nonFinite(t checkpoint.TensorInfo, start int64, bad int, data []float32) er
 	return fmt.Errorf("%s: tensor %s holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", t.File, checkpoint.QuoteName(t.Name), data[bad], start+int64(bad))
 }
 
-// finiteResult checks a chunk of results computed from finite inputs: NaN
-// or ±Inf there means that the float32 arithmetic overflowed (a
-// coefficient far too large). With wo.Saturate, ±Inf becomes the output
-// dtype's largest finite value of the same sign, counted in wo.Saturated;
-// NaN is always an error.
-func finiteResult(out, name string, start int64, data []float32, dt checkpoint.DType, wo checkpoint.WriteOptions) error {
-	i := checkpoint.FirstNonFinite(data)
-	if i < 0 {
-		return nil
-	}
-	top := float64(checkpoint.MaxFinite(dt))
-	var n int64
-	for ; i < len(data); i++ {
-		v := float64(data[i])
-		if !math.IsNaN(v) && !math.IsInf(v, 0) {
-			continue
-		}
-		if math.IsNaN(v) || !wo.Saturate {
-			return fmt.Errorf("writing %s: tensor %q: the result at flat index %d is %v although every input is finite: the float32 arithmetic overflowed (is a coefficient such as λ far too large?)", out, name, start+int64(i), v)
-		}
-		data[i] = float32(math.Copysign(top, v))
-		n++
-	}
-	if wo.Saturated != nil {
-		wo.Saturated.Add(n)
-	}
-	return nil
-}
 
 // grow returns buf resized to n, reallocating only when too small.
 func grow(buf []float32, n int) []float32 {

@@ -498,7 +498,7 @@ dtype: float32
 		big := c.fts[0].clone()
 		big.floats["classifier.weight"][4] += 1e5 // τ beyond float16's ±65504
 		big.write(t, c.path("ftbig"))
-		c.fails(t, "tv16", []string{"tv16", "classifier.weight", "F16", "index 4", "65504", "--saturate", "--dtype float32"},
+		c.fails(t, "tv16", []string{"tv16", "classifier.weight", "F16", "index 4", "65504", "--saturate", "--dtype"},
 			"taskvector", "--base", "base", "--finetuned", "ftbig", "--dtype", "float16", "-o", "tv16")
 		_, errOut, err := c.run("taskvector", "--base", "base", "--finetuned", "ftbig", "--dtype", "float16", "--saturate", "-o", "tv16")
 		if err != nil || !strings.Contains(errOut, "1 values beyond the dtype's range saturated") {

@@ -6,7 +6,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -38,21 +37,11 @@ func (a *app) run(args []string) int {
 		// After a signal the work fails as its outputs vanish: the signal
 		// handler's line says what happened.
 		if a.interrupted == nil || !a.interrupted() {
-			fmt.Fprintf(a.stderr, "editkit: %v%s\n", err, hint(err))
+			fmt.Fprintf(a.stderr, "editkit: %v\n", err)
 		}
 		return 1
 	}
 	return 0
-}
-
-// hint suggests the way out of some errors the library cannot phrase in
-// the CLI's terms.
-func hint(err error) string {
-	var oe *checkpoint.OverflowError
-	if errors.As(err, &oe) {
-		return fmt.Sprintf(": write a wider dtype (--dtype float32), or pass --saturate to write ±%g instead", checkpoint.MaxFinite(oe.DType))
-	}
-	return ""
 }
 
 // app holds the global flags, the output streams and, once a command's

@@ -149,13 +149,26 @@ func scaleAddAt(l Level, dst, base []float32, s float32) {
 }
 
 // FirstNonFinite returns the index of the first NaN or ±Inf in x, or −1.
-func FirstNonFinite(x []float32) int { return firstNonFiniteAt(level, x) }
+func FirstNonFinite(x []float32) int { return firstAbsAtLeastAt(level, x, 0x7f800000) }
 
-func firstNonFiniteAt(l Level, x []float32) int {
+// FirstAbsAtLeast returns the index of the first x[i] whose bit pattern
+// without the sign is at least limit, or −1: for non-negative floats the
+// bit pattern orders like the value, so this finds the first |x[i]| ≥
+// the float whose bits are limit, or NaN.
+func FirstAbsAtLeast(x []float32, limit uint32) int { return firstAbsAtLeastAt(level, x, limit) }
+
+func firstAbsAtLeastAt(l Level, x []float32, limit uint32) int {
+	if limit == 0 { // every value
+		if len(x) == 0 {
+			return -1
+		}
+		return 0
+	}
+	limit = min(limit, 0x7fffffff)
 	start := 0
 	if l >= AVX2 {
 		if n := len(x) &^ 31; n > 0 {
-			if b := nonFiniteAVX2(&x[0], n); b >= 0 {
+			if b := absAtLeastAVX2(&x[0], n, limit); b >= 0 {
 				start = b // the block holding the first one
 			} else {
 				start = n
@@ -163,7 +176,7 @@ func firstNonFiniteAt(l Level, x []float32) int {
 		}
 	}
 	for i := start; i < len(x); i++ {
-		if nonFinite32(math.Float32bits(x[i])) {
+		if math.Float32bits(x[i])&0x7fffffff >= limit {
 			return i
 		}
 	}

@@ -111,16 +111,21 @@ loop:
 done:
 	RET
 
-// func nonFiniteAVX2(x *float32, n int) int
-// Returns the index of the first block of 32 values holding a NaN or ±Inf,
-// or −1. n is a multiple of 32.
-TEXT ·nonFiniteAVX2(SB), NOSPLIT, $0-24
+// func absAtLeastAVX2(x *float32, n int, limit uint32) int
+// Returns the index of the first block of 32 values holding one whose bits
+// without the sign are at least limit (both below 2³¹), or −1. n is a
+// multiple of 32.
+TEXT ·absAtLeastAVX2(SB), NOSPLIT, $0-32
 	MOVQ x+0(FP), SI
 	MOVQ n+8(FP), CX
-	XORQ AX, AX
-	MOVL $0x7f800000, R8
+	MOVL limit+16(FP), R8
+	DECL R8
+	VMOVD R8, X14
+	VPBROADCASTD X14, Y14   // limit − 1
+	MOVL $0x7fffffff, R8
 	VMOVD R8, X15
 	VPBROADCASTD X15, Y15
+	XORQ AX, AX
 	TESTQ CX, CX
 	JZ none
 loop:
@@ -128,10 +133,10 @@ loop:
 	VPAND 32(SI), Y15, Y1
 	VPAND 64(SI), Y15, Y2
 	VPAND 96(SI), Y15, Y3
-	VPCMPEQD Y0, Y15, Y0
-	VPCMPEQD Y1, Y15, Y1
-	VPCMPEQD Y2, Y15, Y2
-	VPCMPEQD Y3, Y15, Y3
+	VPCMPGTD Y14, Y0, Y0
+	VPCMPGTD Y14, Y1, Y1
+	VPCMPGTD Y14, Y2, Y2
+	VPCMPGTD Y14, Y3, Y3
 	VPOR Y0, Y1, Y0
 	VPOR Y2, Y3, Y2
 	VPOR Y0, Y2, Y0
@@ -144,7 +149,7 @@ loop:
 none:
 	MOVQ $-1, AX
 found:
-	MOVQ AX, ret+16(FP)
+	MOVQ AX, ret+24(FP)
 	VZEROUPPER
 	RET
 

@@ -119,7 +119,7 @@ func TestScaledAndNonFinite(t *testing.T) {
 			}
 			// the first non-finite value wherever it is
 			clean := make([]float32, n)
-			if firstNonFiniteAt(l, clean) != -1 {
+			if firstAbsAtLeastAt(l, clean, 0x7f800000) != -1 {
 				t.Fatalf("%s n %d: non-finite found in zeros", l, n)
 			}
 			for pos := 0; pos < n; pos += 1 + pos/3 {
@@ -128,7 +128,7 @@ func TestScaledAndNonFinite(t *testing.T) {
 					if n > pos+5 {
 						clean[pos+5] = float32(math.Inf(1))
 					}
-					if got := firstNonFiniteAt(l, clean); got != pos {
+					if got := firstAbsAtLeastAt(l, clean, 0x7f800000); got != pos {
 						t.Fatalf("%s n %d: first non-finite at %d, want %d", l, n, got, pos)
 					}
 					clear(clean)
@@ -160,6 +160,38 @@ func TestWeightedSum(t *testing.T) {
 				for i := range got {
 					if !sameBits(got[i], want[i]) && !(got[i] != got[i] && want[i] != want[i]) {
 						t.Fatalf("%s n %d, %d members: [%d] = %v, want %v", l, n, members, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// A limit below +Inf: the first |x| at least 65520 (float16's overflow).
+func TestFirstAbsAtLeast(t *testing.T) {
+	limit := math.Float32bits(65520)
+	for _, l := range levels() {
+		for _, n := range []int{0, 1, 31, 32, 33, 100} {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = float32(i) * 100 // up to 9900
+			}
+			if got := firstAbsAtLeastAt(l, x, limit); got != -1 {
+				t.Fatalf("%s n %d: %d, want -1", l, n, got)
+			}
+			for pos := 0; pos < n; pos += 7 {
+				y := slices.Clone(x)
+				y[pos] = -65520
+				if pos+3 < n {
+					y[pos+3] = float32(math.NaN())
+				}
+				if got := firstAbsAtLeastAt(l, y, limit); got != pos {
+					t.Fatalf("%s n %d: %d, want %d", l, n, got, pos)
+				}
+				y[pos] = math.Nextafter32(65520, 0)
+				if want := min(pos+3, n); want < n {
+					if got := firstAbsAtLeastAt(l, y, limit); got != want {
+						t.Fatalf("%s n %d: %d, want %d (the NaN)", l, n, got, want)
 					}
 				}
 			}

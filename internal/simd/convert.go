@@ -22,17 +22,15 @@ func DecodeBF16Sub(dst []float32, src []uint16, base []float32) bool {
 	return decodeBF16SubAt(level, dst, src, base)
 }
 
-// EncodeBF16 sets dst[i] to src[i] rounded to bfloat16 and reports whether
-// a finite src[i] overflowed to ±Inf.
-func EncodeBF16(dst []uint16, src []float32) bool { return encodeBF16At(level, dst, src) }
+// EncodeBF16 sets dst[i] to src[i] rounded to bfloat16.
+func EncodeBF16(dst []uint16, src []float32) { encodeBF16At(level, dst, src) }
 
 // DecodeF16 sets dst[i] to the value of the float16 src[i] and reports
 // whether any is NaN or ±Inf.
 func DecodeF16(dst []float32, src []uint16) bool { return decodeF16At(level, dst, src) }
 
-// EncodeF16 sets dst[i] to src[i] rounded to float16 and reports whether a
-// finite src[i] overflowed to ±Inf.
-func EncodeF16(dst []uint16, src []float32) bool { return encodeF16At(level, dst, src) }
+// EncodeF16 sets dst[i] to src[i] rounded to float16.
+func EncodeF16(dst []uint16, src []float32) { encodeF16At(level, dst, src) }
 
 // BF16 rounds v to bfloat16 like EncodeBF16.
 func BF16(v float32) uint16 {
@@ -45,12 +43,6 @@ func BF16(v float32) uint16 {
 
 // NonFinite reports whether the bits of a float32 are NaN or ±Inf.
 func nonFinite32(b uint32) bool { return b&0x7f800000 == 0x7f800000 }
-
-// overflowed reports whether a finite float32 (bits b) became ±Inf in a
-// 16-bit format whose exponent mask is exp.
-func overflowed(b uint32, h, exp uint16) bool {
-	return !nonFinite32(b) && h&exp == exp
-}
 
 func decodeBF16At(l Level, dst []float32, src []uint16) bool {
 	src = src[:len(dst)]
@@ -84,20 +76,17 @@ func decodeBF16SubAt(l Level, dst []float32, src []uint16, base []float32) bool 
 	return bad
 }
 
-func encodeBF16At(l Level, dst []uint16, src []float32) bool {
+func encodeBF16At(l Level, dst []uint16, src []float32) {
 	dst = dst[:len(src)]
-	n, over := 0, false
+	n := 0
 	if l >= AVX2 {
 		if n = len(src) &^ 7; n > 0 {
-			over = encodeBF16AVX2(&dst[0], &src[0], n)
+			encodeBF16AVX2(&dst[0], &src[0], n)
 		}
 	}
 	for i, v := range src[n:] {
-		h := BF16(v)
-		over = over || overflowed(math.Float32bits(v), h, 0x7f80)
-		dst[n+i] = h
+		dst[n+i] = BF16(v)
 	}
-	return over
 }
 
 func decodeF16At(l Level, dst []float32, src []uint16) bool {
@@ -116,18 +105,15 @@ func decodeF16At(l Level, dst []float32, src []uint16) bool {
 	return bad
 }
 
-func encodeF16At(l Level, dst []uint16, src []float32) bool {
+func encodeF16At(l Level, dst []uint16, src []float32) {
 	dst = dst[:len(src)]
-	n, over := 0, false
+	n := 0
 	if l >= AVX2 {
 		if n = len(src) &^ 7; n > 0 {
-			over = encodeF16AVX2(&dst[0], &src[0], n)
+			encodeF16AVX2(&dst[0], &src[0], n)
 		}
 	}
 	for i, v := range src[n:] {
-		h := float16.Fromfloat32(v).Bits()
-		over = over || overflowed(math.Float32bits(v), h, 0x7c00)
-		dst[n+i] = h
+		dst[n+i] = float16.Fromfloat32(v).Bits()
 	}
-	return over
 }

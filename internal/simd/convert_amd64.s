@@ -1,18 +1,16 @@
 #include "textflag.h"
 
 // Conversions between float32 and the 16-bit float formats, AVX2 (they are
-// bound by memory: AVX-512 versions would not be faster). Each reports in
-// its result whether an input was NaN or ±Inf (decoders) or whether a
-// finite input became ±Inf (encoders); callers find where in Go.
+// bound by memory: AVX-512 versions would not be faster). The decoders
+// report in their result whether a value was NaN or ±Inf; callers find
+// where in Go.
 
 DATA cvtConst<>+0(SB)/4, $0x7f800000  // exponent mask, +Inf
 DATA cvtConst<>+4(SB)/4, $0x7fffffff  // |x| mask
 DATA cvtConst<>+8(SB)/4, $0x00007fff  // rounding bias
 DATA cvtConst<>+12(SB)/4, $0x00000001
 DATA cvtConst<>+16(SB)/4, $0x00000040 // bfloat16 quiet-NaN bit
-DATA cvtConst<>+20(SB)/4, $0x00007f80 // bfloat16 exponent mask
-DATA cvtConst<>+24(SB)/4, $0x00007c00 // float16 exponent mask
-GLOBL cvtConst<>(SB), RODATA|NOPTR, $28
+GLOBL cvtConst<>(SB), RODATA|NOPTR, $20
 
 // NONFINITE ORs into ACC the lanes of X whose exponent is all ones
 // (EXP holds the exponent mask, T is scratch).
@@ -83,10 +81,10 @@ done:
 	VZEROUPPER
 	RET
 
-// func encodeBF16AVX2(dst *uint16, src *float32, n int) bool
+// func encodeBF16AVX2(dst *uint16, src *float32, n int)
 // Round to nearest even; NaN keeps its sign and top bits, quieted. n is a
 // multiple of 8.
-TEXT ·encodeBF16AVX2(SB), NOSPLIT, $0-25
+TEXT ·encodeBF16AVX2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ n+16(FP), CX
@@ -95,8 +93,6 @@ TEXT ·encodeBF16AVX2(SB), NOSPLIT, $0-25
 	VPBROADCASTD cvtConst<>+8(SB), Y12  // 0x7fff
 	VPBROADCASTD cvtConst<>+12(SB), Y11 // 1
 	VPBROADCASTD cvtConst<>+16(SB), Y10 // 0x40
-	VPBROADCASTD cvtConst<>+20(SB), Y9  // 0x7f80
-	VPXOR Y14, Y14, Y14
 	TESTQ CX, CX
 	JZ done
 loop:
@@ -110,12 +106,6 @@ loop:
 	VPSRLD $16, Y4, Y4      // rounded
 	VPOR Y10, Y3, Y3        // quiet NaN
 	VPBLENDVB Y2, Y3, Y4, Y4
-	// overflow: finite input (|x| < +Inf) whose result has an all-ones exponent
-	VPCMPGTD Y1, Y15, Y5    // |x| < +Inf
-	VPAND Y4, Y9, Y6
-	VPCMPEQD Y6, Y9, Y6
-	VPAND Y5, Y6, Y6
-	VPOR Y6, Y14, Y14
 	VEXTRACTI128 $1, Y4, X5
 	VPACKUSDW X5, X4, X4
 	VMOVDQU X4, (DI)
@@ -123,10 +113,8 @@ loop:
 	ADDQ $16, DI
 	SUBQ $8, CX
 	JNZ loop
-done:
-	VPTEST Y14, Y14
-	SETNE ret+24(FP)
 	VZEROUPPER
+done:
 	RET
 
 // func decodeF16AVX2(dst *float32, src *uint16, n int) bool
@@ -156,37 +144,23 @@ done:
 	VZEROUPPER
 	RET
 
-// func encodeF16AVX2(dst *uint16, src *float32, n int) bool
+// func encodeF16AVX2(dst *uint16, src *float32, n int)
 // Round to nearest even (VCVTPS2PH with immediate rounding); n is a
 // multiple of 8.
-TEXT ·encodeF16AVX2(SB), NOSPLIT, $0-25
+TEXT ·encodeF16AVX2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ n+16(FP), CX
-	VPBROADCASTD cvtConst<>+0(SB), Y15  // +Inf
-	VPBROADCASTD cvtConst<>+4(SB), Y13  // |x| mask
-	VPBROADCASTD cvtConst<>+24(SB), Y9  // 0x7c00
-	VPXOR Y14, Y14, Y14
 	TESTQ CX, CX
 	JZ done
 loop:
 	VMOVUPS (SI), Y0
 	VCVTPS2PH $0, Y0, X4
 	VMOVDQU X4, (DI)
-	// overflow: finite input whose result has an all-ones exponent
-	VPAND Y0, Y13, Y1
-	VPCMPGTD Y1, Y15, Y5    // |x| < +Inf
-	VPMOVZXWD X4, Y6
-	VPAND Y6, Y9, Y6
-	VPCMPEQD Y6, Y9, Y6
-	VPAND Y5, Y6, Y6
-	VPOR Y6, Y14, Y14
 	ADDQ $32, SI
 	ADDQ $16, DI
 	SUBQ $8, CX
 	JNZ loop
-done:
-	VPTEST Y14, Y14
-	SETNE ret+24(FP)
 	VZEROUPPER
+done:
 	RET

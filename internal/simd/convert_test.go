@@ -86,9 +86,8 @@ func TestEncode16(t *testing.T) {
 			s := src[len(src)-n:]
 			bf := make([]uint16, n)
 			f16 := make([]uint16, n)
-			overB := encodeBF16At(l, bf, s)
-			overF := encodeF16At(l, f16, s)
-			wantB, wantF := false, false
+			encodeBF16At(l, bf, s)
+			encodeF16At(l, f16, s)
 			for i, v := range s {
 				b := math.Float32bits(v)
 				if w := BF16(v); bf[i] != w {
@@ -97,22 +96,7 @@ func TestEncode16(t *testing.T) {
 				if w := float16.Fromfloat32(v).Bits(); f16[i] != w {
 					t.Fatalf("%s: %#08x encoded to float16 %#04x, want %#04x", l, b, f16[i], w)
 				}
-				finite := b&0x7f800000 != 0x7f800000
-				wantB = wantB || finite && bf[i]&0x7f80 == 0x7f80
-				wantF = wantF || finite && f16[i]&0x7c00 == 0x7c00
 			}
-			if overB != wantB || overF != wantF {
-				t.Fatalf("%s, %d values: overflow reported %v/%v, want %v/%v", l, n, overB, overF, wantB, wantF)
-			}
-		}
-		// No overflow for in-range values and for ±Inf themselves.
-		ok := []float32{1, -2, 65504, -65504, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 3e38}
-		if encodeF16At(l, make([]uint16, 7), ok[:7]) || encodeBF16At(l, make([]uint16, 8), ok) {
-			t.Fatalf("%s: overflow reported for values that do not overflow", l)
-		}
-		if !encodeF16At(l, make([]uint16, 8), []float32{0, 0, 0, 65520, 0, 0, 0, 0}) ||
-			!encodeBF16At(l, make([]uint16, 8), []float32{0, 0, 0, 0, 0, 0, 0, float32(math.MaxFloat32)}) {
-			t.Fatalf("%s: overflow not reported", l)
 		}
 	}
 }

@@ -91,19 +91,19 @@ func decodeBF16AVX2(dst *float32, src *uint16, n int) bool
 func decodeBF16SubAVX2(dst *float32, src *uint16, base *float32, n int) bool
 
 //go:noescape
-func encodeBF16AVX2(dst *uint16, src *float32, n int) bool
+func encodeBF16AVX2(dst *uint16, src *float32, n int)
 
 //go:noescape
 func decodeF16AVX2(dst *float32, src *uint16, n int) bool
 
 //go:noescape
-func encodeF16AVX2(dst *uint16, src *float32, n int) bool
+func encodeF16AVX2(dst *uint16, src *float32, n int)
 
 //go:noescape
 func scaleAddAVX2(dst, base *float32, s float32, n int)
 
 //go:noescape
-func nonFiniteAVX2(x *float32, n int) int
+func absAtLeastAVX2(x *float32, n int, limit uint32) int
 
 //go:noescape
 func trimBelowAVX2(x *float32, t uint32, n int)

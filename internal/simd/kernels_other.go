@@ -65,15 +65,15 @@ func decodeBF16AVX2(*float32, *uint16, int) bool { panic(noAssembly) }
 
 func decodeBF16SubAVX2(*float32, *uint16, *float32, int) bool { panic(noAssembly) }
 
-func encodeBF16AVX2(*uint16, *float32, int) bool { panic(noAssembly) }
+func encodeBF16AVX2(*uint16, *float32, int) { panic(noAssembly) }
 
 func decodeF16AVX2(*float32, *uint16, int) bool { panic(noAssembly) }
 
-func encodeF16AVX2(*uint16, *float32, int) bool { panic(noAssembly) }
+func encodeF16AVX2(*uint16, *float32, int) { panic(noAssembly) }
 
 func scaleAddAVX2(*float32, *float32, float32, int) { panic(noAssembly) }
 
-func nonFiniteAVX2(*float32, int) int { panic(noAssembly) }
+func absAtLeastAVX2(*float32, int, uint32) int { panic(noAssembly) }
 
 func trimBelowAVX2(*float32, uint32, int) { panic(noAssembly) }
 
