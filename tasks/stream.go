@@ -458,7 +458,6 @@ func nonFinite(t checkpoint.TensorInfo, start int64, bad int, data []float32) er
 	return fmt.Errorf("%s: tensor %s holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", t.File, checkpoint.QuoteName(t.Name), data[bad], start+int64(bad))
 }
 
-
 // grow returns buf resized to n, reallocating only when too small.
 func grow(buf []float32, n int) []float32 {
 	if cap(buf) < n {
