@@ -568,7 +568,8 @@ func (plan *YAMLPlan) permuteEmbeddings(prep *Prepared, g *composition, ov *outV
 		jobs = append(jobs, j)
 	}
 	path := filepath.Join(dir, "embeddings.safetensors")
-	w, err := checkpoint.Create(path, specs, checkpoint.WriteOptions{})
+	// The inputs' own values, checked when the merge reads them back.
+	w, err := checkpoint.Create(path, specs, checkpoint.WriteOptions{AllowNonfinite: true})
 	if err != nil {
 		return err
 	}

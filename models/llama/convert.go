@@ -427,7 +427,8 @@ func ConvertLlama2C(model, out string, opts Llama2CConvertOptions) (*Llama2CConv
 		inputs = append(inputs, opts.Tokenizer)
 	}
 	w, err := checkpoint.Create(out, specs, checkpoint.WriteOptions{
-		ShardSize: opts.ShardSize, Force: opts.Force, Inputs: inputs, Saturate: opts.Saturate, Saturated: opts.Saturated,
+		ShardSize: opts.ShardSize, Force: opts.Force, Inputs: inputs,
+		AllowNonfinite: opts.AllowNonfinite, Saturate: opts.Saturate, Saturated: opts.Saturated,
 		Metadata: map[string]string{"editkit.converted_from": "llama2.c", "editkit.source": filepath.Base(model)},
 	})
 	if err != nil {
