@@ -54,9 +54,8 @@ ViT's pooled CLS output.
 Give --dataset and --head once per task, in matching order. Datasets are
 found by name as editkit's datasets package finds them (mnist from the Go
 module cache, other names as folders under --data, $EDITKIT_DATA or
-../shared/data/vision). --split val is the validation set held out of the
-training set (10%, at most 5000, seed 0), as the task-vectors code holds it
-out; --limit evaluates only the first N examples of the split.
+../shared/data/vision). --split val is the validation set: ` + validationHelp + `
+--limit evaluates only the first N examples of the split.
 
 Normalized accuracy (accuracy / the task's fine-tuned accuracy) is shown when
 the fine-tuned accuracies are known: --finetuned-acc task=acc,... (fractions),
@@ -78,6 +77,13 @@ model with the same head on the same examples.`,
 	fs.StringArrayVar(&f.finetuned, "finetuned", nil, "fine-tuned checkpoint of a task, once per --dataset, evaluated for normalization")
 	return c
 }
+
+// validationHelp says how every command's validation split is held out.
+const validationHelp = `10% of the training set,
+at most 5000 examples, chosen with seed 0, as the task-vectors code holds it
+out; where the dataset ships a group file (GTSRB's train-tracks-idx1-int.gz,
+the frames of one physical sign) whole groups are held out, so near-duplicate
+frames never sit on both sides of the split (train is the rest).`
 
 // evalTask is one task of an evaluation: its split, its head and its name.
 type evalTask struct {

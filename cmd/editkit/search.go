@@ -38,7 +38,7 @@ var searchOnly = []string{"search", "grid", "negate", "search-lines", "finetuned
 
 // register adds the --search flags to merge's flag set.
 func (sf *searchFlags) register(fs *pflag.FlagSet) {
-	fs.StringArrayVar(&sf.entries, "search", nil, "choose the coefficient on validation data: dataset=HEAD.safetensors[:finetuned_acc], once per task (the i-th is the task of the i-th --models)")
+	fs.StringArrayVar(&sf.entries, "search", nil, "choose the coefficient on validation data (the split of editkit eval --split val: held out by track where the dataset has a group file): dataset=HEAD.safetensors[:finetuned_acc], once per task (the i-th is the task of the i-th --models)")
 	fs.StringVar(&sf.grid, "grid", "", "search grid from:to:step (default: λ 0:1:0.05; LiNeS β 0.1:1:0.1, 0.1:1.5:0.1 for ties; single-task LiNeS α 0:1:0.1)")
 	fs.BoolVar(&sf.negate, "negate", false, "search: task negation θ₀ − λτ of one model; the first --search task is the target, the second the control (kept ≥ 95% of the pre-trained model's accuracy)")
 	fs.BoolVar(&sf.lines, "search-lines", false, "search: choose LiNeS's β (several models, α the multi-task default unless --lines-alpha) or α (one model, β = 1 − α) instead of λ")
