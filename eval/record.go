@@ -54,25 +54,54 @@ func RecordPaths(out string) []string {
 // symbol is the searched coefficient's letter.
 func (r *Record) symbol() string { return merge.Coefficient(r.Coefficient).Symbol() }
 
-// Markdown renders the record: the choice, the normalizers, every point
-// of the search as a table row, and the written checkpoint's accuracies.
-func (r *Record) Markdown() (string, error) {
+// table is the record's table: one row per point of the search, and,
+// where the evaluator gave per-example outcomes, 95% intervals of each
+// point's accuracies and of their paired difference with the chosen point.
+func (r *Record) table() (*Table, error) {
 	sym := r.symbol()
 	tab := &Table{Split: r.Split, Tasks: r.Tasks}
 	if r.Coefficient != string(merge.CoefLinesAlpha) {
 		tab.Finetuned = r.Finetuned
 	}
+	var chosen string
 	for i, p := range r.Search.Points {
 		name := fmt.Sprintf("%s = %g", sym, p.Coef)
 		if i == r.Search.Best {
 			name = "**" + name + " (chosen)**"
+			chosen = name
 		} else if !p.Feasible {
 			name += " (infeasible)"
 		}
-		if err := tab.Add(name, p.Accuracy, map[string]float64{"score": p.Score}); err != nil {
-			return "", err
+		co := map[string]float64{"score": p.Score}
+		var err error
+		if p.Hits != nil {
+			err = tab.AddRuns(name, []map[string][]bool{p.Hits}, co)
+		} else {
+			err = tab.Add(name, p.Accuracy, co)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
+	if err := tab.Intervals([]string{chosen}, BootstrapOptions{}); err != nil {
+		return nil, err
+	}
+	return tab, nil
+}
+
+// Markdown renders the record: the choice, the normalizers, every point
+// of the search as a table row with its intervals, and the written
+// checkpoint's accuracies.
+func (r *Record) Markdown() (string, error) {
+	tab, err := r.table()
+	if err != nil {
+		return "", err
+	}
+	return r.markdown(tab), nil
+}
+
+func (r *Record) markdown(tab *Table) string {
+	sym := r.symbol()
 	var b strings.Builder
 	fmt.Fprintf(&b, "## editkit merge --search: %s\n\n", r.Method)
 	fmt.Fprintf(&b, "Chosen on the validation split only: %s = %g (merge parameter %s = %g), objective: %s.\n\n",
@@ -104,7 +133,10 @@ func (r *Record) Markdown() (string, error) {
 		fmt.Fprintf(&b, " %s %.2f%%;", t, 100*r.Written[t])
 	}
 	fmt.Fprintf(&b, "\n\nOutput: %s\n", r.Output)
-	return b.String(), nil
+	if iv := tab.MarkdownIntervals(); iv != "" {
+		b.WriteString(iv)
+	}
+	return b.String()
 }
 
 // Write writes the record's JSON, markdown and plot to paths (see
@@ -112,10 +144,18 @@ func (r *Record) Markdown() (string, error) {
 // markdown.
 func (r *Record) Write(paths []string) (string, error) {
 	r.Files = paths
-	md, err := r.Markdown()
+	tab, err := r.table()
 	if err != nil {
 		return "", err
 	}
+	for i := range r.Search.Points {
+		row := tab.Rows[i]
+		r.Search.Points[i].Interval = row.Interval
+		for _, v := range row.Versus {
+			r.Search.Points[i].VsChosen = v
+		}
+	}
+	md := r.markdown(tab)
 	js, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return "", err

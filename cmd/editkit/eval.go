@@ -151,7 +151,7 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	p := a.newCountProgress("evaluating", total)
 	defer p.finish()
 	rep := &evalReport{Model: f.model, Kind: string(enc.Family), Split: f.split}
-	acc := map[string]float64{}
+	hits := map[string][]bool{}
 	for _, t := range ts {
 		r, err := evalAccuracy(enc, enc.Weights, t, f.batch, p)
 		if err != nil {
@@ -159,8 +159,9 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 		}
 		r.Task = t.name
 		rep.Results = append(rep.Results, r)
-		acc[t.name] = r.Accuracy
+		hits[t.name] = r.Hits
 	}
+	ftHits := map[string][]bool{}
 	if len(f.finetuned) > 0 {
 		rep.Finetuned = map[string]eval.Result{}
 		ftAcc = map[string]float64{}
@@ -170,29 +171,42 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
 			}
 			r, err := evalAccuracy(enc, w, ts[i], f.batch, p)
+			w.Finalize()
 			if err != nil {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
 			}
 			r.Task = ts[i].name
 			rep.Finetuned[ts[i].name] = r
 			ftAcc[ts[i].name] = r.Accuracy
+			ftHits[ts[i].name] = r.Hits
 		}
 	}
 	p.finish()
+	// The model's row, the fine-tuned models' (one per task) when given,
+	// and 95% intervals: of each accuracy, and of the paired difference.
 	rep.Table = &eval.Table{Title: "editkit eval " + displayName(f.model), Split: string(split), Tasks: names, Finetuned: ftAcc}
-	if err := rep.Table.Add(displayName(f.model), acc, nil); err != nil {
+	if err := rep.Table.AddRuns(displayName(f.model), []map[string][]bool{hits}, nil); err != nil {
 		return err
 	}
+	if len(ftHits) > 0 {
+		if err := rep.Table.AddRuns(finetunedRow, []map[string][]bool{ftHits}, nil); err != nil {
+			return err
+		}
+	}
+	if err := rep.Table.Intervals([]string{finetunedRow}, eval.BootstrapOptions{}); err != nil {
+		return err
+	}
+	md := rep.Table.Markdown() + rep.Table.MarkdownIntervals()
 	rep.Seconds = time.Since(start).Seconds()
 	if f.md != "" {
-		if err := checkpoint.WriteFileAtomic(f.md, []byte(rep.Table.Markdown())); err != nil {
+		if err := checkpoint.WriteFileAtomic(f.md, []byte(md)); err != nil {
 			return err
 		}
 	}
 	if a.json {
 		return a.printJSON(rep)
 	}
-	fmt.Fprint(a.stdout, rep.Table.Markdown())
+	fmt.Fprint(a.stdout, md)
 	if !a.quiet {
 		n := 0
 		for _, r := range rep.Results {
@@ -202,6 +216,9 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	}
 	return nil
 }
+
+// finetunedRow names eval's row of the --finetuned models.
+const finetunedRow = "fine-tuned (--finetuned)"
 
 // displayName is a checkpoint path's last element, without .safetensors.
 func displayName(path string) string {

@@ -248,6 +248,15 @@ func TestMergeSearchKnownPeak(t *testing.T) {
 					}
 				}
 			}
+			// Intervals: each point's accuracy, and its paired difference
+			// with the chosen point (here λ = 0's against λ = 0.5's).
+			p0, best := rec.Search.Points[0], rec.Search.Points[rec.Search.Best]
+			if iv := best.Interval["a"]; iv.Value != expect[0.5]["a"] || !(iv.Lo <= iv.Value && iv.Value <= iv.Hi) || best.VsChosen != nil {
+				t.Errorf("chosen point's interval %+v, vs itself %+v", iv, best.VsChosen)
+			}
+			if d := p0.VsChosen[eval.Average]; math.Abs(d.Value-((expect[0]["a"]+expect[0]["b"])-(expect[0.5]["a"]+expect[0.5]["b"]))/2) > 1e-12 {
+				t.Errorf("λ = 0 − chosen: %+v", d)
+			}
 			if rec.Written["a"] != expect[0.5]["a"] || rec.Written["b"] != expect[0.5]["b"] {
 				t.Errorf("written checkpoint's accuracy %v, want %v", rec.Written, expect[0.5])
 			}
