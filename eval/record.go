@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/editkit/editkit/checkpoint"
@@ -35,6 +36,8 @@ type Record struct {
 	Pretrained map[string]float64 `json:"pretrained,omitempty"`
 	// LinesAlpha is LiNeS's α during a β search.
 	LinesAlpha *float64 `json:"lines_alpha,omitempty"`
+	// Tall is consensus's search of the TALL-mask λ_t (merge --search-tall).
+	Tall *TallSearch `json:"tall,omitempty"`
 	Search     *Search  `json:"search"`
 	// Written holds the validation accuracy of the checkpoint as written
 	// (its dtype, the merge's own arithmetic), re-measured.
@@ -108,6 +111,13 @@ func (r *Record) markdown(tab *Table) string {
 		sym, r.Chosen, r.Coefficient, r.Applied, r.Search.Objective)
 	if r.LinesAlpha != nil {
 		fmt.Fprintf(&b, "LiNeS α = %.6g (fixed), β searched.\n\n", *r.LinesAlpha)
+	}
+	if r.Tall != nil {
+		b.WriteString("TALL-mask λ_t chosen per task on its validation data:")
+		for i, t := range r.Tasks {
+			fmt.Fprintf(&b, " %s %g (accuracy %.2f%%);", t, r.Tall.Lambdas[i], 100*r.Tall.Accuracy[t][slices.Index(r.Tall.Grid, r.Tall.Lambdas[i])])
+		}
+		b.WriteString("\n\n")
 	}
 	if len(r.Finetuned) > 0 {
 		b.WriteString("Fine-tuned validation accuracies (normalizers):")
