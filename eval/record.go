@@ -37,8 +37,8 @@ type Record struct {
 	// LinesAlpha is LiNeS's α during a β search.
 	LinesAlpha *float64 `json:"lines_alpha,omitempty"`
 	// Tall is consensus's search of the TALL-mask λ_t (merge --search-tall).
-	Tall *TallSearch `json:"tall,omitempty"`
-	Search     *Search  `json:"search"`
+	Tall   *TallSearch `json:"tall,omitempty"`
+	Search *Search     `json:"search"`
 	// Written holds the validation accuracy of the checkpoint as written
 	// (its dtype, the merge's own arithmetic), re-measured.
 	Written     map[string]float64 `json:"written_accuracy"`
