@@ -47,6 +47,10 @@ type Table struct {
 	Tasks []string `json:"tasks"`
 	// Finetuned holds each task's fine-tuned accuracy, the normalizer.
 	Finetuned map[string]float64 `json:"finetuned,omitempty"`
+	// NoAverage leaves the average column out of the markdown, for tables
+	// whose columns do not average into anything (a target and its
+	// controls).
+	NoAverage bool `json:"no_average,omitempty"`
 	Rows      []Row              `json:"rows"`
 }
 
@@ -187,10 +191,9 @@ func (t *Table) Markdown() string {
 	hasCoef := slices.ContainsFunc(t.Rows, func(r Row) bool { return len(r.Coefficients) > 0 })
 	hasRuns := slices.ContainsFunc(t.Rows, func(r Row) bool { return r.Runs > 1 })
 	b.WriteString("| model |")
-	for _, task := range t.Tasks {
+	for _, task := range t.columns() {
 		fmt.Fprintf(&b, " %s |", task)
 	}
-	b.WriteString(" average |")
 	if hasRuns {
 		b.WriteString(" seeds (sd) |")
 	}
@@ -198,7 +201,7 @@ func (t *Table) Markdown() string {
 		b.WriteString(" chosen |")
 	}
 	b.WriteString("\n|---|")
-	for range len(t.Tasks) + 1 {
+	for range t.columns() {
 		b.WriteString("---:|")
 	}
 	if hasRuns {
@@ -219,7 +222,9 @@ func (t *Table) Markdown() string {
 		for _, task := range t.Tasks {
 			fmt.Fprintf(&b, " %s |", cell(r.Accuracy[task], r.Normalized, r.Normalized[task]))
 		}
-		fmt.Fprintf(&b, " %s |", cell(r.MeanAccuracy, r.Normalized, r.MeanNormalized))
+		if !t.NoAverage {
+			fmt.Fprintf(&b, " %s |", cell(r.MeanAccuracy, r.Normalized, r.MeanNormalized))
+		}
 		if hasRuns {
 			if r.Runs > 1 {
 				fmt.Fprintf(&b, " %d (%.1f) |", r.Runs, 100*r.Spread)
@@ -254,10 +259,10 @@ func (t *Table) MarkdownIntervals() string {
 	var b strings.Builder
 	header := func(first string) {
 		fmt.Fprintf(&b, "| %s |", first)
-		for _, task := range t.Tasks {
-			fmt.Fprintf(&b, " %s |", task)
+		for _, c := range t.columns() {
+			fmt.Fprintf(&b, " %s |", c)
 		}
-		b.WriteString(" average |\n|---|" + strings.Repeat("---:|", len(t.Tasks)+1) + "\n")
+		b.WriteString("\n|---|" + strings.Repeat("---:|", len(t.columns())) + "\n")
 	}
 	cells := func(m map[string]Interval, signed bool) string {
 		var c strings.Builder
@@ -265,7 +270,7 @@ func (t *Table) MarkdownIntervals() string {
 		if signed {
 			f = "%+.1f [%+.1f, %+.1f]"
 		}
-		for _, k := range append(slices.Clone(t.Tasks), Average) {
+		for _, k := range t.columns() {
 			iv := m[k]
 			fmt.Fprintf(&c, " "+f+" |", 100*iv.Value, 100*iv.Lo, 100*iv.Hi)
 		}
@@ -302,6 +307,14 @@ func (t *Table) MarkdownIntervals() string {
 		}
 	}
 	return b.String()
+}
+
+// columns are the tasks, then Average unless NoAverage.
+func (t *Table) columns() []string {
+	if t.NoAverage {
+		return t.Tasks
+	}
+	return append(slices.Clone(t.Tasks), Average)
 }
 
 func (t *Table) index(name string) int {

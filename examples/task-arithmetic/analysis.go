@@ -54,7 +54,7 @@ func runNegation(o options, st settings, x *experiment, ts []*task, rep *report,
 	if err != nil {
 		return nil, err
 	}
-	rec.Table = &eval.Table{Title: "task negation, θ₀ − λτ", Split: "test", Tasks: []string{rec.Target, rec.Control}}
+	rec.Table = &eval.Table{Title: "task negation, θ₀ − λτ", Split: "test", Tasks: []string{rec.Target, rec.Control}, NoAverage: true}
 	pre := map[string][]bool{rec.Target: x.zeroShotTest[rec.Target], rec.Control: x.zeroShotTest[rec.Control]}
 	for _, r := range []struct {
 		name string
@@ -93,6 +93,10 @@ type singleLinesRecord struct {
 	// fine-tuned one, uniform scaling and LiNeS, with the paired intervals
 	// against uniform scaling.
 	Table *eval.Table `json:"table"`
+	// TargetDiff and ControlDiff are LiNeS − uniform on the target and on
+	// the mean of the controls, paired 95% intervals (test).
+	TargetDiff  eval.Interval `json:"target_diff"`
+	ControlDiff eval.Interval `json:"control_diff"`
 }
 
 func runSingleLines(st settings, x *experiment, ts []*task, rep *report, logf func(string, ...any)) (*singleLinesRecord, error) {
@@ -142,11 +146,11 @@ func runSingleLines(st settings, x *experiment, ts []*task, rep *report, logf fu
 		pre[p.name()] = x.zeroShotTest[p.name()]
 	}
 	uniName := fmt.Sprintf("uniform θ₀ + %gτ", rec.Lambda)
-	rec.Table = &eval.Table{Title: "single-task LiNeS against uniform scaling", Split: "test", Tasks: append([]string{rec.Target}, rec.Controls...)}
+	rec.Table = &eval.Table{Title: "single-task LiNeS against uniform scaling", Split: "test", Tasks: append([]string{rec.Target}, rec.Controls...), NoAverage: true}
 	for _, r := range []struct {
 		name string
 		hits map[string][]bool
-	}{{"pre-trained", pre}, {"fine-tuned", ftHits}, {uniName, uniHits}, {fmt.Sprintf("LiNeS α = %g, β = %g", rec.Alpha, 1-rec.Alpha), linesHits}} {
+	}{{"pre-trained", pre}, {"fine-tuned", ftHits}, {uniName, uniHits}, {fmt.Sprintf("LiNeS α = %g, β = %.3g", rec.Alpha, 1-rec.Alpha), linesHits}} {
 		if err := rec.Table.AddRuns(r.name, []map[string][]bool{r.hits}, nil); err != nil {
 			return nil, err
 		}
@@ -155,6 +159,11 @@ func runSingleLines(st settings, x *experiment, ts []*task, rep *report, logf fu
 		return nil, err
 	}
 	l, u := rec.Table.Rows[3], rec.Table.Rows[2]
+	res, err := eval.Bootstrap(rec.Controls, []eval.Estimate{{A: l.Scores, B: u.Scores}}, eval.BootstrapOptions{Replicates: st.Replicates})
+	if err != nil {
+		return nil, err
+	}
+	rec.TargetDiff, rec.ControlDiff = l.Versus[uniName][rec.Target], res[0].Mean
 	logf("single-task LiNeS on %s: α = %g, target %.2f%%, controls %.2f%%; uniform λ = %g: target %.2f%%, controls %.2f%% (test)",
 		rec.Target, rec.Alpha, 100*l.Accuracy[rec.Target], 100*meanOf(l.Accuracy, rec.Controls), rec.Lambda, 100*u.Accuracy[rec.Target], 100*meanOf(u.Accuracy, rec.Controls))
 	return rec, nil

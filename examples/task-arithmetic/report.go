@@ -111,6 +111,8 @@ func writeReport(out string, rep *report) error {
 		w("LiNeS α = %g (β = 1 − α) chosen by 2·target + mean control normalized validation accuracy; uniform λ = %g chosen for the validation target accuracy closest to LiNeS's. Controls: every dataset's pre-training classes.\n\n", l.Alpha, l.Lambda)
 		b.WriteString(l.Table.Markdown())
 		b.WriteString(l.Table.MarkdownIntervals())
+		w("\nLiNeS − uniform (test, paired 95%% intervals): target %+.1f [%+.1f, %+.1f] points, mean of the controls %+.1f [%+.1f, %+.1f] points.\n",
+			100*l.TargetDiff.Value, 100*l.TargetDiff.Lo, 100*l.TargetDiff.Hi, 100*l.ControlDiff.Value, 100*l.ControlDiff.Lo, 100*l.ControlDiff.Hi)
 	}
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
