@@ -89,11 +89,11 @@ func Create(out string, specs []TensorSpec, opts WriteOptions) (*Writer, error) 
 	seen := make(map[string]bool, len(specs))
 	for _, s := range specs {
 		if seen[s.Name] {
-			return nil, fmt.Errorf("writing %s: tensor %q declared twice", out, s.Name)
+			return nil, fmt.Errorf("writing %s: tensor %s declared twice", out, QuoteName(s.Name))
 		}
 		seen[s.Name] = true
 		if err := checkSpec(s); err != nil {
-			return nil, fmt.Errorf("writing %s: tensor %q: %w", out, s.Name, err)
+			return nil, fmt.Errorf("writing %s: tensor %s: %w", out, QuoteName(s.Name), err)
 		}
 	}
 	shardSize := opts.ShardSize
@@ -146,7 +146,7 @@ func Create(out string, specs []TensorSpec, opts WriteOptions) (*Writer, error) 
 		return nil, fmt.Errorf("creating the folder of output %s: %w", out, err)
 	}
 	var err error
-	if w.tmp, err = createTemp(dir, "."+base+".tmp-", !w.single); err != nil {
+	if w.tmp, err = newTemp(dir, tempPrefix(base), !w.single); err != nil {
 		return nil, fmt.Errorf("creating output beside %s: %w", out, err)
 	}
 	w.curIdx = -1
@@ -159,6 +159,9 @@ func Create(out string, specs []TensorSpec, opts WriteOptions) (*Writer, error) 
 func checkSpec(s TensorSpec) error {
 	if s.Name == "__metadata__" {
 		return errors.New("the name __metadata__ is reserved for the header's metadata")
+	}
+	if i := firstInvalidUTF8([]byte(s.Name)); i >= 0 {
+		return fmt.Errorf("the name is not valid UTF-8 (byte 0x%02x at byte %d of the name)", s.Name[i], i)
 	}
 	if s.DType > safetensors.U64 {
 		return fmt.Errorf("unknown dtype %d", uint8(s.DType))
@@ -175,54 +178,6 @@ func checkSpec(s TensorSpec) error {
 		n = lo
 	}
 	return nil
-}
-
-// CheckOutput refuses an output that would overwrite or remove an input
-// (the same path, a path inside an input folder, or a folder holding an
-// input), and an existing output unless force. Create calls it; commands
-// that run several passes call it first so they fail before the work.
-func CheckOutput(out string, inputs []string, force bool) error {
-	outAbs := absPath(out)
-	for _, in := range inputs {
-		inAbs := absPath(in)
-		switch {
-		case outAbs == inAbs:
-			return fmt.Errorf("output %s is also an input: choose another output path", out)
-		case within(outAbs, inAbs):
-			return fmt.Errorf("output %s lies inside input %s: choose a path outside the inputs", out, in)
-		case within(inAbs, outAbs):
-			return fmt.Errorf("output %s would replace a folder holding input %s: choose another output path", out, in)
-		}
-		if a, err := os.Stat(out); err == nil {
-			if b, err := os.Stat(in); err == nil && os.SameFile(a, b) {
-				return fmt.Errorf("output %s is also an input (%s): choose another output path", out, in)
-			}
-		}
-	}
-	if _, err := os.Lstat(out); err == nil && !force {
-		return fmt.Errorf("output %s already exists: pass --force to replace it", out)
-	}
-	return nil
-}
-
-// absPath resolves p to an absolute path without symlinks, as far as it exists.
-func absPath(p string) string {
-	a, err := filepath.Abs(p)
-	if err != nil {
-		return filepath.Clean(p)
-	}
-	if r, err := filepath.EvalSymlinks(a); err == nil {
-		return r
-	}
-	if r, err := filepath.EvalSymlinks(filepath.Dir(a)); err == nil {
-		return filepath.Join(r, filepath.Base(a))
-	}
-	return a
-}
-
-func within(p, dir string) bool {
-	rel, err := filepath.Rel(dir, p)
-	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // createTemp creates a new empty file or folder with a unique name in dir.
@@ -328,7 +283,11 @@ func (w *Writer) WritePart(name string, raw []byte) error {
 		if err := w.closeShard(); err != nil {
 			return err
 		}
-		f, err := os.OpenFile(w.shardPath(si), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		var f *os.File
+		err := withinTemp(func() (err error) {
+			f, err = os.OpenFile(w.shardPath(si), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("writing %s: %w", w.target, err)
 		}
@@ -390,8 +349,13 @@ func (w *Writer) AddFile(name string, data []byte) error {
 	return writeSynced(filepath.Join(w.tmp, name), data)
 }
 
+// writeSynced writes a file inside the writer's temporary.
 func writeSynced(path string, data []byte) error {
-	f, err := os.Create(path)
+	var f *os.File
+	err := withinTemp(func() (err error) {
+		f, err = os.Create(path)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -506,7 +470,11 @@ func (w *Writer) finish() error {
 			return err
 		}
 	}
-	return replace(w.tmp, w.target, w.force)
+	if err := withinTemp(func() error { return replace(w.tmp, w.target, w.force) }); err != nil {
+		return err
+	}
+	dropTemp(w.tmp)
+	return nil
 }
 
 // replace renames tmp to target; an existing target (allowed by force) is
@@ -555,37 +523,5 @@ func (w *Writer) Abort() {
 		w.cur.Close()
 		w.cur = nil
 	}
-	os.RemoveAll(w.tmp)
-}
-
-// WriteFileAtomic writes data to path through a temporary file and rename.
-func WriteFileAtomic(path string, data []byte) error {
-	dir, base := filepath.Split(filepath.Clean(path))
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := createTemp(dir, "."+base+".tmp-", false)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY, 0)
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	removeTemp(w.tmp)
 }

@@ -752,8 +752,13 @@ func TestWriteFileAtomic(t *testing.T) {
 			t.Errorf("folder holds %v", names)
 		}
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, "missing", "f"), []byte("x")); err == nil {
-		t.Error("no error writing into a missing folder")
+	// The folder is created, as Create creates a checkpoint's; a file in
+	// the way of the folder is an error.
+	if err := WriteFileAtomic(filepath.Join(dir, "missing", "f"), []byte("x")); err != nil {
+		t.Errorf("writing into a missing folder: %v", err)
+	}
+	if err := WriteFileAtomic(filepath.Join(dir, "f.yaml", "f"), []byte("x")); err == nil || !strings.Contains(err.Error(), "is a file, not a folder") {
+		t.Errorf("writing below a file: %v", err)
 	}
 }
 

@@ -37,8 +37,11 @@ type Record struct {
 	// LinesAlpha is LiNeS's α during a β search.
 	LinesAlpha *float64 `json:"lines_alpha,omitempty"`
 	// Tall is consensus's search of the TALL-mask λ_t (merge --search-tall).
-	Tall   *TallSearch `json:"tall,omitempty"`
-	Search *Search     `json:"search"`
+	Tall *TallSearch `json:"tall,omitempty"`
+	// LinearizedAt is the base around which the candidates were evaluated
+	// linearized (tangent-space task arithmetic), "" when plainly.
+	LinearizedAt string  `json:"linearized_at,omitempty"`
+	Search       *Search `json:"search"`
 	// Written holds the validation accuracy of the checkpoint as written
 	// (its dtype, the merge's own arithmetic), re-measured.
 	Written     map[string]float64 `json:"written_accuracy"`
@@ -119,6 +122,9 @@ func (r *Record) markdown(tab *Table) string {
 		}
 		b.WriteString("\n\n")
 	}
+	if r.LinearizedAt != "" {
+		fmt.Fprintf(&b, "Every model evaluated linearized around %s: f(x; θ₀) + J·(θ − θ₀).\n\n", r.LinearizedAt)
+	}
 	if len(r.Finetuned) > 0 {
 		b.WriteString("Fine-tuned validation accuracies (normalizers):")
 		for _, t := range r.Tasks {
@@ -150,9 +156,10 @@ func (r *Record) markdown(tab *Table) string {
 }
 
 // Write writes the record's JSON, markdown and plot to paths (see
-// RecordPaths), each atomically, records them in Files and returns the
-// markdown.
-func (r *Record) Write(paths []string) (string, error) {
+// RecordPaths), each through checkpoint.WriteFile (atomically; refused over
+// one of opts.Inputs and, without opts.Force, over an existing file),
+// records them in Files and returns the markdown.
+func (r *Record) Write(paths []string, opts checkpoint.WriteOptions) (string, error) {
 	r.Files = paths
 	tab, err := r.table()
 	if err != nil {
@@ -176,7 +183,7 @@ func (r *Record) Write(paths []string) (string, error) {
 		return "", err
 	}
 	for i, data := range [][]byte{js, []byte(md), png} {
-		if err := checkpoint.WriteFileAtomic(paths[i], data); err != nil {
+		if err := checkpoint.WriteFile(paths[i], data, opts); err != nil {
 			return "", err
 		}
 	}

@@ -3,7 +3,6 @@ package merge
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/editkit/editkit/checkpoint"
@@ -133,11 +132,11 @@ func NewDirection(s *tasks.Set, recipe Config, o DirectionOptions) (*Direction, 
 		return nil, fmt.Errorf("merge: unknown coefficient %q (want %s, %s or %s)", o.Coefficient, CoefLambda, CoefLinesBeta, CoefLinesAlpha)
 	}
 
-	tmp, err := os.MkdirTemp(o.ScratchDir, ".editkit-search-")
+	tmp, remove, err := checkpoint.TempDir(o.ScratchDir, ".editkit-search-") // also removed on a signal
 	if err != nil {
 		return nil, fmt.Errorf("merge: scratch folder for the unit merge: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer remove()
 	scratch := filepath.Join(tmp, "delta")
 	wo := tasks.WriteOptions{DType: checkpoint.F32}
 	wo.ShardSize = o.ShardSize

@@ -56,9 +56,12 @@
 //
 // # Gradients
 //
-// Importing this package installs the fix of models/fastgrad: GoMLX v0.26's
-// gradient of DotGeneral and Dot materialises a [batch, M, N, K]
-// intermediate; the replacement computes two matrix products.
+// Importing this package installs the fixes of models/fastgrad: GoMLX
+// v0.26's gradient of DotGeneral and Dot materialises a [batch, M, N, K]
+// intermediate (the replacement computes two matrix products), and its
+// gradient of Slice needs Pad (the replacement concatenates zero blocks),
+// which second derivatives through Concatenate (package linearize's JVP)
+// reach.
 package models
 
 import "github.com/editkit/editkit/models/fastgrad"

@@ -417,7 +417,7 @@ func (r *chunkReader) read(ck *checkpoint.Checkpoint, name string, j *job, dst [
 		return nil, err
 	}
 	if !checkpoint.IsFloat(info.DType) {
-		return nil, fmt.Errorf("%s: tensor %q has dtype %s where the base has a float tensor", info.File, name, info.DType)
+		return nil, fmt.Errorf("%s: tensor %s has dtype %s where the base has a float tensor", info.File, checkpoint.QuoteName(name), info.DType)
 	}
 	if !r.check {
 		return checkpoint.DecodeFloat32(info.DType, raw, dst)
@@ -451,7 +451,7 @@ func nonFinite(t checkpoint.TensorInfo, start int64, bad int, data []float32) er
 	if bad < 0 {
 		return nil
 	}
-	return fmt.Errorf("%s: tensor %q holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", t.File, t.Name, data[bad], start+int64(bad))
+	return fmt.Errorf("%s: tensor %s holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", t.File, checkpoint.QuoteName(t.Name), data[bad], start+int64(bad))
 }
 
 func sub(dst, a, b []float32) {

@@ -71,6 +71,7 @@ Without Python or torch the PyTorch side is skipped with the reason.`,
 	f.IntVar(&o.Warmup, "warmup", o.Warmup, "forward: untimed calls before the timed ones (the first compiles)")
 	f.IntVar(&o.GenSteps, "gen-steps", o.GenSteps, "generate: positions from BOS, BOS included (0 skips generation)")
 	registerTorchFlags(f, &t, &noTorch, &jsonOut, "bench_llama.py", 10*time.Minute)
+	markPaths(f, pathInput, "data")
 	return c
 }
 

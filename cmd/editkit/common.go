@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/tasks"
 )
 
@@ -69,17 +70,5 @@ func (a *app) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// humanBytes formats a byte count in decimal units, as file managers and
-// Hugging Face's shard sizes do.
-func humanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTP"[exp])
-}
+// humanBytes formats a byte count in decimal units (checkpoint.FormatBytes).
+func humanBytes(n int64) string { return checkpoint.FormatBytes(n) }

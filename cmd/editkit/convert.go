@@ -68,6 +68,7 @@ them with --version 0.`,
 	}
 	c.Flags().StringVar(&tok, "tokenizer", "", "the model's llama2.c tokenizer.bin, copied into the output (required)")
 	o.register(c.Flags(), "dtype of the output's tensors (default float32)")
+	markPaths(c.Flags(), pathInput, "tokenizer")
 	a.addNonfinite(c)
-	return c
+	return argsAreInputs(c)
 }

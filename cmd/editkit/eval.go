@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models"
@@ -32,8 +31,10 @@ type evalFlags struct {
 	split, data  string
 	limit, batch int
 	md           string
+	force        bool
 	finetunedAcc string
 	finetuned    []string
+	lin          linearizeFlags
 }
 
 func (a *app) evalCmd() *cobra.Command {
@@ -60,7 +61,14 @@ module cache, other names as folders under --data, $EDITKIT_DATA or
 Normalized accuracy (accuracy / the task's fine-tuned accuracy) is shown when
 the fine-tuned accuracies are known: --finetuned-acc task=acc,... (fractions),
 or --finetuned CHECKPOINT once per task, which evaluates that fine-tuned
-model with the same head on the same examples.`,
+model with the same head on the same examples.
+
+--linearize-at BASE evaluates the model linearized around BASE,
+f(x; BASE) + J·(θ − BASE) (post-hoc linearization of a fine-tune or a merge);
+a checkpoint fine-tuned with 'editkit finetune --linearized' is evaluated
+linearized around the base its metadata records by default, and
+--linearize-at must then name a base with the same weights. The --finetuned
+checkpoints are evaluated the same way as the model.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runEval(cmd, f) },
 	}
@@ -75,6 +83,11 @@ model with the same head on the same examples.`,
 	fs.StringVar(&f.md, "md", "", "also write the table as markdown to this file")
 	fs.StringVar(&f.finetunedAcc, "finetuned-acc", "", "fine-tuned accuracies for normalization: task=acc,... (fractions, e.g. mnist=0.996)")
 	fs.StringArrayVar(&f.finetuned, "finetuned", nil, "fine-tuned checkpoint of a task, once per --dataset, evaluated for normalization")
+	fs.BoolVar(&f.force, "force", false, "replace the --md file if it exists")
+	markPaths(fs, pathInput, "model", "head", "dataset", "finetuned")
+	markPaths(fs, pathRoot, "data")
+	markPaths(fs, pathOutput, "md")
+	f.lin.register(fs)
 	return c
 }
 
@@ -101,6 +114,8 @@ type evalReport struct {
 	Finetuned map[string]eval.Result `json:"finetuned_results,omitempty"`
 	Table     *eval.Table            `json:"table"`
 	Seconds   float64                `json:"seconds"`
+	// LinearizedAt is the base the model was evaluated linearized around.
+	LinearizedAt string `json:"linearized_at,omitempty"`
 }
 
 func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
@@ -129,6 +144,13 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 		return err
 	}
 	defer enc.Close()
+	lin, err := a.linearized("eval", enc, f.lin)
+	if err != nil {
+		return err
+	}
+	if lin != nil {
+		defer lin.Close()
+	}
 	ts, err := loadEvalTasks(f.datasets, f.heads, split, f.data, f.limit, enc)
 	if err != nil {
 		return err
@@ -151,9 +173,12 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	p := a.newCountProgress("evaluating", total)
 	defer p.finish()
 	rep := &evalReport{Model: f.model, Kind: string(enc.Family), Split: f.split}
+	if lin != nil {
+		rep.LinearizedAt = lin.Base.Path
+	}
 	hits := map[string][]bool{}
 	for _, t := range ts {
-		r, err := evalAccuracy(enc, enc.Weights, t, f.batch, p)
+		r, err := evalAccuracyLin(enc, lin, enc.Weights, t, f.batch, p)
 		if err != nil {
 			return err
 		}
@@ -170,7 +195,7 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 			if err != nil {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
 			}
-			r, err := evalAccuracy(enc, w, ts[i], f.batch, p)
+			r, err := evalAccuracyLin(enc, lin, w, ts[i], f.batch, p)
 			w.Finalize()
 			if err != nil {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
@@ -199,7 +224,7 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	md := rep.Table.Markdown() + rep.Table.MarkdownIntervals()
 	rep.Seconds = time.Since(start).Seconds()
 	if f.md != "" {
-		if err := checkpoint.WriteFileAtomic(f.md, []byte(md)); err != nil {
+		if err := a.writeFile(f.md, []byte(md)); err != nil {
 			return err
 		}
 	}
@@ -212,7 +237,11 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 		for _, r := range rep.Results {
 			n += r.Total
 		}
-		fmt.Fprintf(a.stderr, "editkit: eval: %d images on %d task(s) in %.1fs (%s encoder)\n", n, len(ts), rep.Seconds, enc.Family)
+		how := ""
+		if lin != nil {
+			how = ", linearized around " + lin.Base.Path
+		}
+		fmt.Fprintf(a.stderr, "editkit: eval: %d images on %d task(s) in %.1fs (%s encoder%s)\n", n, len(ts), rep.Seconds, enc.Family, how)
 	}
 	return nil
 }

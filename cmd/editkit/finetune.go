@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models/encoder"
@@ -39,6 +38,7 @@ type finetuneSummary struct {
 	Warmup       int      `json:"warmup"`
 	ClipNorm     float64  `json:"clip_norm"`
 	Seed         uint64   `json:"seed"`
+	Linearized   bool     `json:"linearized,omitempty"`
 	FinalLoss    float64  `json:"final_loss"`
 	MeanLoss     float64  `json:"mean_loss_last_50"`
 	StepsPerSec  float64  `json:"steps_per_sec"`
@@ -58,6 +58,7 @@ func (a *app) finetuneCmd() *cobra.Command {
 		limit, workers                 int
 		seed                           uint64
 		evalVal, ignoreNames           bool
+		linearized                     bool
 	)
 	c := &cobra.Command{
 		Use:   "finetune --model DIR --head HEAD.safetensors --dataset NAME (--epochs E | --steps S) -o OUT",
@@ -86,7 +87,17 @@ The training split is the training set less the validation split, which is
 --split trainval trains on all of it, --limit N
 on N examples drawn at random (--seed). --eval-val reports the fine-tuned
 model's accuracy on the validation split. The data order is shuffled anew
-each epoch from --seed: two runs with the same flags train the same model.`,
+each epoch from --seed: two runs with the same flags train the same model.
+
+--linearized fine-tunes in the tangent space of the model (Ortiz-Jimenez et
+al., "Task Arithmetic in the Tangent Space", NeurIPS 2023): it trains θ of
+f_lin(x; θ) = f(x; θ₀) + J_θ f(x; θ₀)(θ − θ₀), the encoder's first-order
+expansion around its own weights θ₀, with the same recipe (weight decay
+pulls θ toward 0, as the reference's AdamW does). The output is an ordinary
+checkpoint of θ (same names, shapes, dtypes; θ₀ is not stored again) whose
+metadata records that it is linearized and around which base (path and
+SHA-256 of its tensors); eval and embed then evaluate it linearized around
+that base.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
@@ -117,10 +128,7 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 			opts := train.Recipe()
 			opts.LearningRate, opts.WeightDecay, opts.BatchSize = lr, wd, batch
 			opts.Epochs, opts.Steps, opts.Warmup, opts.ClipNorm = epochs, steps, warmup, clipNorm
-			opts.Seed, opts.Workers = seed, workers
-			if err := checkpoint.CheckOutput(o.out, []string{model, headPath}, o.force); err != nil {
-				return err
-			}
+			opts.Seed, opts.Workers, opts.Linearized = seed, workers, linearized
 
 			enc, err := encoder.Load(model)
 			if err != nil {
@@ -163,6 +171,11 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 				"editkit.finetune.recipe": fmt.Sprintf("adamw lr=%g wd=%g batch=%d warmup=%d clip=%g cosine seed=%d",
 					lr, wd, batch, warmup, clipNorm, seed),
 			}
+			if linearized {
+				if err := addLinearizedMeta(meta, model, enc); err != nil {
+					return err
+				}
+			}
 			wo, _ := o.options()
 			// The frozen head travels with the model it was trained for.
 			headBytes, err := os.ReadFile(headPath)
@@ -175,17 +188,18 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 			}
 			sum := finetuneSummary{Command: "finetune", Output: o.out, Model: model, Family: string(enc.Family), Head: headPath,
 				Dataset: ds.Name(), Split: string(sp), Examples: ds.Len(), Steps: res.Steps, Epochs: res.Epochs,
-				LearningRate: lr, WeightDecay: wd, BatchSize: batch, Warmup: warmup, ClipNorm: clipNorm, Seed: seed,
+				LearningRate: lr, WeightDecay: wd, BatchSize: batch, Warmup: warmup, ClipNorm: clipNorm, Seed: seed, Linearized: linearized,
 				FinalLoss: res.FinalLoss, MeanLoss: res.MeanLoss, StepsPerSec: res.StepsPerSec, TrainSeconds: res.Seconds}
 			if evalVal {
 				val, err := datasets.Load(dataset, datasets.Validation, dopts)
 				if err != nil {
 					return err
 				}
-				clf, err := enc.Classifier(res.Weights, head)
+				clf, closeClf, err := finetunedClassifier(enc, res.Weights, head, linearized)
 				if err != nil {
 					return err
 				}
+				defer closeClf()
 				ep := a.newEmbProgress("validation", "images")
 				r, err := eval.Accuracy(clf, val, enc.Preprocess, eval.Options{BatchSize: batch, Progress: ep.callback()})
 				ep.done()
@@ -228,8 +242,14 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 	f.IntVar(&limit, "limit", 0, "train on N examples drawn at random from the split (0: all)")
 	f.IntVar(&workers, "workers", 0, "goroutines preprocessing images (0: one per CPU)")
 	f.BoolVar(&evalVal, "eval-val", false, "report the fine-tuned model's accuracy on the validation split")
+	f.BoolVar(&linearized, "linearized", false, "fine-tune the model's linearization around its own weights (tangent-space task arithmetic)")
 	f.BoolVar(&ignoreNames, "ignore-class-names", false, "accept a head whose class names differ from the dataset's (their number must match)")
 	o.register(f, "dtype of the output's float tensors (default: each tensor's dtype in the input)")
+	markPaths(f, pathInput, "model", "head", "dataset")
+	markPaths(f, pathRoot, "data")
+	markRange(f, "lr", "(0, inf)")
+	markRange(f, "wd", "[0, inf)")
+	markRange(f, "clip", "[0, inf)")
 	return c
 }
 

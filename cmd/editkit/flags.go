@@ -26,6 +26,7 @@ func (o *outFlags) register(fs *pflag.FlagSet, dtypeHelp string) {
 	fs.StringVar(&o.dtype, "dtype", "", dtypeHelp+" (float32, bfloat16, float16 or float64)")
 	fs.StringVar(&o.shardSize, "shard-size", "5GB", "largest shard of a folder output, e.g. 5GB, 500MB, 2GiB or bytes")
 	fs.BoolVar(&o.force, "force", false, "replace the output if it exists")
+	markPaths(fs, pathOutput, "output")
 }
 
 // options checks the output flags and turns them into write options, so a

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/merge"
 	"github.com/editkit/editkit/tasks"
 )
@@ -114,6 +115,25 @@ The output gets the recipe as ` + mergeSideFile + ` and provenance metadata
 	f.o.register(fs, "dtype of the output's float tensors (default: the base's)")
 	a.addNonfinite(c)
 	sf.register(fs)
+	markPaths(fs, pathInput, "config", "base", "models")
+	markPaths(fs, pathOutput, "save-masks")
+	markPaths(fs, pathRoot, "data")
+	a.derive(c, func(cmd *cobra.Command) ([]string, []checkpoint.Output, error) {
+		if !sf.requested(cmd) || f.o.out == "" {
+			return nil, nil, nil
+		}
+		var heads []string
+		for _, s := range sf.entries {
+			if e, err := parseSearchEntry(s); err == nil {
+				heads = append(heads, e.head)
+			}
+		}
+		var outs []checkpoint.Output
+		for _, p := range eval.RecordPaths(f.o.out) {
+			outs = append(outs, checkpoint.Output{Flag: "the search record", Path: p})
+		}
+		return heads, outs, nil
+	})
 	return c
 }
 
@@ -146,6 +166,11 @@ func (a *app) runMerge(cmd *cobra.Command, f *mergeFlags) error {
 	if err := job.provenance(s); err != nil {
 		return err
 	}
+	linMeta, err := linearizedMergeMeta(job.base, job.models)
+	if err != nil {
+		return err
+	}
+	job.wo.Metadata = withMetadata(job.wo.Metadata, linMeta)
 	p := a.newProgress("merging (" + string(job.cfg.Method) + ")")
 	res, err := merge.Run(s, job.cfg, f.o.out, job.wo, tasks.StreamOptions{Progress: p.callback()})
 	p.done()

@@ -3,8 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/merge"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/encoder"
@@ -32,10 +32,11 @@ type searchFlags struct {
 	finetunedAcc string
 	data         string
 	limit, batch int
+	lin          linearizeFlags
 }
 
 // searchOnly lists the flags that mean nothing without --search.
-var searchOnly = []string{"search", "grid", "negate", "search-lines", "search-tall", "finetuned-acc", "data", "limit", "batch"}
+var searchOnly = []string{"search", "grid", "negate", "search-lines", "search-tall", "finetuned-acc", "data", "limit", "batch", "linearize-at", "no-linearize"}
 
 // register adds the --search flags to merge's flag set.
 func (sf *searchFlags) register(fs *pflag.FlagSet) {
@@ -48,6 +49,7 @@ func (sf *searchFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&sf.data, "data", "", "search: folder holding one folder per named dataset (default $EDITKIT_DATA, else ../shared/data/vision)")
 	fs.IntVar(&sf.limit, "limit", 0, "search: use only the first N validation examples of each task (0: all)")
 	fs.IntVar(&sf.batch, "batch", 64, "search: images per forward pass")
+	sf.lin.register(fs)
 }
 
 // requested reports whether any search flag was given.
@@ -84,6 +86,9 @@ func parseSearchEntry(s string) (searchEntry, error) {
 	return e, nil
 }
 
+// maxGridPoints bounds a --grid: each point is an evaluation of every task.
+const maxGridPoints = 1000
+
 // parseGrid parses from:to:step.
 func parseGrid(s string) ([]float64, error) {
 	parts := strings.Split(s, ":")
@@ -93,10 +98,13 @@ func parseGrid(s string) ([]float64, error) {
 	var v [3]float64
 	for i, p := range parts {
 		x, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil {
-			return nil, fmt.Errorf("--grid %q: %q is not a number", s, p)
+		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("--grid %q: %q is not a finite number", s, p)
 		}
 		v[i] = x
+	}
+	if v[2] > 0 && (v[1]-v[0])/v[2] > maxGridPoints {
+		return nil, fmt.Errorf("--grid %q has more than %d points: each is a full evaluation; take a larger step", s, maxGridPoints)
 	}
 	g := eval.Grid(v[0], v[1], v[2])
 	if len(g) == 0 {
@@ -139,14 +147,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	if err != nil {
 		return err
 	}
-	recordFiles := eval.RecordPaths(f.o.out)
-	if !f.o.force {
-		for _, p := range recordFiles {
-			if _, err := os.Lstat(p); err == nil {
-				return fmt.Errorf("%s exists (a previous search's record): pass --force to replace it", p)
-			}
-		}
-	}
+	recordFiles := eval.RecordPaths(f.o.out) // checked with the outputs, see mergeCmd
 	s, err := a.openSet(job.base, job.models)
 	if err != nil {
 		return err
@@ -171,6 +172,13 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	if err != nil {
 		return err
 	}
+	lin, linMeta, err := a.searchLinearization(enc, job.models, sf.lin)
+	if err != nil {
+		return err
+	}
+	if lin != nil {
+		defer lin.Close()
+	}
 	for _, t := range ts {
 		sp.names = append(sp.names, t.name)
 	}
@@ -185,7 +193,14 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	for _, spec := range enc.Specs {
 		tensorNames = append(tensorNames, spec.Name)
 	}
-	scratch := filepath.Dir(filepath.Clean(f.o.out))
+	scratch, removeScratch, err := checkpoint.TempBeside(f.o.out) // removed on a signal; a killed run's by the next
+	if err != nil {
+		return err
+	}
+	defer removeScratch()
+	if lin != nil {
+		rec.LinearizedAt = lin.Base.Path
+	}
 
 	// Progress over every evaluation the search makes: the TALL λ_t, the
 	// grid, the written checkpoint, fine-tuned models, the pre-trained
@@ -211,7 +226,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	}
 	p := a.newCountProgress("searching "+sp.coef.Symbol(), total)
 	defer p.finish()
-	on := func(ts ...evalTask) eval.ModelEval { return tasksEval(enc, ts, sf.batch, p) }
+	on := func(ts ...evalTask) eval.ModelEval { return tasksEval(enc, lin, ts, sf.batch, p) }
 
 	// Consensus: each task's TALL-mask λ_t on its own validation data.
 	if sf.tall {
@@ -312,6 +327,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	if err := final.provenance(s); err != nil {
 		return err
 	}
+	final.wo.Metadata = withMetadata(final.wo.Metadata, linMeta)
 	p.finish()
 	mp = a.newProgress("merging (" + string(final.cfg.Method) + ")")
 	res, err := merge.Run(s, final.cfg, f.o.out, final.wo, tasks.StreamOptions{Progress: mp.callback()})
@@ -341,7 +357,7 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	}
 	p.finish()
 	rec.Seconds = time.Since(start).Seconds()
-	md, err := rec.Write(recordFiles)
+	md, err := rec.Write(recordFiles, a.outputOptions())
 	if err != nil {
 		return err
 	}
@@ -356,13 +372,14 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	return nil
 }
 
-// tasksEval is the evaluator of the encoder's weights on tasks: each task's
-// per-image outcomes with its head, progress reported to p.
-func tasksEval(enc *encoder.Encoder, ts []evalTask, batch int, p *countProgress) eval.ModelEval {
+// tasksEval is the evaluator of the encoder's weights on tasks (through its
+// linearization lin when not nil): each task's per-image outcomes with its
+// head, progress reported to p.
+func tasksEval(enc *encoder.Encoder, lin *linearize.Encoder, ts []evalTask, batch int, p *countProgress) eval.ModelEval {
 	return func(w models.Weights) (map[string][]bool, error) {
 		out := make(map[string][]bool, len(ts))
 		for _, t := range ts {
-			r, err := evalAccuracy(enc, w, t, batch, p)
+			r, err := evalAccuracyLin(enc, lin, w, t, batch, p)
 			if err != nil {
 				return nil, err
 			}

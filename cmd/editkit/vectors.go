@@ -40,6 +40,7 @@ result is a checkpoint marked as a task vector, recording its base.`,
 	}
 	c.Flags().StringVar(&base, "base", "", "pre-trained checkpoint (required)")
 	c.Flags().StringVar(&ft, "finetuned", "", "fine-tuned checkpoint (required)")
+	markPaths(c.Flags(), pathInput, "base", "finetuned")
 	o.register(c.Flags(), taskVectorDType)
 	a.addNonfinite(c)
 	return c
@@ -85,8 +86,9 @@ bool tensors, config and tokenizer files come from the base.`,
 	c.Flags().StringVar(&base, "base", "", "pre-trained checkpoint the task vectors are added to (required)")
 	c.Flags().StringVar(&lambda, "lambda", "", "scaling coefficient: one for all task vectors, or a comma-separated list with one per vector; negative negates")
 	o.register(c.Flags(), "dtype of the output's float tensors (default: the base's)")
+	markPaths(c.Flags(), pathInput, "base")
 	a.addNonfinite(c)
-	return c
+	return argsAreInputs(c)
 }
 
 // tvCmd groups the task-vector algebra commands.
@@ -143,8 +145,12 @@ the fly.`,
 			sub.Flags().Float64Var(&by, "by", 0, "scaling factor (required)")
 		}
 		o.register(sub.Flags(), taskVectorDType)
+		markPaths(sub.Flags(), pathInput, "base")
+		if op.needsBy {
+			markRange(sub.Flags(), "by", "(-inf, inf)")
+		}
 		a.addNonfinite(sub)
-		c.AddCommand(sub)
+		c.AddCommand(argsAreInputs(sub))
 	}
 	return c
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/models"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -81,7 +82,9 @@ func WriteFinetuned(in, out string, trained models.Weights, o WriteOptions) erro
 	}
 	meta := map[string]string{}
 	for k, v := range ck.Metadata {
-		if k != "format" {
+		// A fine-tune of a linearized checkpoint is linearized only when
+		// o.Metadata says so (around which base, then).
+		if k != "format" && !strings.HasPrefix(k, linearize.MetaLinearized) {
 			meta[k] = v
 		}
 	}
