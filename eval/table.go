@@ -50,8 +50,8 @@ type Table struct {
 	// NoAverage leaves the average column out of the markdown, for tables
 	// whose columns do not average into anything (a target and its
 	// controls).
-	NoAverage bool `json:"no_average,omitempty"`
-	Rows      []Row              `json:"rows"`
+	NoAverage bool  `json:"no_average,omitempty"`
+	Rows      []Row `json:"rows"`
 }
 
 // Add appends a row, computing its normalized accuracies and averages. Every

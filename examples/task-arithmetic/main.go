@@ -116,9 +116,12 @@ type report struct {
 	LR     *lrChoice       `json:"lr"`
 	Merges []*mergeSummary `json:"merges"`
 	// Best is the merge with the best mean normalized validation accuracy.
-	Best        string             `json:"best"`
-	Negation    *negationRecord    `json:"negation,omitempty"`
-	SingleLines *singleLinesRecord `json:"single_task_lines,omitempty"`
+	Best string `json:"best"`
+	// LinesEffect is each method's paired difference with LiNeS minus
+	// without, on the average test accuracy (95% interval).
+	LinesEffect map[string]eval.Interval `json:"lines_effect"`
+	Negation    *negationRecord          `json:"negation,omitempty"`
+	SingleLines *singleLinesRecord       `json:"single_task_lines,omitempty"`
 	// Vectors and Interference describe the first seed's task vectors at
 	// each learning rate tried.
 	Vectors      map[string]*vectorStats  `json:"vectors"`
@@ -302,6 +305,9 @@ func run(o options) (*report, error) {
 
 	// The table, on the test split, with intervals.
 	if rep.Table, err = mergeTable(o, st, x, ts, rep); err != nil {
+		return nil, err
+	}
+	if rep.LinesEffect, err = linesEffect(st, rep.Table); err != nil {
 		return nil, err
 	}
 	rep.LoadAverage[1] = loadAverage()

@@ -273,3 +273,32 @@ func meanChosen(m *mergeSummary) float64 {
 	}
 	return math.Round(s/float64(len(m.Seeds))*1000) / 1000
 }
+
+// linesEffect is, for each method, the paired difference of the average
+// test accuracy with LiNeS minus without (the same resamples of the test
+// images for both).
+func linesEffect(st settings, tab *eval.Table) (map[string]eval.Interval, error) {
+	rows := map[string]eval.Row{}
+	for _, r := range tab.Rows {
+		rows[r.Name] = r
+	}
+	var names []string
+	var ests []eval.Estimate
+	for _, mm := range methods() {
+		with, ok := rows[mm.Name+"+lines"]
+		if mm.Lines || !ok {
+			continue
+		}
+		names = append(names, mm.Name)
+		ests = append(ests, eval.Estimate{A: with.Scores, B: rows[mm.Name].Scores})
+	}
+	res, err := eval.Bootstrap(tab.Tasks, ests, eval.BootstrapOptions{Replicates: st.Replicates})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]eval.Interval{}
+	for i, n := range names {
+		out[n] = res[i].Mean
+	}
+	return out, nil
+}

@@ -31,6 +31,13 @@ func writeReport(out string, rep *report) error {
 	w("mean over %d fine-tuning seed(s) (normalized accuracy: accuracy / the task's fine-tuned accuracy).\n\n", rep.Settings.Seeds)
 	b.WriteString(rep.Table.Markdown())
 	w("\nBest method on validation (mean normalized validation accuracy over seeds): **%s**.\n", rep.Best)
+	w("\nLiNeS's effect, each method with LiNeS minus without, average test accuracy (paired 95%% interval):")
+	for _, mm := range methods() {
+		if iv, ok := rep.LinesEffect[mm.Name]; ok && !mm.Lines {
+			w(" %s %+.1f [%+.1f, %+.1f];", mm.Name, 100*iv.Value, 100*iv.Lo, 100*iv.Hi)
+		}
+	}
+	w("\n")
 	b.WriteString(rep.Table.MarkdownIntervals())
 
 	w("\nValidation: mean normalized accuracy at each seed's chosen coefficient (what chooses the best method):\n\n| method | validation score | chosen per seed |\n|---|---:|---|\n")
