@@ -33,6 +33,8 @@ type Checkpoint struct {
 	sizes   []int64
 	tensors []TensorInfo
 	index   map[string]int
+	// borrowed: the files belong to other checkpoints (see Compose).
+	borrowed bool
 }
 
 // Open opens a .safetensors file, a folder holding model.safetensors, or a
@@ -230,6 +232,10 @@ func (c *Checkpoint) checkWeightMap(wm map[string]string) error {
 
 // Close closes the checkpoint's files.
 func (c *Checkpoint) Close() error {
+	if c.borrowed {
+		c.files = nil
+		return nil
+	}
 	var first error
 	for _, f := range c.files {
 		if err := f.Close(); err != nil && first == nil {

@@ -96,11 +96,11 @@ func NewDirection(s *tasks.Set, recipe Config, o DirectionOptions) (*Direction, 
 	if o.Coefficient == "" {
 		o.Coefficient = CoefLambda
 	}
-	d := &Direction{Coefficient: o.Coefficient, Negate: o.Negate, recipe: recipe.cloneForValidate(), unit: 1}
+	d := &Direction{Coefficient: o.Coefficient, Negate: o.Negate, recipe: recipe.clone(), unit: 1}
 	if o.Negate && o.Coefficient != CoefLambda {
 		return nil, fmt.Errorf("merge: negation varies λ, not %s", o.Coefficient)
 	}
-	cfg := recipe.cloneForValidate()
+	cfg := recipe.clone()
 	cfg.MasksOut = ""
 	switch o.Coefficient {
 	case CoefLambda:
@@ -283,7 +283,7 @@ func (d *Direction) Applied(c float64) float64 {
 // would (λ = Applied(c); LiNeS β = c with the recipe's α or the default
 // one, which Run computes again; LiNeS α = c with β = 1 − α).
 func (d *Direction) Config(c float64) Config {
-	cfg := d.recipe.cloneForValidate()
+	cfg := d.recipe.clone()
 	if d.Coefficient != CoefLambda {
 		if cfg.Lines == nil {
 			cfg.Lines = &Lines{}

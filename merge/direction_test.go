@@ -91,7 +91,7 @@ func TestDirectionMatchesReferenceAndRun(t *testing.T) {
 			sum(1, lines(c, 1-c)), Config{Method: TaskArithmetic, Lines: &Lines{Alpha: lam(c)}}.resolved(t, 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := tc.recipe.cloneForValidate()
+			before := tc.recipe.clone()
 			d, err := NewDirection(f.set(t, tc.n), tc.recipe, tc.o)
 			if err != nil {
 				t.Fatal(err)
@@ -128,11 +128,11 @@ func TestDirectionMatchesReferenceAndRun(t *testing.T) {
 	}
 }
 
-// resolved validates a copy of c and returns its parameters.
+// resolved resolves c and returns its parameters.
 func (c Config) resolved(t *testing.T, n int) map[string]any {
 	t.Helper()
-	v := c.cloneForValidate()
-	if err := v.Validate(n); err != nil {
+	v, err := c.Resolve(n)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return v.Params()

@@ -37,11 +37,19 @@ var fixtureShapes = []struct {
 }
 
 func newFixture(t *testing.T, n int, seed uint64) *fixture {
+	return newFixtureShaped(t, n, seed, fixtureShapes)
+}
+
+// newFixtureShaped is newFixture with other tensors.
+func newFixtureShaped(t *testing.T, n int, seed uint64, shapes []struct {
+	name  string
+	shape []int64
+}) *fixture {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 99))
 	f := &fixture{dir: t.TempDir(), shapes: map[string][]int64{}, base: map[string][]float64{}}
 	grid := func(scale int) float64 { return float64(r.IntN(2*scale+1)-scale) / 64 }
-	for _, s := range fixtureShapes {
+	for _, s := range shapes {
 		f.names = append(f.names, s.name)
 		f.shapes[s.name] = s.shape
 		size := int64(1)
@@ -366,7 +374,7 @@ func TestLinesMultiTaskMatchesReference(t *testing.T) {
 
 func TestConsensusMatchesReference(t *testing.T) {
 	f := newFixture(t, 3, 6)
-	got, _, _ := f.run(t, 3, Config{Method: Consensus, Lambda: lam(0.9), K: 2, TallLambda: []float64{0.4}}, tasks.StreamOptions{})
+	got, _, _ := f.run(t, 3, Config{Method: Consensus, Lambda: lam(0.9), K: ptr(2), TallLambda: []float64{0.4}}, tasks.StreamOptions{})
 	want := map[string][]float64{}
 	for _, name := range f.names {
 		taus := f.taus(name)
@@ -431,7 +439,7 @@ func TestModelStockAndLinearMatchReference(t *testing.T) {
 
 func TestBreadcrumbsMatchesReference(t *testing.T) {
 	f := newFixture(t, 2, 8)
-	got, _, _ := f.run(t, 2, Config{Method: Breadcrumbs, Density: []float64{0.6}, Gamma: lam(0.1), Lambda: lam(1)}, tasks.StreamOptions{})
+	got, _, _ := f.run(t, 2, Config{Method: Breadcrumbs, Density: []float64{0.6}, Gamma: []float64{0.1}, Lambda: lam(1)}, tasks.StreamOptions{})
 	want := map[string][]float64{}
 	for _, name := range f.names {
 		taus := f.taus(name)
@@ -472,7 +480,7 @@ func TestMergekitTIESMatchesReference(t *testing.T) {
 			for i, x := range tau {
 				tau32[i] = float32(x)
 			}
-			keep := rankKeepBySort(tau32, n-int64(0.5*float64(n)), n)
+			keep := topKBySort(tau32, int(0.5*float64(n)))
 			for i, k := range keep {
 				if !k {
 					tau[i] = 0
@@ -660,3 +668,5 @@ func TestLinesOnTIESUsesTheNormRatio(t *testing.T) {
 	}
 	assertClose(t, "lines on ties", got, want, 1e-5)
 }
+
+func ptr[T any](v T) *T { return &v }

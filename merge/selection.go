@@ -1,6 +1,10 @@
 package merge
 
-import "math"
+import (
+	"cmp"
+	"math"
+	"slices"
+)
 
 // Exact order statistics of |x| by two-level radix selection over float32
 // bit patterns: for non-negative floats the bit pattern orders like the
@@ -94,4 +98,10 @@ func rankKeep(data []float32, lo, hi int64, keep []bool) {
 		}
 		keep[i] = aboveLo && belowHi
 	}
+}
+
+// stableSortByMagnitude orders the indices in order by ascending mags[i],
+// equal magnitudes by index (a stable sort).
+func stableSortByMagnitude(order []int, mags []float32) {
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(mags[a], mags[b]) })
 }

@@ -64,9 +64,37 @@ func l1(x []float32) float64 {
 }
 
 // keepTopK keeps exactly k entries of largest |τ| (mergekit's magnitude
-// sparsification), breaking ties by index. keep is scratch of len(tau).
+// sparsification: argsort(|τ|, descending)[:k]). Among equal magnitudes the
+// lowest indices are kept, as a stable descending sort orders them (what
+// PyTorch's GPU sort gives; its CPU argsort leaves their order unspecified).
+// k ≤ 0 keeps nothing, where mergekit stops with an assertion. keep is
+// scratch of len(tau).
 func keepTopK(tau []float32, k int64, keep []bool) {
-	rankKeep(tau, int64(len(tau))-k, int64(len(tau)), keep)
+	n := int64(len(tau))
+	if k >= n {
+		return
+	}
+	if k <= 0 {
+		clear(tau)
+		return
+	}
+	v, _ := kthSmallestAbs(tau, n-k+1) // the k-th largest
+	cut := absBits(v)
+	var greater int64
+	for _, x := range tau {
+		if absBits(x) > cut {
+			greater++
+		}
+	}
+	quota := k - greater // entries equal to the cut that are kept
+	for i, x := range tau {
+		b := absBits(x)
+		keep[i] = b > cut
+		if b == cut && quota > 0 {
+			keep[i] = true
+			quota--
+		}
+	}
 	applyKeep(tau, keep)
 }
 

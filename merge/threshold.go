@@ -155,6 +155,7 @@ func (p *plan) estimateWindows(so tasks.StreamOptions, ks []int64, d int64) ([]w
 		}
 	}
 	err := p.set.Scan(so, func(w int, c *tasks.Chunk) error {
+		p.prepare(c)
 		for i, tau := range c.Taus {
 			h := hist[w][i]
 			for _, v := range tau {
@@ -240,6 +241,7 @@ func (p *plan) windowPass(so tasks.StreamOptions, ks []int64, wins []window, wit
 		}
 	}
 	err := p.set.Scan(so, func(w int, c *tasks.Chunk) error {
+		p.prepare(c)
 		for i, tau := range c.Taus {
 			if ks[i] == 0 {
 				continue

@@ -319,12 +319,12 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	// The merge at the chosen coefficient, as `editkit merge` would write
 	// it with that value.
 	cfg := d.Config(rec.Chosen)
-	if err := cfg.Validate(len(job.models)); err != nil {
-		return err
+	if _, err := cfg.Resolve(len(job.models)); err != nil {
+		return flagError(err, false)
 	}
 	final := *job
 	final.cfg = &cfg
-	if err := final.provenance(s); err != nil {
+	if err := final.provenance(setInputs(s)); err != nil {
 		return err
 	}
 	final.wo.Metadata = withMetadata(final.wo.Metadata, linMeta)

@@ -31,9 +31,9 @@ func methods() []method {
 // mergeConfig is the method's recipe without its coefficient; DARE's drops
 // are seeded by the fine-tuning seed.
 func mergeConfig(mm method, seed int) merge.Config {
-	cfg := merge.Config{Method: mm.Method, Seed: uint64(seed)}
+	cfg := merge.Config{Method: mm.Method}
 	if mm.Method == merge.DARETIES {
-		cfg.Density = []float64{0.5}
+		cfg.Density, cfg.Seed = []float64{0.5}, uint64(seed)
 	}
 	if mm.Lines {
 		cfg.Lines = &merge.Lines{}
