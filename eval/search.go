@@ -128,6 +128,19 @@ func Addition(tasks []string, finetuned map[string]float64) Objective {
 	}}
 }
 
+// The published constants of the constrained and trade-off searches.
+const (
+	// ControlFraction is the share of the pre-trained model's control
+	// accuracy a task negation must keep (task_vectors and
+	// tangent_task_arithmetic eval_task_negation: control_threshold 0.95;
+	// TBAR keeps 0.95 of the backdoored model's clean accuracy).
+	ControlFraction = 0.95
+	// LinesTargetWeight is the weight of the target task in LiNeS's
+	// single-task trade-off (wang-kee/LiNeS config/method/single_task.yaml:
+	// tradeoff_target_weight 2.0).
+	LinesTargetWeight = 2.0
+)
+
 // Negation is task negation's objective (task_vectors,
 // tangent_task_arithmetic's find_optimal_coef): the lowest target accuracy
 // among the points keeping the control's accuracy ≥ minControl (0.95 × the

@@ -69,7 +69,13 @@ func Metadata(path string, specs []checkpoint.TensorSpec, base models.Weights) (
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{MetaLinearized: "true", MetaBase: path, MetaBaseDigest: d}, nil
+	return BaseInfo{Path: path, Digest: d}.Metadata(), nil
+}
+
+// Metadata returns the metadata that marks a checkpoint as θ of f_lin
+// around this base.
+func (info BaseInfo) Metadata() map[string]string {
+	return map[string]string{MetaLinearized: "true", MetaBase: info.Path, MetaBaseDigest: info.Digest}
 }
 
 // ReadMetadata returns the base recorded in a checkpoint's metadata; ok is

@@ -81,8 +81,10 @@
 //     the same.
 //   - Task vectors of linearized fine-tunes are θ − θ₀ like any other
 //     (LinearizedTaskVector subtracts params; params0 cancels), so
-//     taskvector and merge work unchanged; merged models are evaluated
-//     through f_lin around θ₀ (apply_to_linear).
+//     taskvector and merge work unchanged; what they make of linearized
+//     fine-tunes (task vectors, merges, applied vectors) records the same
+//     base (Linearized finds the members that are linearized), and models
+//     are evaluated through f_lin around θ₀ (apply_to_linear).
 //   - Post-hoc linearization: a non-linearly fine-tuned model (or a merge)
 //     evaluated through f_lin around θ₀ (nonlinear_to_linear).
 //

@@ -91,6 +91,10 @@ func (e *Encoder) Classifier(w models.Weights, head *heads.Head) (eval.Classifie
 type Choice struct {
 	Base     string
 	Recorded bool // the checkpoints are linearized fine-tunes that record Base
+	// Elsewhere is set by ForMerge when Base holds other weights than the
+	// merge's base θ₀: the candidates θ₀ + λΔ are then linearized around a
+	// point they do not start from.
+	Elsewhere bool
 }
 
 // ForModel returns what evaluates enc, an encoder loaded from a checkpoint
@@ -196,7 +200,7 @@ func ForMerge(base *encoder.Encoder, members []string, at string, plain bool) (*
 	}
 	if len(rec.infos) > 0 {
 		if err := rec.infos[0].Verify(base.Path, base.Specs, base.Weights); err != nil {
-			return nil, Choice{}, fmt.Errorf("the merge's base: %s was fine-tuned linearized around another base: %w", rec.linearized[0], err)
+			return nil, Choice{}, fmt.Errorf("%s: %w", rec.linearized[0], err)
 		}
 	}
 	if at != "" {
@@ -205,7 +209,24 @@ func ForMerge(base *encoder.Encoder, members []string, at string, plain bool) (*
 			info = &rec.infos[0]
 		}
 		lin, err := loadBase(at, []*encoder.Encoder{base}, info, rec.linearized)
-		return lin, Choice{Base: at}, err
+		if err != nil {
+			return nil, Choice{}, err
+		}
+		ch := Choice{Base: at}
+		if info == nil {
+			ours, err := Digest(base.Specs, base.Weights)
+			if err != nil {
+				lin.Close()
+				return nil, Choice{}, err
+			}
+			theirs, err := Digest(lin.Base.Specs, lin.Base.Weights)
+			if err != nil {
+				lin.Close()
+				return nil, Choice{}, err
+			}
+			ch.Elsewhere = ours != theirs
+		}
+		return lin, ch, nil
 	}
 	if len(rec.infos) == 0 {
 		return nil, Choice{}, nil
@@ -235,13 +256,13 @@ func loadBase(path string, models []*encoder.Encoder, info *BaseInfo, recordedBy
 	return NewEncoder(base)
 }
 
-// AllLinearized reports whether every checkpoint of paths is a linearized
-// fine-tune, all of one base (reading their metadata only); a set of
-// linearized fine-tunes of different bases is an error.
-func AllLinearized(paths []string) (bool, error) {
+// Linearized returns the checkpoints of paths that are linearized
+// fine-tunes (reading their metadata only), in order, and the base they
+// record; linearized fine-tunes of different bases are an error.
+func Linearized(paths []string) ([]string, BaseInfo, error) {
 	rec, err := readRecords(paths, "", true)
-	if err != nil {
-		return false, err
+	if err != nil || len(rec.infos) == 0 {
+		return nil, BaseInfo{}, err
 	}
-	return len(paths) > 0 && len(rec.linearized) == len(paths), nil
+	return rec.linearized, rec.infos[0], nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -254,7 +255,7 @@ func CheckBase(specs, base []checkpoint.TensorSpec) error {
 		switch {
 		case !ok:
 			problems = append(problems, fmt.Sprintf("%q is missing from the base", s.Name))
-		case !sameShape(b.Shape, s.Shape):
+		case !slices.Equal(b.Shape, s.Shape):
 			problems = append(problems, fmt.Sprintf("%q is %v in the base, %v in the model", s.Name, b.Shape, s.Shape))
 		}
 	}
@@ -267,18 +268,6 @@ func CheckBase(specs, base []checkpoint.TensorSpec) error {
 		return nil
 	}
 	return fmt.Errorf("%d tensor(s) differ: %s", len(problems), listNames(problems, 3))
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func listNames(names []string, n int) string {

@@ -276,10 +276,11 @@ func takesText(m Method, sem Semantics) string {
 	return fmt.Sprintf("%s takes %s", m, strings.Join(names, ", "))
 }
 
-// checkWeights: a weighted average needs a non-zero total; the papers'
-// TIES has no per-model weights.
+// checkWeights: a weighted average (linear's normalize, Multi-SLERP's
+// normalize_weights, both on by default) needs a non-zero total; the
+// papers' TIES has no per-model weights.
 func checkWeights(c *Config, n int) error {
-	if c.Method == Linear && c.tensorwise == nil {
+	if c.tensorwise == nil && dividesByWeights(c.Method, boolOr(c.Normalize, true), boolOr(c.NormalizeWeights, true)) {
 		var sum float64
 		for _, w := range c.Weights {
 			sum += w
@@ -298,11 +299,19 @@ func checkWeights(c *Config, n int) error {
 	return nil
 }
 
-// checkSparsity: Breadcrumbs cannot keep more than 1 − γ; DELLA's keep
+// dividesByWeights reports whether the method divides by the sum of the
+// weights, given its normalize and normalize_weights settings.
+func dividesByWeights(m Method, normalize, normalizeWeights bool) bool {
+	return (m == Linear && normalize) || (m == MultiSLERP && normalizeWeights)
+}
+
+// checkSparsity: the papers' Breadcrumbs cannot keep more than 1 − γ (under
+// mergekit's definition density wins: fewer large entries are dropped, so
+// its default density 1 keeps the task vectors whole); DELLA's keep
 // probabilities density ± ε must lie in (0, 1).
 func checkSparsity(c *Config, _ int) error {
 	for i, d := range c.Density {
-		if i < len(c.Gamma) && d+c.Gamma[i] > 1 {
+		if c.Semantics == Paper && i < len(c.Gamma) && d+c.Gamma[i] > 1 {
 			return &ParamError{Param: "density", Model: i, Value: d, Reason: fmt.Sprintf("plus gamma %v exceeds 1: Breadcrumbs keeps density and drops gamma of the largest entries", c.Gamma[i])}
 		}
 		if i < len(c.Epsilon) && d < 1 && (d+c.Epsilon[i] >= 1 || d-c.Epsilon[i] <= 0) {

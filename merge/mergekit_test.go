@@ -370,7 +370,6 @@ func TestParseMergekitYAMLRejects(t *testing.T) {
 		{"normalize not a bool", "merge_method: ties\nparameters: {normalize: 1}\n" + head, []string{`normalize must be true or false`}},
 		{"seed negative", "merge_method: dare_ties\nparameters: {seed: -1}\n" + head, []string{`seed must be a non-negative whole number`}},
 		{"ties_scope bad", "merge_method: ties\nparameters: {ties_scope: layer}\n" + head, []string{"config.yaml:2", `ties_scope layer is not one of model, tensor`}},
-		{"breadcrumbs density plus gamma", "merge_method: breadcrumbs\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1, density: 0.95, gamma: 0.1}}\n", []string{"density 0.95 (model 1) plus gamma 0.1 exceeds 1"}},
 		{"della epsilon", "merge_method: della\nbase_model: base\nparameters: {density: 0.1, epsilon: 0.2}\nmodels: [{model: a, parameters: {weight: 1}}]\n", []string{"epsilon 0.2 (model 1) with density 0.1"}},
 		{"model twice", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1}}\n  - {model: a, parameters: {weight: 1}}\n", []string{`model "a" is listed twice`}},
 		{"model entry without model", "merge_method: ties\nbase_model: base\nmodels:\n  - {parameters: {weight: 1}}\n", []string{"without a model path"}},

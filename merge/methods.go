@@ -309,21 +309,23 @@ func (r *methodRow) use(name string) *use {
 	return nil
 }
 
-// usesTaskVectors reports whether the method combines task vectors (as
-// opposed to whole models).
-func (m Method) usesTaskVectors() bool { return rowOf(m).taskVectors }
-
 // electsSign reports whether TIES's sign election combines the vectors.
 func (m Method) electsSign() bool { return rowOf(m).signs }
 
 // DefaultText describes the parameter's defaults across the methods, for
 // --help: "0.2 for ties; required for dare_linear, dare_ties, ...".
 func (p *Param) DefaultText(sem Semantics) string {
+	// Methods the parameter does not affect are left out, unless it affects
+	// none (int8_mask): then its declared default is still what to show.
+	affects := false
+	for _, r := range methods {
+		affects = affects || r.method.Affects(p.Name, sem)
+	}
 	byText := map[string][]string{}
 	var order []string
 	for _, r := range methods {
 		u := r.use(p.Name)
-		if !u.in(sem) || u.noEffect || (sem == Paper && !r.cli) {
+		if !u.in(sem) || (u.noEffect && affects) || (sem == Paper && !r.cli) {
 			continue
 		}
 		d := u.paper

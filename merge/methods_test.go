@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/editkit/editkit/tasks"
@@ -278,6 +279,11 @@ func TestMultiSLERPMatchesReference(t *testing.T) {
 			want[n] = refMultiSLERP(xs, w, b, 1e-8)
 		}
 		assertClose(t, "multislerp", got, want, 1e-5)
+	}
+	// normalize_weights divides by Σw: weights summing to 0 are refused
+	// before any work (mergekit would write NaN).
+	if _, err := (Config{Method: MultiSLERP, Semantics: Mergekit, Weights: []float64{1, -1}}).Resolve(2); err == nil || !strings.Contains(err.Error(), "sum to 0") {
+		t.Errorf("multislerp weights summing to 0: error %v", err)
 	}
 }
 

@@ -67,10 +67,9 @@ type fieldRef struct {
 	u  *uint64
 	b  **bool
 	s  *string
-	// set, get and clr reach fields behind a pointer (LiNeS's).
+	// set and get reach fields behind a pointer (LiNeS's).
 	set func(any)
 	get func() any
-	clr func()
 }
 
 // Params is the parameter table.
@@ -200,13 +199,6 @@ func linesFloat(c *Config, at func(*Lines) **float64) fieldRef {
 			}
 			return **at(c.Lines)
 		},
-		clr: func() {
-			if c.Lines != nil {
-				l := *c.Lines
-				c.Lines = &l
-				*at(c.Lines) = nil
-			}
-		},
 	}
 }
 
@@ -285,27 +277,6 @@ func (p *Param) Set(c *Config, v any) {
 		*r.b = &x
 	default:
 		*r.s = v.(string)
-	}
-}
-
-// clear unsets the parameter in c.
-func (p *Param) clear(c *Config) {
-	r := p.field(c)
-	switch {
-	case r.clr != nil:
-		r.clr()
-	case r.f != nil:
-		*r.f = nil
-	case r.fs != nil:
-		*r.fs = nil
-	case r.i != nil:
-		*r.i = nil
-	case r.u != nil:
-		*r.u = 0
-	case r.b != nil:
-		*r.b = nil
-	default:
-		*r.s = ""
 	}
 }
 

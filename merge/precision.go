@@ -41,13 +41,3 @@ func rounding(dt checkpoint.DType) func([]float32) {
 	}
 	return nil
 }
-
-// round1 rounds one value as rounding(dt) would.
-func round1(r func([]float32), v float32) float32 {
-	if r == nil {
-		return v
-	}
-	x := [1]float32{v}
-	r(x[:])
-	return x[0]
-}

@@ -208,23 +208,22 @@ func (tp *tensorParams) setScalar(name string, v any) {
 	}
 }
 
-// check applies the checks that combine parameters to one tensor's values.
+// check applies the checks that combine parameters to one tensor's values
+// (of a mergekit configuration: Breadcrumbs' density + gamma may exceed 1,
+// see checkSparsity).
 func (tp *tensorParams) check(m Method, tensor string) error {
 	row := rowOf(m)
 	for i, d := range tp.density {
-		if row.sparsify == outliers && d+tp.gamma[i] > 1 {
-			return fmt.Errorf("tensor %q: model %d: density %v plus gamma %v exceed 1: Breadcrumbs keeps density and drops gamma of the largest entries", tensor, i+1, d, tp.gamma[i])
-		}
 		if row.sparsify == magprune && d < 1 && (d+tp.epsilon[i] >= 1 || d-tp.epsilon[i] <= 0) {
 			return fmt.Errorf("tensor %q: model %d: DELLA's keep probabilities density ± epsilon (%v ± %v) must lie in (0, 1)", tensor, i+1, d, tp.epsilon[i])
 		}
 	}
-	if m == Linear {
+	if dividesByWeights(m, tp.normalize, tp.normWeight) {
 		var sum float64
 		for _, w := range tp.wf {
 			sum += w
 		}
-		if sum == 0 && tp.normalize {
+		if sum == 0 {
 			return fmt.Errorf("tensor %q: the weights %v sum to 0: a weighted average needs a non-zero total weight", tensor, tp.wf)
 		}
 	}

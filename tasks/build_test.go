@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -225,6 +226,36 @@ func TestApplyWrongCoefficients(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "out")
 		wantErr(t, tasks.Apply(s, lams, out, tasks.WriteOptions{}, tasks.StreamOptions{}), fmt.Sprintf("%d coefficients for 2", len(lams)))
 		checkNoOutput(t, out)
+	}
+}
+
+// TestWriteRefusesUnencodable: a result the output cannot hold (NaN, ±Inf,
+// or beyond its dtype's range, which encoding would turn into ±Inf) is an
+// error naming the tensor, and nothing is written, unless AllowNonfinite.
+func TestWriteRefusesUnencodable(t *testing.T) {
+	f := newFixture(t)
+	inf := float32(math.Inf(1))
+	for _, tc := range []struct {
+		name    string
+		lambdas []float32
+		dtype   checkpoint.DType
+		want    []string
+	}{
+		// |τ| ≤ 200/64 here: 1e5·τ exceeds float16's 65504 in lm_head.
+		{"beyond float16", []float32{1e5, 0}, 0, []string{`"lm_head.weight"`, "does not fit F16", "--dtype"}},
+		{"beyond float16 everywhere", []float32{1e5, 0}, checkpoint.F16, []string{`"model.embed_tokens.weight"`, "does not fit F16"}},
+		{"infinite coefficient", []float32{inf, 0}, 0, []string{`"model.embed_tokens.weight"`, "not finite"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			s := openSet(t, f.base.path, f.tv1, f.ft2.path)
+			wantErr(t, tasks.Apply(s, tc.lambdas, out, tasks.WriteOptions{DType: tc.dtype}, tasks.StreamOptions{ChunkElems: 6}), tc.want...)
+			checkNoOutput(t, out)
+			s.AllowNonfinite = true
+			if err := tasks.Apply(s, tc.lambdas, out, tasks.WriteOptions{DType: tc.dtype}, tasks.StreamOptions{ChunkElems: 6}); err != nil {
+				t.Fatalf("with AllowNonfinite: %v", err)
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -179,11 +180,20 @@ func (s *Set) write(out string, specs []checkpoint.TensorSpec, wo WriteOptions, 
 			}
 		}
 	}
+	dtypes := make(map[string]checkpoint.DType, len(specs))
+	for _, sp := range specs {
+		dtypes[sp.Name] = sp.DType
+	}
 	sink := func(j *job) error {
 		name := s.floats[j.index].Name
 		if j.start == 0 {
 			if err := copyThrough(name); err != nil {
 				return err
+			}
+		}
+		if !s.AllowNonfinite {
+			if i := checkpoint.FirstUnencodable(dtypes[name], j.out); i >= 0 {
+				return unencodable(out, name, dtypes[name], j.start+int64(i), j.out[i])
 			}
 		}
 		return w.WriteFloat32(name, j.out)
@@ -445,6 +455,15 @@ func (r *chunkReader) readDiff(ck *checkpoint.Checkpoint, info checkpoint.Tensor
 	}
 	v, _ := checkpoint.DecodeFloat32(checkpoint.BF16, raw[2*bad:2*bad+2], nil)
 	return nonFinite(info, j.start+int64(bad), 0, v[:1])
+}
+
+// unencodable reports a result that the output cannot hold: editkit
+// never writes values it would refuse to read.
+func unencodable(out, name string, dt checkpoint.DType, at int64, v float32) error {
+	if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+		return fmt.Errorf("%s: tensor %s: the result is not finite (%v at flat index %d): the arithmetic overflowed or divided by zero (coefficients too large, or weights that sum to 0?); nothing was written (--allow-nonfinite writes it anyway)", out, checkpoint.QuoteName(name), v, at)
+	}
+	return fmt.Errorf("%s: tensor %s: the result %v at flat index %d does not fit %s, which would store it as ±Inf: write a wider --dtype (float32) or use smaller coefficients; nothing was written (--allow-nonfinite writes ±Inf anyway)", out, checkpoint.QuoteName(name), v, at, dt)
 }
 
 func nonFinite(t checkpoint.TensorInfo, start int64, bad int, data []float32) error {

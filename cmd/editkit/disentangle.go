@@ -180,7 +180,8 @@ a colour bar, the [0, 1]² box outlined). Progress goes to stderr.`,
 	f.StringVarP(&out, "output", "o", "", "output: writes OUT.json and OUT.png (OUT may end in .json) (required)")
 	f.BoolVar(&force, "force", false, "replace existing outputs")
 	lin.register(f)
-	markPaths(f, pathInput, "base", "models", "dataset", "head")
+	markPaths(f, pathInput, "base", "models", "head")
+	markPaths(f, pathDataset, "dataset")
 	markPaths(f, pathRoot, "data")
 	markPaths(f, pathOutput, "output")
 	a.derive(c, func(cmd *cobra.Command) ([]string, []checkpoint.Output, error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
 	"github.com/editkit/editkit/models/train"
@@ -97,7 +98,8 @@ pulls θ toward 0, as the reference's AdamW does). The output is an ordinary
 checkpoint of θ (same names, shapes, dtypes; θ₀ is not stored again) whose
 metadata records that it is linearized and around which base (path and
 SHA-256 of its tensors); eval and embed then evaluate it linearized around
-that base.`,
+that base. A linearized fine-tune is not linearized again (that would
+linearize around its own weights): fine-tune its base.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
@@ -129,6 +131,13 @@ that base.`,
 			opts.LearningRate, opts.WeightDecay, opts.BatchSize = lr, wd, batch
 			opts.Epochs, opts.Steps, opts.Warmup, opts.ClipNorm = epochs, steps, warmup, clipNorm
 			opts.Seed, opts.Workers, opts.Linearized = seed, workers, linearized
+			if linearized {
+				if lin, info, err := linearize.Linearized([]string{model}); err != nil {
+					return err
+				} else if len(lin) > 0 {
+					return fmt.Errorf("--model %s is itself a linearized fine-tune (around %s): --linearized would linearize around its weights, not around that base; fine-tune the base with --linearized instead", model, info.Path)
+				}
+			}
 
 			enc, err := encoder.Load(model)
 			if err != nil {
@@ -245,7 +254,8 @@ that base.`,
 	f.BoolVar(&linearized, "linearized", false, "fine-tune the model's linearization around its own weights (tangent-space task arithmetic)")
 	f.BoolVar(&ignoreNames, "ignore-class-names", false, "accept a head whose class names differ from the dataset's (their number must match)")
 	o.register(f, "dtype of the output's float tensors (default: each tensor's dtype in the input)")
-	markPaths(f, pathInput, "model", "head", "dataset")
+	markPaths(f, pathInput, "model", "head")
+	markPaths(f, pathDataset, "dataset")
 	markPaths(f, pathRoot, "data")
 	markRange(f, "lr", "(0, inf)")
 	markRange(f, "wd", "[0, inf)")

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/datasets"
 )
 
 // Every command runs the same checks once its flags are parsed and before
@@ -33,6 +34,9 @@ const (
 const (
 	// pathInput is read: no output may be it, lie inside it or hold it.
 	pathInput = "input"
+	// pathDataset is a dataset: a path, or a name found under the
+	// command's --data folder (datasets.Resolve); both are inputs.
+	pathDataset = "dataset"
 	// pathRoot is a folder searched for inputs (--data): outputs may lie
 	// inside it, but may not be it or hold it.
 	pathRoot = "root"
@@ -73,7 +77,7 @@ func argsAreInputs(c *cobra.Command) *cobra.Command {
 }
 
 // derivedPaths are the inputs and outputs a command knows only from its
-// flags' values (merge --search's records beside -o, the heads named in
+// flags' values (merge --search's records beside -o, the heads and datasets named in
 // --search entries).
 type derivedPaths func(cmd *cobra.Command) (inputs []string, outputs []checkpoint.Output, err error)
 
@@ -137,6 +141,8 @@ func (a *app) checkFlags(cmd *cobra.Command, args []string) error {
 		o.Inputs = append(o.Inputs, p)
 		return nil
 	}
+	type dataset struct{ label, name string }
+	var sets []dataset
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
 		kind := f.Annotations[pathKey]
 		if err != nil || len(kind) == 0 {
@@ -146,6 +152,9 @@ func (a *app) checkFlags(cmd *cobra.Command, args []string) error {
 			switch kind[0] {
 			case pathInput:
 				err = addInput(flagLabel(f), p)
+			case pathDataset:
+				err = addInput(flagLabel(f), p) // a folder or file given as a path
+				sets = append(sets, dataset{flagLabel(f), p})
 			case pathRoot:
 				if p != "" {
 					o.Roots = append(o.Roots, p)
@@ -162,6 +171,13 @@ func (a *app) checkFlags(cmd *cobra.Command, args []string) error {
 	})
 	if err != nil {
 		return err
+	}
+	for _, d := range sets {
+		if dir := resolveDataset(d.name, o.Roots); dir != "" && dir != d.name {
+			if err := addInput(d.label, dir); err != nil {
+				return err
+			}
+		}
 	}
 	if cmd.Annotations[argsKey] == pathInput {
 		for _, p := range args {
@@ -192,6 +208,21 @@ func (a *app) checkFlags(cmd *cobra.Command, args []string) error {
 	}
 	a.out = o
 	return err
+}
+
+// resolveDataset returns the folder a dataset flag's value names, found
+// as the command will find it (under roots[0], the command's --data, when
+// given), or "" when there is none: the command then says why.
+func resolveDataset(name string, roots []string) string {
+	var o datasets.Options
+	if len(roots) > 0 {
+		o.DataDir = roots[0] // "": $EDITKIT_DATA or the default
+	}
+	dir, err := datasets.Resolve(name, o)
+	if err != nil {
+		return ""
+	}
+	return dir
 }
 
 // flagLabel is how messages name a flag: -o for --output, else --name.

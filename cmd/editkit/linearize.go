@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/pflag"
 
@@ -110,6 +111,9 @@ func (a *app) searchLinearization(base *encoder.Encoder, members []string, l lin
 	if err != nil || lin == nil {
 		return nil, nil, err
 	}
+	if ch.Elsewhere && !a.quiet {
+		fmt.Fprintf(a.stderr, "editkit: merge --search: warning: --linearize-at %s holds other weights than --base %s: the candidates θ₀ + λΔ are linearized around a point they do not start from (post-hoc linearization is around the pre-trained model, the merge's base)\n", ch.Base, base.Path)
+	}
 	if !ch.Recorded {
 		return lin, nil, nil
 	}
@@ -140,24 +144,38 @@ func withMetadata(meta, extra map[string]string) map[string]string {
 	return out
 }
 
-// linearizedMergeMeta is the record of a merge of linearized fine-tunes
-// into their own base: such a merge is θ of f_lin around that base too, so
-// eval and embed evaluate it linearized by default. It is nil for other
-// merges; linearized fine-tunes of another base than --base are an error.
-func linearizedMergeMeta(base string, members []string) (map[string]string, error) {
-	all, err := linearize.AllLinearized(members)
-	if err != nil || !all {
+// linearizedMeta is the record of a merge (or a task vector, or an
+// application of task vectors) of linearized fine-tunes into their own
+// base: such a merge is θ of f_lin around that base too, so eval and embed
+// evaluate it linearized by default, and its task vectors carry the record
+// on to the models built from them. It is nil for other merges, with a
+// warning when only some of the members are linearized; linearized
+// fine-tunes of another base than base are an error. Without a base (a
+// configuration without base_model) the members' record is carried over.
+func (a *app) linearizedMeta(command, base string, members []string) (map[string]string, error) {
+	lin, info, err := linearize.Linearized(members)
+	if err != nil || len(lin) == 0 {
 		return nil, err
+	}
+	if len(lin) < len(members) {
+		if !a.quiet {
+			plain := slices.DeleteFunc(slices.Clone(members), func(m string) bool { return slices.Contains(lin, m) })
+			fmt.Fprintf(a.stderr, "editkit: %s: warning: %s is a linearized fine-tune but %s is not: the output is a plain model, evaluated as f(x; θ) (give only linearized fine-tunes to stay in the tangent space)\n", command, lin[0], plain[0])
+		}
+		return nil, nil
+	}
+	if base == "" {
+		return info.Metadata(), nil
 	}
 	enc, err := encoder.Load(base)
 	if err != nil {
 		return nil, err
 	}
-	lin, ch, err := linearize.ForMerge(enc, members, "", false)
+	l, ch, err := linearize.ForMerge(enc, members, "", false)
 	if err != nil {
 		return nil, err
 	}
-	lin.Close()
+	l.Close()
 	meta := map[string]string{}
 	if ch.Recorded {
 		err = addLinearizedMeta(meta, base, enc)

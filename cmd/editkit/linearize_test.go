@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -188,6 +189,11 @@ func TestLinearizedFinetuneAndEvalCLI(t *testing.T) {
 		ck.Close()
 	}
 
+	// Linearizing a linearized fine-tune again would linearize around its
+	// own weights: refused, naming its base.
+	f.fails("is itself a linearized fine-tune", "finetune", "--model", f.p("lin"), "--head", f.p("head.safetensors"), "--dataset", f.p("toy"),
+		"--steps", "1", "--linearized", "-o", f.p("relin2"))
+
 	// An ordinary checkpoint of θ: the base's names, shapes and dtypes, no
 	// second copy of θ₀; the metadata names the base and its digest.
 	baseCk, err := checkpoint.Open(f.p("base"))
@@ -205,7 +211,7 @@ func TestLinearizedFinetuneAndEvalCLI(t *testing.T) {
 		t.Fatalf("the linearized fine-tune has %d tensors, the base %d", len(lt), len(bt))
 	}
 	for i := range bt {
-		if bt[i].Name != lt[i].Name || bt[i].DType != lt[i].DType || !equalShape(bt[i].Shape, lt[i].Shape) {
+		if bt[i].Name != lt[i].Name || bt[i].DType != lt[i].DType || !slices.Equal(bt[i].Shape, lt[i].Shape) {
 			t.Errorf("tensor %d: %s %s %v, base %s %s %v", i, lt[i].Name, lt[i].DType, lt[i].Shape, bt[i].Name, bt[i].DType, bt[i].Shape)
 		}
 	}
@@ -318,18 +324,6 @@ func linFeatures(t *testing.T, model, base, data string) []float32 {
 		t.Fatal(err)
 	}
 	return out
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // fourFinetunes adds a second task (toy2) and fine-tunes the base on each
@@ -528,6 +522,10 @@ func TestMergeSearchLinearized(t *testing.T) {
 	if rec.LinearizedAt != f.p("base") {
 		t.Errorf("post-hoc search: linearized_at %q", rec.LinearizedAt)
 	}
+	// Post-hoc around another point than the merge's base: a warning.
+	if _, stderr := search("elsewhere", "--models", f.p("ft1"), "--models", f.p("ft2"), "--linearize-at", f.p("other")); !strings.Contains(stderr, "warning: --linearize-at "+f.p("other")+" holds other weights than --base") {
+		t.Errorf("post-hoc search around another base: stderr %q", stderr)
+	}
 	ck, err = checkpoint.Open(f.p("posthoc"))
 	if err != nil {
 		t.Fatal(err)
@@ -554,9 +552,39 @@ func TestMergeSearchLinearized(t *testing.T) {
 		return ok
 	}
 	f.ok("merge", "--method", "task_arithmetic", "--base", f.p("base"), "--models", f.p("lin1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("plainmerge"))
-	f.ok("merge", "--method", "task_arithmetic", "--base", f.p("base"), "--models", f.p("ft1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("mixed"))
+	_, stderr = f.ok("merge", "--method", "task_arithmetic", "--base", f.p("base"), "--models", f.p("ft1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("mixed"))
 	if !marked(f.p("plainmerge")) || marked(f.p("mixed")) {
 		t.Errorf("merge of linearized fine-tunes marked %v (want true), mixed merge marked %v (want false)", marked(f.p("plainmerge")), marked(f.p("mixed")))
+	}
+	if !strings.Contains(stderr, "warning: "+f.p("lin2")+" is a linearized fine-tune but "+f.p("ft1")+" is not") {
+		t.Errorf("a mixed merge does not warn: %q", stderr)
+	}
+	// Task vectors of linearized fine-tunes carry the record, so that the
+	// models built from them (apply, merge of stored vectors) are evaluated
+	// linearized too, and their arithmetic keeps it.
+	f.ok("taskvector", "--base", f.p("base"), "--finetuned", f.p("lin1"), "-o", f.p("tv1.safetensors"))
+	f.ok("taskvector", "--base", f.p("base"), "--finetuned", f.p("lin2"), "-o", f.p("tv2.safetensors"))
+	f.ok("tv", "add", "--base", f.p("base"), f.p("tv1.safetensors"), f.p("tv2.safetensors"), "-o", f.p("tvsum.safetensors"))
+	f.ok("apply", "--base", f.p("base"), f.p("tvsum.safetensors"), "--lambda", "0.5", "-o", f.p("applied"))
+	f.ok("merge", "--method", "task_arithmetic", "--base", f.p("base"), "--models", f.p("tv1.safetensors"), "--models", f.p("tv2.safetensors"), "--lambda", "0.5", "-o", f.p("tvmerge"))
+	for _, p := range []string{"tv1.safetensors", "tvsum.safetensors", "applied", "tvmerge"} {
+		if !marked(f.p(p)) {
+			t.Errorf("%s is not marked linearized", p)
+		}
+	}
+	if r, _ := f.evalJSON(f.p("applied")); r.LinearizedAt != absBase {
+		t.Errorf("apply of linearized task vectors evaluated at %q, want linearized around %s", r.LinearizedAt, absBase)
+	}
+	f.fails("expected "+absBase, "taskvector", "--base", f.p("other"), "--finetuned", f.p("lin1"), "-o", f.p("bad"))
+	// A configuration without base_model (a model soup of linearized
+	// fine-tunes) carries their record over.
+	soup := "merge_method: linear\nmodels:\n  - {model: " + f.p("lin1") + ", parameters: {weight: 1}}\n  - {model: " + f.p("lin2") + ", parameters: {weight: 1}}\n"
+	if err := os.WriteFile(f.p("soup.yaml"), []byte(soup), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.ok("merge", "--config", f.p("soup.yaml"), "-o", f.p("soup"))
+	if !marked(f.p("soup")) {
+		t.Error("a configuration's soup of linearized fine-tunes is not marked linearized")
 	}
 	f.fails("expected "+absBase, "merge", "--method", "task_arithmetic", "--base", f.p("other"), "--models", f.p("lin1"), "--models", f.p("lin2"), "--lambda", "0.5", "-o", f.p("bad"))
 

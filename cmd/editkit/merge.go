@@ -67,7 +67,9 @@ per-tensor trimming), dare_linear and dare_ties (need --density, seeded by
 (weighted average of the --models; the base only supplies the layout and the
 integer tensors), model_stock (--filter-wise) and slerp (--t; one model);
 della, della_linear, sce, nuslerp, karcher, multislerp and arcee_fusion as
-mergekit defines them. --lines-alpha/--lines-beta add LiNeS layer scaling to
+mergekit defines them with a base_model (karcher, like linear, averages the
+--models only; a configuration's base_model takes part in its mean, as in
+mergekit). --lines-alpha/--lines-beta add LiNeS layer scaling to
 any method (to its merged θ − θ₀). The models may be fine-tuned checkpoints
 or stored task vectors. A flag the method does not read is an error.
 
@@ -130,17 +132,20 @@ The output gets the recipe as ` + mergeSideFile + ` and provenance metadata
 		if !sf.requested(cmd) || f.o.out == "" {
 			return nil, nil, nil
 		}
-		var heads []string
+		var ins []string
 		for _, s := range sf.entries {
 			if e, err := parseSearchEntry(s); err == nil {
-				heads = append(heads, e.head)
+				ins = append(ins, e.head, e.dataset)
+				if dir := resolveDataset(e.dataset, []string{sf.data}); dir != "" {
+					ins = append(ins, dir)
+				}
 			}
 		}
 		var outs []checkpoint.Output
 		for _, p := range eval.RecordPaths(f.o.out) {
 			outs = append(outs, checkpoint.Output{Flag: "the search record", Path: p})
 		}
-		return heads, outs, nil
+		return ins, outs, nil
 	})
 	return c
 }
@@ -251,7 +256,7 @@ func (a *app) runMerge(cmd *cobra.Command, f *mergeFlags) error {
 	if err := job.provenance(inputs); err != nil {
 		return err
 	}
-	linMeta, err := linearizedMergeMeta(job.base, job.models)
+	linMeta, err := a.linearizedMeta("merge", job.base, job.models)
 	if err != nil {
 		return err
 	}

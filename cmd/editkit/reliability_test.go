@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/merge"
 )
 
@@ -83,7 +84,7 @@ func TestEveryFlagIsClassified(t *testing.T) {
 					continue // a merge parameter: merge.Params says what it is and checks it
 				}
 				if kind == "" && notPaths[f.Name] == "" {
-					t.Errorf("%s --%s: say what it is: markPaths(fs, pathInput|pathOutput|pathRoot|pathWork, ...) if it names a file, else add it to notPaths", c.CommandPath(), f.Name)
+					t.Errorf("%s --%s: say what it is: markPaths(fs, pathInput|pathDataset|pathOutput|pathRoot|pathWork, ...) if it names a file, else add it to notPaths", c.CommandPath(), f.Name)
 				}
 				if kind != "" && notPaths[f.Name] != "" {
 					t.Errorf("%s --%s is both a path (%s) and not a path (%s)", c.CommandPath(), f.Name, kind, notPaths[f.Name])
@@ -264,6 +265,35 @@ func TestEveryOutputIsGuarded(t *testing.T) {
 	if n < 15 {
 		t.Errorf("only %d output flags found", n)
 	}
+}
+
+// TestNamedDatasetsAreInputs: a dataset given by name is read from the
+// folder --data (or $EDITKIT_DATA) holds, so that folder is an input like
+// a path: an output inside it is refused, --force or not.
+func TestNamedDatasetsAreInputs(t *testing.T) {
+	dir := guardFixture(t)
+	for name, data := range map[string]string{"data/toy/classes.txt": "a\nb\n", "data/toy/train-images-idx3-ubyte": "x", "head.safetensors": "x"} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inside := []string{"data/toy/classes.txt", "lies inside input data/toy"}
+	for _, args := range [][]string{
+		{"eval", "--model", "in", "--dataset", "toy", "--head", "head.safetensors", "--data", "data", "--md", "data/toy/classes.txt", "--force"},
+		{"finetune", "--model", "in", "--dataset", "toy", "--head", "head.safetensors", "--data", "data", "-o", "data/toy/classes.txt", "--force"},
+		{"head", "probe", "--model", "in", "--dataset", "toy", "--data", "data", "-o", "data/toy/classes.txt", "--force"},
+		{"merge", "--base", "in", "--models", "in", "--method", "task_arithmetic", "--search", "toy=head.safetensors",
+			"--data", "data", "-o", "data/toy/classes.txt", "--force"},
+	} {
+		wantRefused(t, dir, inside, args...)
+	}
+	t.Setenv(datasets.EnvDataDir, filepath.Join(dir, "data"))
+	wantRefused(t, dir, []string{"data/toy/classes.txt", "lies inside input"},
+		"disentangle", "--base", "in", "--models", "in", "in", "--dataset", "toy", "--head", "head.safetensors", "--dataset", "toy", "--head", "head.safetensors", "-o", "data/toy/classes.txt.json", "--force")
 }
 
 // TestFloatFlagsChecked gives every float flag with a declared range NaN,

@@ -296,13 +296,13 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	switch {
 	case sp.negate:
 		target, control := sp.names[0], sp.names[1]
-		obj = eval.Negation(target, control, 0.95*rec.Pretrained[control])
+		obj = eval.Negation(target, control, eval.ControlFraction*rec.Pretrained[control])
 	case sp.coef == merge.CoefLinesAlpha:
 		norm := map[string]float64{sp.names[0]: ft[sp.names[0]]}
 		for k, v := range rec.Pretrained {
 			norm[k] = v
 		}
-		obj = eval.Tradeoff(sp.names[0], sp.names[1:], norm, 2)
+		obj = eval.Tradeoff(sp.names[0], sp.names[1:], norm, eval.LinesTargetWeight)
 	default:
 		obj = eval.Addition(sp.names, ft)
 	}

@@ -33,7 +33,7 @@ result is a checkpoint marked as a task vector, recording its base.`,
 			if err != nil {
 				return err
 			}
-			return a.writeSet("taskvector", base, []string{ft}, o, wo, nil, "building task vector", func(s *tasks.Set, so tasks.StreamOptions) error {
+			return a.writeSet("taskvector", base, []string{ft}, o, wo, nil, "building task vector", func(s *tasks.Set, wo tasks.WriteOptions, so tasks.StreamOptions) error {
 				return tasks.Build(s, o.out, wo, so)
 			})
 		},
@@ -78,7 +78,7 @@ bool tensors, config and tokenizer files come from the base.`,
 			if err != nil {
 				return err
 			}
-			return a.writeSet("apply", base, args, o, wo, map[string]any{"lambda": l}, "applying", func(s *tasks.Set, so tasks.StreamOptions) error {
+			return a.writeSet("apply", base, args, o, wo, map[string]any{"lambda": l}, "applying", func(s *tasks.Set, wo tasks.WriteOptions, so tasks.StreamOptions) error {
 				return tasks.Apply(s, toFloat32(l), o.out, wo, so)
 			})
 		},
@@ -136,7 +136,7 @@ the fly.`,
 				return err
 			}
 			coeffs := op.coeffs(len(args), by)
-			return a.writeSet("tv "+cmd.Name(), base, args, o, wo, map[string]any{"coefficients": coeffs}, cmd.Name(), func(s *tasks.Set, so tasks.StreamOptions) error {
+			return a.writeSet("tv "+cmd.Name(), base, args, o, wo, map[string]any{"coefficients": coeffs}, cmd.Name(), func(s *tasks.Set, wo tasks.WriteOptions, so tasks.StreamOptions) error {
 				return tasks.WriteCombination(s, coeffs, o.out, wo, so)
 			})
 		}
@@ -156,8 +156,9 @@ the fly.`,
 }
 
 // writeSet opens the set, checks the output early, runs write with progress
-// and reports the result.
-func (a *app) writeSet(command, base string, members []string, o outFlags, wo tasks.WriteOptions, params map[string]any, desc string, write func(*tasks.Set, tasks.StreamOptions) error) error {
+// and reports the result. The output of linearized fine-tunes (or of their
+// task vectors) is marked linearized around base, as merge's is.
+func (a *app) writeSet(command, base string, members []string, o outFlags, wo tasks.WriteOptions, params map[string]any, desc string, write func(*tasks.Set, tasks.WriteOptions, tasks.StreamOptions) error) error {
 	start := time.Now()
 	s, err := a.openSet(base, members)
 	if err != nil {
@@ -167,8 +168,13 @@ func (a *app) writeSet(command, base string, members []string, o outFlags, wo ta
 	if err := checkpoint.CheckOutput(o.out, s.Inputs(), o.force); err != nil {
 		return err
 	}
+	linMeta, err := a.linearizedMeta(command, base, members)
+	if err != nil {
+		return err
+	}
+	wo.Metadata = withMetadata(wo.Metadata, linMeta)
 	p := a.newProgress(desc)
-	err = write(s, tasks.StreamOptions{Progress: p.callback()})
+	err = write(s, wo, tasks.StreamOptions{Progress: p.callback()})
 	p.done()
 	if err != nil {
 		return err
