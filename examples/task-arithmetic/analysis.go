@@ -41,7 +41,7 @@ func runNegation(o options, st settings, x *experiment, ts []*task, rep *report,
 	pair := []probe{target, control}
 	rec := &negationRecord{Target: target.name(), Control: control.name()}
 	rec.Search, err = eval.SearchDirection(d, x.ev.enc.Weights, eval.Steps{Values: st.LambdaGrid},
-		eval.Negation(rec.Target, rec.Control, 0.95*rep.ZeroShotVal[rec.Control]), x.ev.on(pair, false))
+		eval.Negation(rec.Target, rec.Control, eval.ControlFraction*rep.ZeroShotVal[rec.Control]), x.ev.on(pair, false))
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ func runSingleLines(st settings, x *experiment, ts []*task, rep *report, logf fu
 	if err != nil {
 		return nil, err
 	}
-	if rec.Search, err = eval.SearchDirection(lines, x.ev.enc.Weights, eval.Steps{Values: st.AlphaGrid}, eval.Tradeoff(rec.Target, rec.Controls, norm, 2), x.ev.on(ps, false)); err != nil {
+	if rec.Search, err = eval.SearchDirection(lines, x.ev.enc.Weights, eval.Steps{Values: st.AlphaGrid}, eval.Tradeoff(rec.Target, rec.Controls, norm, eval.LinesTargetWeight), x.ev.on(ps, false)); err != nil {
 		return nil, err
 	}
 	rec.Alpha = rec.Search.Chosen()

@@ -89,7 +89,7 @@ func TestQuick(t *testing.T) {
 
 	if n := r.Negation; n == nil || n.Search == nil {
 		t.Error("no negation record")
-	} else if p := n.Search.Points[n.Search.Best]; !p.Feasible || p.Accuracy[n.Control] < 0.95*r.ZeroShotVal[n.Control] {
+	} else if p := n.Search.Points[n.Search.Best]; !p.Feasible || p.Accuracy[n.Control] < eval.ControlFraction*r.ZeroShotVal[n.Control] {
 		t.Errorf("negation's chosen λ %g breaks its control constraint: %+v", n.Lambda, p)
 	}
 	if l := r.SingleLines; l == nil || l.UniformSearch == nil {
