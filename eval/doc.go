@@ -33,6 +33,22 @@
 // beside the merge it chose: JSON, markdown (Record.Markdown) and a PNG
 // plot (PlotSearch).
 //
+// # Intervals
+//
+// Differences of a few hundred test images are noise. Bootstrap computes
+// 95% percentile-bootstrap intervals over the examples of each task
+// (DefaultReplicates resamples, seeded, so the same outcomes give the same
+// intervals): of a model's accuracy, and of the paired difference of two
+// models' accuracies, resampling the same examples for both, which is far
+// tighter than comparing two separate intervals. The mean over tasks
+// resamples each task independently and averages, as the tables' average
+// column does. A model trained with several seeds enters with one outcome
+// vector per seed and is scored by the per-example mean over seeds, so its
+// interval covers the test sampling at the seed-averaged model; the spread
+// over seeds (Row.Spread) is reported beside it. Table.AddRuns and
+// Table.Intervals put both into any table (merge --search records,
+// eval --md, the examples); Table.MarkdownIntervals renders them.
+//
 // The conventions follow the task-vectors reference code
 // (mlfoundations/task_vectors, gortizji/tangent_task_arithmetic): normalized
 // accuracy of task t is acc(model, t)/acc(fine-tuned_t, t); addition picks

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/editkit/editkit/checkpoint"
@@ -35,6 +36,8 @@ type Record struct {
 	Pretrained map[string]float64 `json:"pretrained,omitempty"`
 	// LinesAlpha is LiNeS's α during a β search.
 	LinesAlpha *float64 `json:"lines_alpha,omitempty"`
+	// Tall is consensus's search of the TALL-mask λ_t (merge --search-tall).
+	Tall *TallSearch `json:"tall,omitempty"`
 	// LinearizedAt is the base around which the candidates were evaluated
 	// linearized (tangent-space task arithmetic), "" when plainly.
 	LinearizedAt string  `json:"linearized_at,omitempty"`
@@ -57,31 +60,67 @@ func RecordPaths(out string) []string {
 // symbol is the searched coefficient's letter.
 func (r *Record) symbol() string { return merge.Coefficient(r.Coefficient).Symbol() }
 
-// Markdown renders the record: the choice, the normalizers, every point
-// of the search as a table row, and the written checkpoint's accuracies.
-func (r *Record) Markdown() (string, error) {
+// table is the record's table: one row per point of the search, and,
+// where the evaluator gave per-example outcomes, 95% intervals of each
+// point's accuracies and of their paired difference with the chosen point.
+func (r *Record) table() (*Table, error) {
 	sym := r.symbol()
 	tab := &Table{Split: r.Split, Tasks: r.Tasks}
 	if r.Coefficient != string(merge.CoefLinesAlpha) {
 		tab.Finetuned = r.Finetuned
 	}
+	var chosen string
 	for i, p := range r.Search.Points {
 		name := fmt.Sprintf("%s = %g", sym, p.Coef)
 		if i == r.Search.Best {
 			name = "**" + name + " (chosen)**"
+			chosen = name
 		} else if !p.Feasible {
 			name += " (infeasible)"
 		}
-		if err := tab.Add(name, p.Accuracy, map[string]float64{"score": p.Score}); err != nil {
-			return "", err
+		co := map[string]float64{"score": p.Score}
+		var err error
+		if p.Hits != nil {
+			err = tab.AddRuns(name, []map[string][]bool{p.Hits}, co)
+		} else {
+			err = tab.Add(name, p.Accuracy, co)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
+	if err := tab.Intervals([]string{chosen}, BootstrapOptions{}); err != nil {
+		return nil, err
+	}
+	return tab, nil
+}
+
+// Markdown renders the record: the choice, the normalizers, every point
+// of the search as a table row with its intervals, and the written
+// checkpoint's accuracies.
+func (r *Record) Markdown() (string, error) {
+	tab, err := r.table()
+	if err != nil {
+		return "", err
+	}
+	return r.markdown(tab), nil
+}
+
+func (r *Record) markdown(tab *Table) string {
+	sym := r.symbol()
 	var b strings.Builder
 	fmt.Fprintf(&b, "## editkit merge --search: %s\n\n", r.Method)
 	fmt.Fprintf(&b, "Chosen on the validation split only: %s = %g (merge parameter %s = %g), objective: %s.\n\n",
 		sym, r.Chosen, r.Coefficient, r.Applied, r.Search.Objective)
 	if r.LinesAlpha != nil {
 		fmt.Fprintf(&b, "LiNeS α = %.6g (fixed), β searched.\n\n", *r.LinesAlpha)
+	}
+	if r.Tall != nil {
+		b.WriteString("TALL-mask λ_t chosen per task on its validation data:")
+		for i, t := range r.Tasks {
+			fmt.Fprintf(&b, " %s %g (accuracy %.2f%%);", t, r.Tall.Lambdas[i], 100*r.Tall.Accuracy[t][slices.Index(r.Tall.Grid, r.Tall.Lambdas[i])])
+		}
+		b.WriteString("\n\n")
 	}
 	if r.LinearizedAt != "" {
 		fmt.Fprintf(&b, "Every model evaluated linearized around %s: f(x; θ₀) + J·(θ − θ₀).\n\n", r.LinearizedAt)
@@ -110,7 +149,10 @@ func (r *Record) Markdown() (string, error) {
 		fmt.Fprintf(&b, " %s %.2f%%;", t, 100*r.Written[t])
 	}
 	fmt.Fprintf(&b, "\n\nOutput: %s\n", r.Output)
-	return b.String(), nil
+	if iv := tab.MarkdownIntervals(); iv != "" {
+		b.WriteString(iv)
+	}
+	return b.String()
 }
 
 // Write writes the record's JSON, markdown and plot to paths (see
@@ -119,10 +161,18 @@ func (r *Record) Markdown() (string, error) {
 // records them in Files and returns the markdown.
 func (r *Record) Write(paths []string, opts checkpoint.WriteOptions) (string, error) {
 	r.Files = paths
-	md, err := r.Markdown()
+	tab, err := r.table()
 	if err != nil {
 		return "", err
 	}
+	for i := range r.Search.Points {
+		row := tab.Rows[i]
+		r.Search.Points[i].Interval = row.Interval
+		for _, v := range row.Versus {
+			r.Search.Points[i].VsChosen = v
+		}
+	}
+	md := r.markdown(tab)
 	js, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return "", err

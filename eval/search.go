@@ -60,6 +60,11 @@ type Point struct {
 	// Hits holds the per-example outcomes behind Accuracy when the
 	// evaluator gave them (see ModelEval), for paired intervals.
 	Hits map[string][]bool `json:"-"`
+	// Interval holds the 95% bootstrap interval of each metric and of
+	// their mean (key "average"), and VsChosen the paired interval of this
+	// point's metrics minus the chosen point's, when a Record computed them.
+	Interval map[string]Interval `json:"interval,omitempty"`
+	VsChosen map[string]Interval `json:"vs_chosen,omitempty"`
 }
 
 // Search is a finished coefficient search.

@@ -214,6 +214,22 @@ func (d *Direction) read(s *tasks.Set, scratch string, names []string) error {
 // they were asked for.
 func (d *Direction) Tensors() []string { return d.names }
 
+// Delta returns Δ of tensor name (the merged task vector before any
+// coefficient), or false when the direction does not hold it. Do not
+// modify it.
+func (d *Direction) Delta(name string) ([]float32, bool) {
+	v, ok := d.delta[name]
+	if !ok || d.unit == 1 {
+		return v, ok
+	}
+	out := make([]float32, len(v))
+	k := float32(1 / d.unit)
+	for i, x := range v {
+		out[i] = k * x
+	}
+	return out, true
+}
+
 // Scale is the coefficient of Δ in tensor name at c (see Coefficient): c or
 // −c for λ, LiNeS's α + β ℓ/(L−1) for β and α.
 func (d *Direction) Scale(name string, c float64) float64 {

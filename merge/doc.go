@@ -58,7 +58,9 @@
 // Direction.Config(c) gives the recipe that writes the chosen θ(c). The
 // coefficient is λ (θ_0 − λΔ for task negation), LiNeS's multi-task β with
 // α fixed, or LiNeS's single-task α with β = 1 − α; the LiNeS schedule is
-// the one Run applies.
+// the one Run applies. For Consensus, TallMask and TallBase expose the TALL
+// mask and the multi-task vector it masks, so that each task's λ_t can be
+// chosen on validation data (eval.SearchTallLambdas) before the merge.
 //
 // Where a paper's reference code and mergekit differ, Config.Semantics picks
 // whose definition is followed: Paper for the command line, Mergekit for

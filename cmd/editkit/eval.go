@@ -55,9 +55,8 @@ ViT's pooled CLS output.
 Give --dataset and --head once per task, in matching order. Datasets are
 found by name as editkit's datasets package finds them (mnist from the Go
 module cache, other names as folders under --data, $EDITKIT_DATA or
-../shared/data/vision). --split val is the validation set held out of the
-training set (10%, at most 5000, seed 0), as the task-vectors code holds it
-out; --limit evaluates only the first N examples of the split.
+../shared/data/vision). --split val is the validation set: ` + validationHelp + `
+--limit evaluates only the first N examples of the split.
 
 Normalized accuracy (accuracy / the task's fine-tuned accuracy) is shown when
 the fine-tuned accuracies are known: --finetuned-acc task=acc,... (fractions),
@@ -92,6 +91,13 @@ checkpoints are evaluated the same way as the model.`,
 	f.lin.register(fs)
 	return c
 }
+
+// validationHelp says how every command's validation split is held out.
+const validationHelp = `10% of the training set,
+at most 5000 examples, chosen with seed 0, as the task-vectors code holds it
+out; where the dataset ships a group file (GTSRB's train-tracks-idx1-int.gz,
+the frames of one physical sign) whole groups are held out, so near-duplicate
+frames never sit on both sides of the split (train is the rest).`
 
 // evalTask is one task of an evaluation: its split, its head and its name.
 type evalTask struct {
@@ -171,7 +177,7 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	if lin != nil {
 		rep.LinearizedAt = lin.Base.Path
 	}
-	acc := map[string]float64{}
+	hits := map[string][]bool{}
 	for _, t := range ts {
 		r, err := evalAccuracyLin(enc, lin, enc.Weights, t, f.batch, p)
 		if err != nil {
@@ -179,8 +185,9 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 		}
 		r.Task = t.name
 		rep.Results = append(rep.Results, r)
-		acc[t.name] = r.Accuracy
+		hits[t.name] = r.Hits
 	}
+	ftHits := map[string][]bool{}
 	if len(f.finetuned) > 0 {
 		rep.Finetuned = map[string]eval.Result{}
 		ftAcc = map[string]float64{}
@@ -190,29 +197,42 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
 			}
 			r, err := evalAccuracyLin(enc, lin, w, ts[i], f.batch, p)
+			w.Finalize()
 			if err != nil {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
 			}
 			r.Task = ts[i].name
 			rep.Finetuned[ts[i].name] = r
 			ftAcc[ts[i].name] = r.Accuracy
+			ftHits[ts[i].name] = r.Hits
 		}
 	}
 	p.finish()
+	// The model's row, the fine-tuned models' (one per task) when given,
+	// and 95% intervals: of each accuracy, and of the paired difference.
 	rep.Table = &eval.Table{Title: "editkit eval " + displayName(f.model), Split: string(split), Tasks: names, Finetuned: ftAcc}
-	if err := rep.Table.Add(displayName(f.model), acc, nil); err != nil {
+	if err := rep.Table.AddRuns(displayName(f.model), []map[string][]bool{hits}, nil); err != nil {
 		return err
 	}
+	if len(ftHits) > 0 {
+		if err := rep.Table.AddRuns(finetunedRow, []map[string][]bool{ftHits}, nil); err != nil {
+			return err
+		}
+	}
+	if err := rep.Table.Intervals([]string{finetunedRow}, eval.BootstrapOptions{}); err != nil {
+		return err
+	}
+	md := rep.Table.Markdown() + rep.Table.MarkdownIntervals()
 	rep.Seconds = time.Since(start).Seconds()
 	if f.md != "" {
-		if err := a.writeFile(f.md, []byte(rep.Table.Markdown())); err != nil {
+		if err := a.writeFile(f.md, []byte(md)); err != nil {
 			return err
 		}
 	}
 	if a.json {
 		return a.printJSON(rep)
 	}
-	fmt.Fprint(a.stdout, rep.Table.Markdown())
+	fmt.Fprint(a.stdout, md)
 	if !a.quiet {
 		n := 0
 		for _, r := range rep.Results {
@@ -226,6 +246,9 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	}
 	return nil
 }
+
+// finetunedRow names eval's row of the --finetuned models.
+const finetunedRow = "fine-tuned (--finetuned)"
 
 // displayName is a checkpoint path's last element, without .safetensors.
 func displayName(path string) string {

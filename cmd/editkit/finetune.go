@@ -84,8 +84,9 @@ tensors; a bfloat16 input fine-tuned at small learning rates may want
 files, so that 'editkit taskvector --base MODEL --finetuned OUT' works as is;
 a folder output also gets the frozen head as head.safetensors.
 
-The training split is the training set less the validation examples
-(10%, at most 5000, seed 0); --split trainval trains on all of it, --limit N
+The training split is the training set less the validation split, which is
+` + validationHelp + `
+--split trainval trains on all of it, --limit N
 on N examples drawn at random (--seed). --eval-val reports the fine-tuned
 model's accuracy on the validation split. The data order is shuffled anew
 each epoch from --seed: two runs with the same flags train the same model.

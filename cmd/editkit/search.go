@@ -28,6 +28,7 @@ type searchFlags struct {
 	grid         string
 	negate       bool
 	lines        bool
+	tall         bool
 	finetunedAcc string
 	data         string
 	limit, batch int
@@ -35,13 +36,14 @@ type searchFlags struct {
 }
 
 // searchOnly lists the flags that mean nothing without --search.
-var searchOnly = []string{"search", "grid", "negate", "search-lines", "finetuned-acc", "data", "limit", "batch", "linearize-at", "no-linearize"}
+var searchOnly = []string{"search", "grid", "negate", "search-lines", "search-tall", "finetuned-acc", "data", "limit", "batch", "linearize-at", "no-linearize"}
 
 // register adds the --search flags to merge's flag set.
 func (sf *searchFlags) register(fs *pflag.FlagSet) {
-	fs.StringArrayVar(&sf.entries, "search", nil, "choose the coefficient on validation data: dataset=HEAD.safetensors[:finetuned_acc], once per task (the i-th is the task of the i-th --models)")
+	fs.StringArrayVar(&sf.entries, "search", nil, "choose the coefficient on validation data (the split of editkit eval --split val: held out by track where the dataset has a group file): dataset=HEAD.safetensors[:finetuned_acc], once per task (the i-th is the task of the i-th --models)")
 	fs.StringVar(&sf.grid, "grid", "", "search grid from:to:step (default: λ 0:1:0.05; LiNeS β 0.1:1:0.1, 0.1:1.5:0.1 for ties; single-task LiNeS α 0:1:0.1)")
 	fs.BoolVar(&sf.negate, "negate", false, "search: task negation θ₀ − λτ of one model; the first --search task is the target, the second the control (kept ≥ 95% of the pre-trained model's accuracy)")
+	fs.BoolVar(&sf.tall, "search-tall", false, "search, consensus: first choose each task's TALL-mask λ_t on its validation data over {0.2, ..., 0.6}, as tall_masks does (instead of --tall-lambda)")
 	fs.BoolVar(&sf.lines, "search-lines", false, "search: choose LiNeS's β (several models, α the multi-task default unless --lines-alpha) or α (one model, β = 1 − α) instead of λ")
 	fs.StringVar(&sf.finetunedAcc, "finetuned-acc", "", "search: fine-tuned validation accuracies task=acc,... (default: evaluate each --models checkpoint)")
 	fs.StringVar(&sf.data, "data", "", "search: folder holding one folder per named dataset (default $EDITKIT_DATA, else ../shared/data/vision)")
@@ -187,8 +189,6 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 		return err
 	}
 
-	// Δ, from one merge at the unit coefficient into a scratch folder beside
-	// the output.
 	var tensorNames []string
 	for _, spec := range enc.Specs {
 		tensorNames = append(tensorNames, spec.Name)
@@ -198,28 +198,22 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 		return err
 	}
 	defer removeScratch()
-	mp := a.newProgress("merging at the unit coefficient (" + string(job.cfg.Method) + ")")
-	d, err := merge.NewDirection(s, *job.cfg, merge.DirectionOptions{Coefficient: sp.coef, Negate: sp.negate, Tensors: tensorNames,
-		ScratchDir: scratch, ShardSize: job.wo.ShardSize, Stream: tasks.StreamOptions{Progress: mp.callback()}})
-	mp.done()
-	if err != nil {
-		return err
-	}
-	if sp.coef == merge.CoefLinesBeta {
-		rec.LinesAlpha = &d.Alpha
-	}
 	if lin != nil {
 		rec.LinearizedAt = lin.Base.Path
 	}
 
-	// Progress over every evaluation the search makes: the grid, the
-	// written checkpoint, fine-tuned models, the pre-trained model.
+	// Progress over every evaluation the search makes: the TALL λ_t, the
+	// grid, the written checkpoint, fine-tuned models, the pre-trained
+	// model.
 	controls := sp.coef == merge.CoefLinesAlpha || sp.negate
 	perPass := 0
 	for _, t := range ts {
 		perPass += t.ds.Len()
 	}
 	total := perPass * (len(sp.grid) + 1)
+	if sf.tall {
+		total += perPass * len(eval.TallLambdaGrid)
+	}
 	for _, t := range ts {
 		if from[t.name] != "" && ft[t.name] == 0 {
 			total += t.ds.Len()
@@ -233,6 +227,33 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	p := a.newCountProgress("searching "+sp.coef.Symbol(), total)
 	defer p.finish()
 	on := func(ts ...evalTask) eval.ModelEval { return tasksEval(enc, lin, ts, sf.batch, p) }
+
+	// Consensus: each task's TALL-mask λ_t on its own validation data.
+	if sf.tall {
+		evs := make([]eval.ModelEval, len(ts))
+		for i, t := range ts {
+			evs[i] = on(t)
+		}
+		rec.Tall, err = eval.SearchTallLambdas(s, *job.cfg, enc.Weights, sp.names, eval.TallLambdaGrid, evs,
+			merge.DirectionOptions{Tensors: tensorNames, ScratchDir: scratch, ShardSize: job.wo.ShardSize})
+		if err != nil {
+			return err
+		}
+		job.cfg.TallLambda = rec.Tall.Lambdas
+	}
+
+	// Δ, from one merge at the unit coefficient into a scratch folder beside
+	// the output.
+	mp := a.newProgress("merging at the unit coefficient (" + string(job.cfg.Method) + ")")
+	d, err := merge.NewDirection(s, *job.cfg, merge.DirectionOptions{Coefficient: sp.coef, Negate: sp.negate, Tensors: tensorNames,
+		ScratchDir: scratch, ShardSize: job.wo.ShardSize, Stream: tasks.StreamOptions{Progress: mp.callback()}})
+	mp.done()
+	if err != nil {
+		return err
+	}
+	if sp.coef == merge.CoefLinesBeta {
+		rec.LinesAlpha = &d.Alpha
+	}
 
 	// Normalizers: fine-tuned accuracies, pre-trained ones.
 	for i, t := range ts {
@@ -449,6 +470,10 @@ func newSearchPlan(cmd *cobra.Command, f *mergeFlags, sf *searchFlags) (*searchP
 
 	if m, err := merge.ParseMethod(f.method); err == nil {
 		switch {
+		case sf.tall && m != merge.Consensus:
+			return nil, fmt.Errorf("--search-tall chooses consensus's TALL-mask λ_t, not a parameter of %s", m)
+		case sf.tall && changed("tall-lambda"):
+			return nil, errors.New("--search-tall chooses the TALL-mask λ_t on validation data: drop --tall-lambda (or --search-tall to give them)")
 		case (m == merge.Linear || m == merge.ModelStock || m == merge.SLERP) && sp.coef == merge.CoefLambda:
 			return nil, fmt.Errorf("%s has no merge coefficient to search: --search chooses λ of task-vector methods (task_arithmetic, ties, dare_*, breadcrumbs*, consensus), or LiNeS's with --search-lines", m)
 		case sp.negate && m != merge.TaskArithmetic:
