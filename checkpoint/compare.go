@@ -28,24 +28,24 @@ func compare(base, other *Checkpoint, floatsOnly bool) error {
 	for _, t := range base.Tensors() {
 		if floatsOnly && !IsFloat(t.DType) {
 			if _, ok := other.Tensor(t.Name); ok {
-				extra = append(extra, t.Name+" (not a float tensor)")
+				extra = append(extra, ShortName(t.Name)+" (not a float tensor)")
 			}
 			continue
 		}
 		o, ok := other.Tensor(t.Name)
 		switch {
 		case !ok:
-			missing = append(missing, t.Name)
+			missing = append(missing, ShortName(t.Name))
 		case !slices.Equal(t.Shape, o.Shape):
-			shapes = append(shapes, fmt.Sprintf("%s: %v in %s, %v in %s", t.Name, t.Shape, base.Path, o.Shape, other.Path))
+			shapes = append(shapes, fmt.Sprintf("%s: %v in %s, %v in %s", ShortName(t.Name), t.Shape, base.Path, o.Shape, other.Path))
 		case t.DType != o.DType && !(IsFloat(t.DType) && IsFloat(o.DType)),
 			floatsOnly && !IsFloat(o.DType):
-			dtypes = append(dtypes, fmt.Sprintf("%s: %s in %s, %s in %s", t.Name, t.DType, base.Path, o.DType, other.Path))
+			dtypes = append(dtypes, fmt.Sprintf("%s: %s in %s, %s in %s", ShortName(t.Name), t.DType, base.Path, o.DType, other.Path))
 		}
 	}
 	for _, t := range other.Tensors() {
 		if _, ok := base.Tensor(t.Name); !ok {
-			extra = append(extra, t.Name)
+			extra = append(extra, ShortName(t.Name))
 		}
 	}
 	var b strings.Builder

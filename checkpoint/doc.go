@@ -16,7 +16,21 @@
 //
 // [Create] writes a checkpoint tensor by tensor, sharded by bytes, into a
 // temporary folder beside the target that is renamed into place on Commit,
-// so a failed run leaves nothing behind.
+// so a failed run leaves nothing behind. [CreateFile] and [WriteFile] do
+// the same for single files (tables, records, plots, profiles).
+//
+// [Outputs] is the one guard of everything a run writes: checked before the
+// work, it refuses an output that is an input, lies inside one or holds one,
+// two outputs that nest, and an existing output without Force, naming the
+// output by the flag that gave it. Create, CreateFile and WriteFile repeat
+// the input and existence checks when they start.
+//
+// Every temporary is registered for the life of the process and holds an
+// exclusive flock: [RemoveTemporaries] (what editkit's CLI calls on SIGINT,
+// SIGTERM and SIGHUP) removes them all and makes later writes fail, and
+// [RemoveStale] removes those of a killed run (unlocked) while leaving those
+// of a run still writing. The registry is package state on purpose: signals
+// are per process, and one handler must reach every writer.
 //
 // [Layout] maps tensor names to residual-block depth for the architecture
 // families editkit knows (HF ViT and CLIP, OpenAI/open_clip CLIP, LLaMA-style

@@ -8,7 +8,8 @@ import (
 	"unsafe"
 
 	"github.com/nlpodyssey/safetensors"
-	"github.com/x448/float16"
+
+	"github.com/editkit/editkit/internal/simd"
 )
 
 // DType re-exports the safetensors element type.
@@ -54,6 +55,16 @@ func ParseFloatDType(s string) (DType, error) {
 // DecodeFloat32 converts raw little-endian data of a float dtype to float32,
 // reusing dst when it is large enough.
 func DecodeFloat32(dt DType, raw []byte, dst []float32) ([]float32, error) {
+	out, _, err := decode(dt, raw, dst)
+	return out, err
+}
+
+// decode is DecodeFloat32 that also reports, for the 16-bit dtypes, whether
+// a value is NaN or ±Inf (false for the others: the caller checks those).
+func decode(dt DType, raw []byte, dst []float32) ([]float32, bool, error) {
+	if !IsFloat(dt) {
+		return nil, false, fmt.Errorf("dtype %s is not a float type", dt)
+	}
 	n := len(raw) / int(dt.Size())
 	if cap(dst) < n {
 		dst = make([]float32, n)
@@ -61,32 +72,51 @@ func DecodeFloat32(dt DType, raw []byte, dst []float32) ([]float32, error) {
 	dst = dst[:n]
 	switch dt {
 	case F32:
+		if littleEndianHost {
+			copy(float32Bytes(dst), raw)
+			return dst, false, nil
+		}
 		for i := range dst {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 		}
 	case BF16:
-		raw = raw[:2*n]
-		for i := range dst {
-			dst[i] = math.Float32frombits(uint32(raw[2*i])<<16 | uint32(raw[2*i+1])<<24)
-		}
+		return dst, simd.DecodeBF16(dst, uint16s(raw[:2*n])), nil
 	case F16:
-		for i := range dst {
-			dst[i] = float16.Frombits(binary.LittleEndian.Uint16(raw[2*i:])).Float32()
-		}
+		return dst, simd.DecodeF16(dst, uint16s(raw[:2*n])), nil
 	case F64:
 		for i := range dst {
 			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
 		}
-	default:
-		return nil, fmt.Errorf("dtype %s is not a float type", dt)
 	}
-	return dst, nil
+	return dst, false, nil
+}
+
+// uint16s views little-endian 16-bit data as uint16 values: in place on
+// little-endian hosts when aligned, else as a copy.
+func uint16s(raw []byte) []uint16 {
+	n := len(raw) / 2
+	if n == 0 {
+		return nil
+	}
+	if littleEndianHost && uintptr(unsafe.Pointer(&raw[0]))%2 == 0 {
+		return unsafe.Slice((*uint16)(unsafe.Pointer(&raw[0])), n)
+	}
+	u := make([]uint16, n)
+	for i := range u {
+		u[i] = binary.LittleEndian.Uint16(raw[2*i:])
+	}
+	return u
 }
 
 // EncodeFloat32 converts src to raw little-endian data of dtype dt, reusing
-// dst when it is large enough. Narrowing rounds to nearest even, as PyTorch's
-// .to(dtype) does.
+// dst when it is large enough. Narrowing rounds to nearest even, as
+// PyTorch's .to(dtype) does: a finite value beyond a 16-bit dtype's range
+// becomes ±Inf (Writer.WriteFloat32 refuses such values unless told
+// otherwise; see FirstUnencodable).
 func EncodeFloat32(dt DType, src []float32, dst []byte) ([]byte, error) {
+	if !IsFloat(dt) {
+		return nil, fmt.Errorf("dtype %s is not a float type", dt)
+	}
 	n := len(src) * int(dt.Size())
 	if cap(dst) < n {
 		dst = make([]byte, n)
@@ -94,76 +124,58 @@ func EncodeFloat32(dt DType, src []float32, dst []byte) ([]byte, error) {
 	dst = dst[:n]
 	switch dt {
 	case F32:
+		if littleEndianHost {
+			copy(dst, float32Bytes(src))
+			break
+		}
 		for i, v := range src {
 			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
 		}
-	case BF16:
-		dst = dst[:2*len(src)]
-		for i, v := range src {
-			b := BFloat16Bits(v)
-			dst[2*i], dst[2*i+1] = byte(b), byte(b>>8)
+	case BF16, F16:
+		if len(src) == 0 {
+			break
 		}
-	case F16:
-		for i, v := range src {
-			binary.LittleEndian.PutUint16(dst[2*i:], float16.Fromfloat32(v).Bits())
+		u := dst
+		if !littleEndianHost || uintptr(unsafe.Pointer(&dst[0]))%2 != 0 {
+			u = make([]byte, n)
+		}
+		h := unsafe.Slice((*uint16)(unsafe.Pointer(&u[0])), len(src))
+		if dt == BF16 {
+			simd.EncodeBF16(h, src)
+		} else {
+			simd.EncodeF16(h, src)
+		}
+		if &u[0] != &dst[0] { // big-endian host or unaligned: store little-endian
+			for i, v := range h {
+				binary.LittleEndian.PutUint16(dst[2*i:], v)
+			}
 		}
 	case F64:
 		for i, v := range src {
 			binary.LittleEndian.PutUint64(dst[8*i:], math.Float64bits(float64(v)))
 		}
-	default:
-		return nil, fmt.Errorf("dtype %s is not a float type", dt)
 	}
 	return dst, nil
 }
 
 // BFloat16Bits rounds v to bfloat16 (nearest, ties to even), keeping NaNs NaN.
-func BFloat16Bits(v float32) uint16 {
-	b := math.Float32bits(v)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40 // quiet NaN, sign kept
-	}
-	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
-}
+func BFloat16Bits(v float32) uint16 { return simd.BF16(v) }
 
 // DecodeFloat32Finite decodes like DecodeFloat32 and, in the same pass,
 // finds the first NaN or ±Inf: it returns its index, or −1 when all values
 // are finite. Merging reads every value once, so checking while decoding
 // saves a pass over memory.
 func DecodeFloat32Finite(dt DType, raw []byte, dst []float32) ([]float32, int, error) {
-	if dt != BF16 {
-		out, err := DecodeFloat32(dt, raw, dst)
-		if err != nil {
-			return nil, -1, err
-		}
-		return out, FirstNonFinite(out), nil
+	out, bad, err := decode(dt, raw, dst)
+	if err != nil {
+		return nil, -1, err
 	}
-	n := len(raw) / 2
-	if cap(dst) < n {
-		dst = make([]float32, n)
-	}
-	dst = dst[:n]
-	var u []uint16
-	if littleEndianHost && n > 0 {
-		u = unsafe.Slice((*uint16)(unsafe.Pointer(&raw[0])), n)
-	} else {
-		u = make([]uint16, n)
-		for i := range u {
-			u[i] = binary.LittleEndian.Uint16(raw[2*i:])
+	if dt == BF16 || dt == F16 {
+		if !bad {
+			return out, -1, nil
 		}
 	}
-	// An exponent of all ones (Inf or NaN) carries into bit 31 when
-	// 0x00800000 is added: OR-ing that keeps the loop free of branches.
-	var flag uint32
-	for i, h := range u {
-		b := uint32(h) << 16
-		flag |= b&0x7f800000 + 0x00800000
-		dst[i] = math.Float32frombits(b)
-	}
-	if flag&0x80000000 == 0 {
-		return dst, -1, nil
-	}
-	return dst, FirstNonFinite(dst), nil
+	return out, FirstNonFinite(out), nil
 }
 
 // DecodeBF16Diff sets dst[i] = bf16(raw[i]) − base[i] for BF16 data, the
@@ -171,19 +183,12 @@ func DecodeFloat32Finite(dt DType, raw []byte, dst []float32) ([]float32, int, e
 // of the first NaN or ±Inf among the decoded values, or −1.
 func DecodeBF16Diff(raw []byte, base, dst []float32) int {
 	n := len(dst)
-	raw, base = raw[:2*n], base[:n]
-	var flag uint32
-	for i := range dst {
-		b := uint32(raw[2*i])<<16 | uint32(raw[2*i+1])<<24
-		flag |= b&0x7f800000 + 0x00800000
-		dst[i] = math.Float32frombits(b) - base[i]
-	}
-	if flag&0x80000000 == 0 {
+	u := uint16s(raw[:2*n])
+	if !simd.DecodeBF16Sub(dst, u, base[:n]) {
 		return -1
 	}
-	for i := range dst {
-		b := uint32(raw[2*i])<<16 | uint32(raw[2*i+1])<<24
-		if b&0x7f800000 == 0x7f800000 {
+	for i, h := range u {
+		if h&0x7f80 == 0x7f80 {
 			return i
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"math"
 	"math/bits"
 	"sort"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/nlpodyssey/safetensors"
 )
@@ -83,13 +85,13 @@ func parseHeader(r io.ReaderAt, size int64, file string) (*fileHeader, error) {
 		begin := t.Offset
 		switch {
 		case begin < end:
-			return nil, fmt.Errorf("%s: tensor %q: data_offsets [%d, %d) overlap the previous tensor, which ends at %d", file, t.Name, begin, begin+t.Bytes, end)
+			return nil, fmt.Errorf("%s: tensor %s: data_offsets [%d, %d) overlap the previous tensor, which ends at %d", file, QuoteName(t.Name), begin, begin+t.Bytes, end)
 		case begin > end:
-			return nil, fmt.Errorf("%s: tensor %q: data_offsets start at %d, leaving a hole of %d bytes after the previous tensor", file, t.Name, begin, begin-end)
+			return nil, fmt.Errorf("%s: tensor %s: data_offsets start at %d, leaving a hole of %d bytes after the previous tensor", file, QuoteName(t.Name), begin, begin-end)
 		}
 		end = begin + t.Bytes
 		if end > dataLen {
-			return nil, fmt.Errorf("%s: tensor %q: data ends at byte %d of the data section, but the file holds only %d data bytes: file truncated", file, t.Name, end, dataLen)
+			return nil, fmt.Errorf("%s: tensor %s: data ends at byte %d of the data section, but the file holds only %d data bytes: file truncated", file, QuoteName(t.Name), end, dataLen)
 		}
 		t.Offset += h.dataStart
 	}
@@ -113,6 +115,7 @@ func decodeHeader(buf []byte, file string) (*fileHeader, error) {
 	h := &fileHeader{}
 	seen := make(map[string]bool)
 	for dec.More() {
+		before := dec.InputOffset()
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, bad("%v", err)
@@ -121,8 +124,14 @@ func decodeHeader(buf []byte, file string) (*fileHeader, error) {
 		if !ok {
 			return nil, bad("expected a tensor name, found %v", tok)
 		}
+		// The decoder would replace invalid bytes by U+FFFD, renaming the
+		// tensor in every output: refuse them, where they are.
+		if i := firstInvalidUTF8(buf[before:dec.InputOffset()]); i >= 0 {
+			at := int64(before) + int64(i)
+			return nil, bad("the name of the tensor read as %s is not valid UTF-8 (byte 0x%02x at byte %d of the file): safetensors names are UTF-8; rename it", QuoteName(name), buf[at], 8+at)
+		}
 		if seen[name] {
-			return nil, bad("duplicate entry %q", name)
+			return nil, bad("duplicate entry %s", QuoteName(name))
 		}
 		seen[name] = true
 		if name == "__metadata__" {
@@ -135,7 +144,7 @@ func decodeHeader(buf []byte, file string) (*fileHeader, error) {
 		}
 		t, err := decodeTensorEntry(dec)
 		if err != nil {
-			return nil, bad("tensor %q: %v", name, err)
+			return nil, bad("tensor %s: %v", QuoteName(name), err)
 		}
 		t.Name = name
 		t.File = file
@@ -146,6 +155,9 @@ func decodeHeader(buf []byte, file string) (*fileHeader, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, bad("unexpected data after the header object")
+	}
+	if i := firstInvalidUTF8(buf); i >= 0 {
+		return nil, bad("not valid UTF-8 (byte 0x%02x at byte %d of the file)", buf[i], 8+i)
 	}
 	// Spaces may pad the header to alignment; the decoder skipped them.
 	// Sort by (begin, end) as the reference implementation does, so an empty
@@ -193,7 +205,7 @@ func decodeMetadata(dec *json.Decoder) (map[string]string, error) {
 		}
 		key, _ := k.(string)
 		if _, dup := m[key]; dup {
-			return nil, fmt.Errorf("duplicate key %q", key)
+			return nil, fmt.Errorf("duplicate key %s", QuoteName(key))
 		}
 		v, err := dec.Token()
 		if err != nil {
@@ -201,7 +213,7 @@ func decodeMetadata(dec *json.Decoder) (map[string]string, error) {
 		}
 		s, ok := v.(string)
 		if !ok {
-			return nil, fmt.Errorf("value of %q is not a string", key)
+			return nil, fmt.Errorf("value of %s is not a string", QuoteName(key))
 		}
 		m[key] = s
 	}
@@ -313,4 +325,45 @@ func decodeInts(dec *json.Decoder) ([]int64, error) {
 	}
 	_, err := dec.Token()
 	return out, err
+}
+
+// maxQuotedName bounds how much of a tensor name a message shows.
+const maxQuotedName = 200
+
+// QuoteName quotes a tensor name for a message, as %q does, shortening a
+// name longer than 200 bytes to its start followed by its length: a header
+// may hold names of megabytes, which no message should echo.
+func QuoteName(name string) string {
+	head, tail := splitLongName(name)
+	return strconv.Quote(head) + tail
+}
+
+// ShortName is QuoteName without the quotes, for lists of names.
+func ShortName(name string) string {
+	head, tail := splitLongName(name)
+	return head + tail
+}
+
+func splitLongName(name string) (head, tail string) {
+	if len(name) <= maxQuotedName {
+		return name, ""
+	}
+	cut := maxQuotedName
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return name[:cut], fmt.Sprintf("… (a name of %d bytes)", len(name))
+}
+
+// firstInvalidUTF8 returns the offset of the first byte of b that is not
+// part of valid UTF-8, or −1.
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }

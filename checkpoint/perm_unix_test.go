@@ -5,6 +5,7 @@ package checkpoint
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -44,5 +45,31 @@ func TestOutputPermissions(t *testing.T) {
 	}
 	if fi, err := os.Stat(p); err != nil || fi.Mode() != 0o644 {
 		t.Errorf("WriteFileAtomic mode %v, %v; want 0644", fi.Mode(), err)
+	}
+}
+
+// TestOpenRefusesFIFOs: a named pipe given as a checkpoint, or standing in
+// for a folder's model.safetensors, is refused at once instead of blocking
+// on open.
+func TestOpenRefusesFIFOs(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "pipe.safetensors")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	_, err := Open(fifo)
+	wantErr(t, err, fifo, "not a regular file", "named pipe")
+	folder := filepath.Join(dir, "model")
+	os.Mkdir(folder, 0o755)
+	if err := syscall.Mkfifo(filepath.Join(folder, SingleFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(folder)
+	wantErr(t, err, SingleFile, "named pipe")
+	if err := CheckReadable(fifo); err == nil || !strings.Contains(err.Error(), "named pipe") {
+		t.Errorf("CheckReadable(fifo) = %v", err)
+	}
+	if err := CheckReadable(folder); err != nil {
+		t.Errorf("CheckReadable(folder) = %v", err)
 	}
 }

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/editkit/editkit/internal/simd"
 )
 
 // File names of the Hugging Face checkpoint layout.
@@ -33,11 +34,17 @@ type Checkpoint struct {
 	sizes   []int64
 	tensors []TensorInfo
 	index   map[string]int
+	// borrowed: the files belong to other checkpoints (see Compose).
+	borrowed bool
 }
 
 // Open opens a .safetensors file, a folder holding model.safetensors, or a
 // sharded folder with model.safetensors.index.json, and validates every
-// header. It reads no tensor data.
+// header. It reads no tensor data. A folder holding both model.safetensors
+// and an index opens model.safetensors, as transformers' from_pretrained
+// does (modeling_utils: the single file is looked for before the index).
+// Files that are not regular files (a named pipe, a device) are refused
+// before they are opened, since reading one could block forever.
 func Open(path string) (*Checkpoint, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -51,18 +58,28 @@ func Open(path string) (*Checkpoint, error) {
 	var weightMap map[string]string
 	switch {
 	case !st.IsDir():
+		if err := checkRegular(path, st); err != nil {
+			return nil, err
+		}
 		c.Dir = filepath.Dir(path)
 		files = []string{path}
+	case fileExists(filepath.Join(path, SingleFile)):
+		c.Dir = path
+		files = []string{filepath.Join(path, SingleFile)}
 	case fileExists(filepath.Join(path, IndexFile)):
 		c.Dir = path
 		files, weightMap, err = readIndex(filepath.Join(path, IndexFile))
 		if err != nil {
 			return nil, err
 		}
-	case fileExists(filepath.Join(path, SingleFile)):
-		c.Dir = path
-		files = []string{filepath.Join(path, SingleFile)}
 	default:
+		for _, name := range []string{SingleFile, IndexFile} {
+			if st, err := os.Stat(filepath.Join(path, name)); err == nil && !st.IsDir() {
+				if err := checkRegular(filepath.Join(path, name), st); err != nil {
+					return nil, err
+				}
+			}
+		}
 		return nil, fmt.Errorf("checkpoint folder %s holds neither %s nor %s", path, SingleFile, IndexFile)
 	}
 	for _, name := range files {
@@ -80,9 +97,47 @@ func Open(path string) (*Checkpoint, error) {
 	return c, nil
 }
 
+// fileExists reports whether p is a regular file (after symlinks), as
+// Python's os.path.isfile, which transformers uses to find weights.
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
-	return err == nil && !st.IsDir()
+	return err == nil && st.Mode().IsRegular()
+}
+
+// checkRegular refuses a path that is not a regular file.
+func checkRegular(path string, st fs.FileInfo) error {
+	if st.Mode().IsRegular() {
+		return nil
+	}
+	return fmt.Errorf("%s is not a regular file (%s): give a .safetensors file or a checkpoint folder", path, describeMode(st.Mode()))
+}
+
+// describeMode names a non-regular file's type.
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a folder"
+	}
+	return "type " + m.Type().String()
+}
+
+// CheckReadable refuses a path that exists but is neither a regular file
+// nor a folder: reading a named pipe or a device could block forever or
+// never end. A missing path is not an error here (the reader reports it).
+func CheckReadable(path string) error {
+	st, err := os.Stat(path)
+	if err != nil || st.IsDir() || st.Mode().IsRegular() {
+		return nil
+	}
+	return fmt.Errorf("%s is %s, not a file or folder: give a regular file", path, describeMode(st.Mode()))
 }
 
 // readIndex reads a sharded checkpoint's index and returns its shard files in
@@ -106,13 +161,13 @@ func readIndex(path string) ([]string, map[string]string, error) {
 	var files []string
 	for tensor, f := range idx.WeightMap {
 		if f == "" || filepath.IsAbs(f) || strings.Contains(f, "..") || strings.ContainsRune(f, os.PathSeparator) {
-			return nil, nil, fmt.Errorf("%s: tensor %q maps to shard %q, which is not a file name in the same folder", path, tensor, f)
+			return nil, nil, fmt.Errorf("%s: tensor %s maps to shard %s, which is not a file name in the same folder", path, QuoteName(tensor), QuoteName(f))
 		}
 		if !seen[f] {
 			seen[f] = true
 			p := filepath.Join(dir, f)
 			if !fileExists(p) {
-				return nil, nil, fmt.Errorf("%s: shard %s (holding %q) is missing", path, p, tensor)
+				return nil, nil, fmt.Errorf("%s: shard %s (holding %s) is missing", path, p, QuoteName(tensor))
 			}
 			files = append(files, p)
 		}
@@ -122,6 +177,11 @@ func readIndex(path string) ([]string, map[string]string, error) {
 }
 
 func (c *Checkpoint) addFile(name string) error {
+	if st, err := os.Stat(name); err == nil {
+		if err := checkRegular(name, st); err != nil {
+			return err
+		}
+	}
 	f, err := os.Open(name)
 	if err != nil {
 		return fmt.Errorf("opening checkpoint file: %w", err)
@@ -143,7 +203,7 @@ func (c *Checkpoint) addFile(name string) error {
 	}
 	for _, t := range h.tensors {
 		if i, dup := c.index[t.Name]; dup {
-			return fmt.Errorf("tensor %q is stored twice: in %s and in %s", t.Name, c.tensors[i].File, name)
+			return fmt.Errorf("tensor %s is stored twice: in %s and in %s", QuoteName(t.Name), c.tensors[i].File, name)
 		}
 		c.index[t.Name] = len(c.tensors)
 		c.tensors = append(c.tensors, t)
@@ -155,16 +215,16 @@ func (c *Checkpoint) checkWeightMap(wm map[string]string) error {
 	for _, t := range c.tensors {
 		f, ok := wm[t.Name]
 		if !ok {
-			return fmt.Errorf("%s: tensor %q of %s is not listed in the index's weight_map", filepath.Join(c.Dir, IndexFile), t.Name, t.File)
+			return fmt.Errorf("%s: tensor %s of %s is not listed in the index's weight_map", filepath.Join(c.Dir, IndexFile), QuoteName(t.Name), t.File)
 		}
 		if f != filepath.Base(t.File) {
-			return fmt.Errorf("%s: the index puts tensor %q in %s, but it is in %s", filepath.Join(c.Dir, IndexFile), t.Name, f, t.File)
+			return fmt.Errorf("%s: the index puts tensor %s in %s, but it is in %s", filepath.Join(c.Dir, IndexFile), QuoteName(t.Name), QuoteName(f), t.File)
 		}
 	}
 	if len(wm) != len(c.tensors) {
 		for name, f := range wm {
 			if _, ok := c.index[name]; !ok {
-				return fmt.Errorf("%s: tensor %q is listed in the index but missing from shard %s", filepath.Join(c.Dir, IndexFile), name, f)
+				return fmt.Errorf("%s: tensor %s is listed in the index but missing from shard %s", filepath.Join(c.Dir, IndexFile), QuoteName(name), ShortName(f))
 			}
 		}
 	}
@@ -173,6 +233,10 @@ func (c *Checkpoint) checkWeightMap(wm map[string]string) error {
 
 // Close closes the checkpoint's files.
 func (c *Checkpoint) Close() error {
+	if c.borrowed {
+		c.files = nil
+		return nil
+	}
 	var first error
 	for _, f := range c.files {
 		if err := f.Close(); err != nil && first == nil {
@@ -225,7 +289,7 @@ func (c *Checkpoint) file(t TensorInfo) *os.File {
 func (c *Checkpoint) ReadRaw(name string, buf []byte) ([]byte, error) {
 	t, ok := c.Tensor(name)
 	if !ok {
-		return nil, fmt.Errorf("%s: no tensor %q", c.Path, name)
+		return nil, fmt.Errorf("%s: no tensor %s", c.Path, QuoteName(name))
 	}
 	return c.readBytes(t, 0, t.Bytes, buf)
 }
@@ -240,7 +304,7 @@ func (c *Checkpoint) readBytes(t TensorInfo, off, n int64, buf []byte) ([]byte, 
 		return nil, fmt.Errorf("%s: checkpoint is closed", c.Path)
 	}
 	if _, err := f.ReadAt(buf, t.Offset+off); err != nil {
-		return nil, fmt.Errorf("%s: reading tensor %q: %w (was the file changed or truncated after opening?)", t.File, t.Name, err)
+		return nil, fmt.Errorf("%s: reading tensor %s: %w (was the file changed or truncated after opening?)", t.File, QuoteName(t.Name), err)
 	}
 	return buf, nil
 }
@@ -251,7 +315,7 @@ func (c *Checkpoint) readBytes(t TensorInfo, off, n int64, buf []byte) ([]byte, 
 func (c *Checkpoint) ReadRawRange(name string, start, n int64, buf []byte) ([]byte, TensorInfo, error) {
 	t, ok := c.Tensor(name)
 	if !ok {
-		return nil, t, fmt.Errorf("%s: no tensor %q", c.Path, name)
+		return nil, t, fmt.Errorf("%s: no tensor %s", c.Path, QuoteName(name))
 	}
 	if err := checkRange(t, start, n); err != nil {
 		return nil, t, err
@@ -265,7 +329,7 @@ func (c *Checkpoint) ReadRawRange(name string, start, n int64, buf []byte) ([]by
 func (c *Checkpoint) ReadFloat32(name string, raw []byte, dst []float32) ([]float32, []byte, error) {
 	t, ok := c.Tensor(name)
 	if !ok {
-		return nil, raw, fmt.Errorf("%s: no tensor %q", c.Path, name)
+		return nil, raw, fmt.Errorf("%s: no tensor %s", c.Path, QuoteName(name))
 	}
 	return c.ReadFloat32Range(name, 0, t.NumElements(), raw, dst)
 }
@@ -277,10 +341,10 @@ func (c *Checkpoint) ReadFloat32(name string, raw []byte, dst []float32) ([]floa
 func (c *Checkpoint) ReadFloat32Range(name string, start, n int64, raw []byte, dst []float32) ([]float32, []byte, error) {
 	t, ok := c.Tensor(name)
 	if !ok {
-		return nil, raw, fmt.Errorf("%s: no tensor %q", c.Path, name)
+		return nil, raw, fmt.Errorf("%s: no tensor %s", c.Path, QuoteName(name))
 	}
 	if !IsFloat(t.DType) {
-		return nil, raw, fmt.Errorf("%s: tensor %q has dtype %s, not a float type", t.File, name, t.DType)
+		return nil, raw, fmt.Errorf("%s: tensor %s has dtype %s, not a float type", t.File, QuoteName(name), t.DType)
 	}
 	if err := checkRange(t, start, n); err != nil {
 		return nil, raw, err
@@ -307,28 +371,21 @@ func (c *Checkpoint) ReadFloat32Range(name string, start, n int64, raw []byte, d
 // index when data holds NaN or ±Inf.
 func CheckFinite(file, name string, data []float32) error {
 	if i := FirstNonFinite(data); i >= 0 {
-		return fmt.Errorf("%s: tensor %q holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", file, name, data[i], i)
+		return fmt.Errorf("%s: tensor %s holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", file, QuoteName(name), data[i], i)
 	}
 	return nil
 }
 
 // FirstNonFinite returns the index of the first NaN or ±Inf in data, or −1.
-// It tests exponent bits (all ones means Inf or NaN), which is several times
-// faster than math.IsNaN/IsInf on every element.
-func FirstNonFinite(data []float32) int {
-	for i, v := range data {
-		if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
-			return i
-		}
-	}
-	return -1
-}
+// It tests exponent bits (all ones means Inf or NaN), 32 values at a time
+// with SIMD.
+func FirstNonFinite(data []float32) int { return simd.FirstNonFinite(data) }
 
 // checkRange rejects element ranges outside the tensor, written so that
 // start+n cannot overflow past the check.
 func checkRange(t TensorInfo, start, n int64) error {
 	if total := t.NumElements(); start < 0 || n < 0 || start > total || n > total-start {
-		return fmt.Errorf("%s: tensor %q: range of %d elements from %d lies outside its %d elements", t.File, t.Name, n, start, total)
+		return fmt.Errorf("%s: tensor %s: range of %d elements from %d lies outside its %d elements", t.File, QuoteName(t.Name), n, start, total)
 	}
 	return nil
 }

@@ -243,11 +243,12 @@ func TestOpenSharded(t *testing.T) {
 	if err != nil || !bytes.Equal(raw, le64(9)) {
 		t.Errorf("c = % x, %v", raw, err)
 	}
-	// An index takes precedence over a stray model.safetensors.
+	// model.safetensors takes precedence over an index beside it, as in
+	// transformers' from_pretrained.
 	writeBytes(t, dir, SingleFile, buildFile(nil, rawTensor{"zzz", "U8", []int64{1}, []byte{1}}))
 	c2 := mustOpen(t, dir)
-	if _, ok := c2.Tensor("zzz"); ok || len(c2.Tensors()) != 3 {
-		t.Error("Open preferred model.safetensors over the index")
+	if _, ok := c2.Tensor("zzz"); !ok || len(c2.Tensors()) != 1 {
+		t.Error("Open preferred the index over model.safetensors, unlike transformers")
 	}
 }
 

@@ -9,10 +9,10 @@ import (
 )
 
 // writeFloats writes one tensor of dtype dt holding vals through the writer
-// and returns the output path.
+// (NaN, ±Inf and values beyond dt's range allowed: this tests encoding).
 func writeFloats(t *testing.T, out string, dt DType, vals []float32) {
 	t.Helper()
-	w, err := Create(out, []TensorSpec{{Name: "x", DType: dt, Shape: []int64{int64(len(vals))}}}, WriteOptions{})
+	w, err := Create(out, []TensorSpec{{Name: "x", DType: dt, Shape: []int64{int64(len(vals))}}}, WriteOptions{AllowNonfinite: true})
 	if err != nil {
 		t.Fatal(err)
 	}

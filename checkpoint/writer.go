@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/nlpodyssey/safetensors"
 )
@@ -47,6 +48,16 @@ type WriteOptions struct {
 	Force bool
 	// Inputs are paths the output must not overwrite or lie inside.
 	Inputs []string
+	// WriteFloat32 refuses the values a tensor's dtype cannot store as a
+	// finite number (NaN, ±Inf, or beyond a 16-bit dtype's range, which
+	// would become ±Inf), with an *UnencodableError, unless AllowNonfinite
+	// writes them as they come (out-of-range values then become ±Inf) or
+	// Saturate writes ±Inf and out-of-range values as the dtype's largest
+	// finite value of the same sign, counting them in Saturated (when
+	// set); a NaN is refused even then.
+	AllowNonfinite bool
+	Saturate       bool
+	Saturated      *atomic.Int64
 }
 
 // Writer writes a checkpoint tensor by tensor, in the order its specs were
@@ -65,6 +76,11 @@ type Writer struct {
 	curIdx  int
 	scratch []byte
 	done    bool
+	// WriteOptions.AllowNonfinite, Saturate and Saturated.
+	allowNonfinite bool
+	saturate       bool
+	saturated      *atomic.Int64
+	clamped        []float32 // scratch for saturated values
 }
 
 type shard struct {
@@ -85,15 +101,16 @@ func Create(out string, specs []TensorSpec, opts WriteOptions) (*Writer, error) 
 	if err := CheckOutput(out, opts.Inputs, opts.Force); err != nil {
 		return nil, err
 	}
-	w := &Writer{target: out, single: strings.HasSuffix(out, ".safetensors"), force: opts.Force, specs: specs}
+	w := &Writer{target: out, single: strings.HasSuffix(out, ".safetensors"), force: opts.Force, specs: specs,
+		allowNonfinite: opts.AllowNonfinite, saturate: opts.Saturate, saturated: opts.Saturated}
 	seen := make(map[string]bool, len(specs))
 	for _, s := range specs {
 		if seen[s.Name] {
-			return nil, fmt.Errorf("writing %s: tensor %q declared twice", out, s.Name)
+			return nil, fmt.Errorf("writing %s: tensor %s declared twice", out, QuoteName(s.Name))
 		}
 		seen[s.Name] = true
 		if err := checkSpec(s); err != nil {
-			return nil, fmt.Errorf("writing %s: tensor %q: %w", out, s.Name, err)
+			return nil, fmt.Errorf("writing %s: tensor %s: %w", out, QuoteName(s.Name), err)
 		}
 	}
 	shardSize := opts.ShardSize
@@ -146,7 +163,7 @@ func Create(out string, specs []TensorSpec, opts WriteOptions) (*Writer, error) 
 		return nil, fmt.Errorf("creating the folder of output %s: %w", out, err)
 	}
 	var err error
-	if w.tmp, err = createTemp(dir, "."+base+".tmp-", !w.single); err != nil {
+	if w.tmp, err = newTemp(dir, tempPrefix(base), !w.single); err != nil {
 		return nil, fmt.Errorf("creating output beside %s: %w", out, err)
 	}
 	w.curIdx = -1
@@ -159,6 +176,9 @@ func Create(out string, specs []TensorSpec, opts WriteOptions) (*Writer, error) 
 func checkSpec(s TensorSpec) error {
 	if s.Name == "__metadata__" {
 		return errors.New("the name __metadata__ is reserved for the header's metadata")
+	}
+	if i := firstInvalidUTF8([]byte(s.Name)); i >= 0 {
+		return fmt.Errorf("the name is not valid UTF-8 (byte 0x%02x at byte %d of the name)", s.Name[i], i)
 	}
 	if s.DType > safetensors.U64 {
 		return fmt.Errorf("unknown dtype %d", uint8(s.DType))
@@ -175,54 +195,6 @@ func checkSpec(s TensorSpec) error {
 		n = lo
 	}
 	return nil
-}
-
-// CheckOutput refuses an output that would overwrite or remove an input
-// (the same path, a path inside an input folder, or a folder holding an
-// input), and an existing output unless force. Create calls it; commands
-// that run several passes call it first so they fail before the work.
-func CheckOutput(out string, inputs []string, force bool) error {
-	outAbs := absPath(out)
-	for _, in := range inputs {
-		inAbs := absPath(in)
-		switch {
-		case outAbs == inAbs:
-			return fmt.Errorf("output %s is also an input: choose another output path", out)
-		case within(outAbs, inAbs):
-			return fmt.Errorf("output %s lies inside input %s: choose a path outside the inputs", out, in)
-		case within(inAbs, outAbs):
-			return fmt.Errorf("output %s would replace a folder holding input %s: choose another output path", out, in)
-		}
-		if a, err := os.Stat(out); err == nil {
-			if b, err := os.Stat(in); err == nil && os.SameFile(a, b) {
-				return fmt.Errorf("output %s is also an input (%s): choose another output path", out, in)
-			}
-		}
-	}
-	if _, err := os.Lstat(out); err == nil && !force {
-		return fmt.Errorf("output %s already exists: pass --force to replace it", out)
-	}
-	return nil
-}
-
-// absPath resolves p to an absolute path without symlinks, as far as it exists.
-func absPath(p string) string {
-	a, err := filepath.Abs(p)
-	if err != nil {
-		return filepath.Clean(p)
-	}
-	if r, err := filepath.EvalSymlinks(a); err == nil {
-		return r
-	}
-	if r, err := filepath.EvalSymlinks(filepath.Dir(a)); err == nil {
-		return filepath.Join(r, filepath.Base(a))
-	}
-	return a
-}
-
-func within(p, dir string) bool {
-	rel, err := filepath.Rel(dir, p)
-	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // createTemp creates a new empty file or folder with a unique name in dir.
@@ -328,7 +300,11 @@ func (w *Writer) WritePart(name string, raw []byte) error {
 		if err := w.closeShard(); err != nil {
 			return err
 		}
-		f, err := os.OpenFile(w.shardPath(si), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		var f *os.File
+		err := withinTemp(func() (err error) {
+			f, err = os.OpenFile(w.shardPath(si), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("writing %s: %w", w.target, err)
 		}
@@ -349,11 +325,31 @@ func (w *Writer) WritePart(name string, raw []byte) error {
 }
 
 // WriteFloat32 encodes data in the declared dtype of the current tensor and
-// appends it, like WritePart: a tensor may be written in several chunks.
+// appends it, like WritePart: a tensor may be written in several chunks. A
+// value the dtype cannot store as a finite number is an *UnencodableError
+// (its Index counted from the tensor's start), unless the writer allows or
+// saturates it (see WriteOptions).
 func (w *Writer) WriteFloat32(name string, data []float32) error {
 	s, ok := w.Next()
 	if !ok || s.Name != name {
 		return w.WritePart(name, nil) // reports the ordering error
+	}
+	if !w.allowNonfinite {
+		if i := FirstUnencodable(s.DType, data); i >= 0 {
+			if !w.saturate {
+				return fmt.Errorf("writing %s: %w", w.target, &UnencodableError{Tensor: name, DType: s.DType, Index: w.pos/int64(s.DType.Size()) + int64(i), Value: data[i]})
+			}
+			// The caller's data stays as it is.
+			w.clamped = append(w.clamped[:0], data...)
+			n, nan, ok := saturate(s.DType, w.clamped, i)
+			if !ok {
+				return fmt.Errorf("writing %s: %w", w.target, &UnencodableError{Tensor: name, DType: s.DType, Index: w.pos/int64(s.DType.Size()) + int64(nan), Value: data[nan]})
+			}
+			if w.saturated != nil {
+				w.saturated.Add(n)
+			}
+			data = w.clamped
+		}
 	}
 	if s.DType == F32 && littleEndianHost {
 		return w.WritePart(name, float32Bytes(data))
@@ -390,8 +386,13 @@ func (w *Writer) AddFile(name string, data []byte) error {
 	return writeSynced(filepath.Join(w.tmp, name), data)
 }
 
+// writeSynced writes a file inside the writer's temporary.
 func writeSynced(path string, data []byte) error {
-	f, err := os.Create(path)
+	var f *os.File
+	err := withinTemp(func() (err error) {
+		f, err = os.Create(path)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -506,7 +507,11 @@ func (w *Writer) finish() error {
 			return err
 		}
 	}
-	return replace(w.tmp, w.target, w.force)
+	if err := withinTemp(func() error { return replace(w.tmp, w.target, w.force) }); err != nil {
+		return err
+	}
+	dropTemp(w.tmp)
+	return nil
 }
 
 // replace renames tmp to target; an existing target (allowed by force) is
@@ -555,37 +560,5 @@ func (w *Writer) Abort() {
 		w.cur.Close()
 		w.cur = nil
 	}
-	os.RemoveAll(w.tmp)
-}
-
-// WriteFileAtomic writes data to path through a temporary file and rename.
-func WriteFileAtomic(path string, data []byte) error {
-	dir, base := filepath.Split(filepath.Clean(path))
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := createTemp(dir, "."+base+".tmp-", false)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY, 0)
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	removeTemp(w.tmp)
 }

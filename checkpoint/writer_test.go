@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	st "github.com/nlpodyssey/safetensors"
@@ -752,8 +755,13 @@ func TestWriteFileAtomic(t *testing.T) {
 			t.Errorf("folder holds %v", names)
 		}
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, "missing", "f"), []byte("x")); err == nil {
-		t.Error("no error writing into a missing folder")
+	// The folder is created, as Create creates a checkpoint's; a file in
+	// the way of the folder is an error.
+	if err := WriteFileAtomic(filepath.Join(dir, "missing", "f"), []byte("x")); err != nil {
+		t.Errorf("writing into a missing folder: %v", err)
+	}
+	if err := WriteFileAtomic(filepath.Join(dir, "f.yaml", "f"), []byte("x")); err == nil || !strings.Contains(err.Error(), "is a file, not a folder") {
+		t.Errorf("writing below a file: %v", err)
 	}
 }
 
@@ -827,4 +835,82 @@ func TestWriterParts(t *testing.T) {
 			t.Errorf("folder holds %v", names)
 		}
 	})
+}
+
+// A value a 16-bit output cannot hold is an error naming the output, the
+// tensor, the dtype and the index in the tensor, and leaves nothing; with
+// Saturate it is clamped and counted (a NaN is refused even then); with
+// AllowNonfinite it becomes ±Inf.
+func TestWriterUnencodable(t *testing.T) {
+	for _, dt := range []DType{F16, BF16} {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "out.safetensors")
+		specs := []TensorSpec{{Name: "w", DType: dt, Shape: []int64{2, 8}}}
+		big := []float32{0, 1, 2, 3, 4, 5, math.MaxFloat32, 7}
+		if dt == F16 {
+			big[6] = -70000
+		}
+		write := func(opts WriteOptions, chunks ...[]float32) error {
+			t.Helper()
+			w, err := Create(out, specs, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Abort()
+			for _, c := range chunks {
+				if err := w.WriteFloat32("w", c); err != nil {
+					return err
+				}
+			}
+			return w.Commit()
+		}
+		err := write(WriteOptions{}, make([]float32, 8), big)
+		var ue *UnencodableError
+		if !errors.As(err, &ue) || ue.Index != 14 || ue.DType != dt || ue.Tensor != "w" {
+			t.Fatalf("%s: error %v, want one at index 14", dt, err)
+		}
+		for _, want := range []string{out, `"w"`, dt.String(), "index 14", "--saturate"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error %q does not name %s", dt, err, want)
+			}
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("%s: the failed write left %v", dt, entries)
+		}
+
+		var n atomic.Int64
+		inf := slices.Clone(big)
+		inf[1] = float32(math.Inf(1))
+		if err := write(WriteOptions{Saturate: true, Saturated: &n}, big, inf); err != nil {
+			t.Fatal(err)
+		}
+		if n.Load() != 3 {
+			t.Errorf("%s: %d values saturated, want 3", dt, n.Load())
+		}
+		if big[6] != -70000 && big[6] != math.MaxFloat32 {
+			t.Errorf("%s: the caller's data was changed", dt)
+		}
+		got, _, err := mustOpen(t, out).ReadFloat32("w", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := MaxFinite(dt)
+		if dt == F16 {
+			want = -65504
+		}
+		if got[6] != want || got[14] != want || got[9] != MaxFinite(dt) {
+			t.Errorf("%s: saturated values %v, %v and %v, want %v, %v and %v", dt, got[6], got[14], got[9], want, want, MaxFinite(dt))
+		}
+		nan := slices.Clone(big)
+		nan[3] = float32(math.NaN())
+		if err := write(WriteOptions{Saturate: true, Force: true}, nan); !errors.As(err, &ue) || ue.Index != 3 {
+			t.Errorf("%s: a NaN with Saturate: %v, want an error at index 3", dt, err)
+		}
+		if err := write(WriteOptions{AllowNonfinite: true, Force: true}, big, nan); err != nil {
+			t.Fatalf("%s: AllowNonfinite: %v", dt, err)
+		}
+		if got, _, _ := mustOpen(t, out).ReadFloat32("w", nil, nil); !math.IsInf(float64(got[6]), 0) || !math.IsNaN(float64(got[11])) {
+			t.Errorf("%s: AllowNonfinite wrote %v and %v, want ±Inf and NaN", dt, got[6], got[11])
+		}
+	}
 }

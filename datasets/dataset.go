@@ -80,6 +80,12 @@ type Dataset struct {
 	classes []string
 	st      store
 	index   []int // positions in st; nil means all of st in order
+	// relabel maps a stored label to the dataset's (KeepClasses); nil is
+	// the identity.
+	relabel []int
+	// groups holds each stored example's group (a GTSRB track), nil when
+	// the dataset has no group file.
+	groups []int32
 }
 
 func newDataset(name string, classes []string, st store) *Dataset {
@@ -137,7 +143,13 @@ func (d *Dataset) SourceIndex(i int) int {
 }
 
 // Label returns the class of example i, in [0, NumClasses()).
-func (d *Dataset) Label(i int) int { return d.st.label(d.SourceIndex(i)) }
+func (d *Dataset) Label(i int) int {
+	l := d.st.label(d.SourceIndex(i))
+	if d.relabel != nil {
+		return d.relabel[l]
+	}
+	return l
+}
 
 // Labels returns the classes of all examples, in order.
 func (d *Dataset) Labels() []int {
@@ -167,8 +179,71 @@ func (d *Dataset) Subset(indices []int) *Dataset {
 		}
 		idx[k] = d.SourceIndex(i)
 	}
-	return &Dataset{name: d.name, classes: d.classes, st: d.st, index: idx}
+	c := *d
+	c.index = idx
+	return &c
 }
+
+// KeepClasses returns the examples of the given classes only, relabelled:
+// class keep[k] becomes label k, and Classes() lists the kept names in that
+// order. Examples keep their order.
+func (d *Dataset) KeepClasses(keep []int) (*Dataset, error) {
+	relabel := make([]int, len(d.classes))
+	for i := range relabel {
+		relabel[i] = -1
+	}
+	names := make([]string, len(keep))
+	for k, c := range keep {
+		if c < 0 || c >= len(d.classes) {
+			return nil, fmt.Errorf("datasets: %s: class %d outside the %d classes", d.name, c, len(d.classes))
+		}
+		if relabel[c] >= 0 {
+			return nil, fmt.Errorf("datasets: %s: class %d (%s) kept twice", d.name, c, d.classes[c])
+		}
+		relabel[c], names[k] = k, d.classes[c]
+	}
+	var idx []int
+	for i := range d.Len() {
+		if relabel[d.Label(i)] >= 0 {
+			idx = append(idx, i)
+		}
+	}
+	c := *d.Subset(idx)
+	// Compose with an earlier relabelling: stored label → old → new.
+	stored := make([]int, d.storedClasses())
+	for l := range stored {
+		old := l
+		if d.relabel != nil {
+			old = d.relabel[l]
+		}
+		stored[l] = -1
+		if old >= 0 {
+			stored[l] = relabel[old]
+		}
+	}
+	c.relabel, c.classes = stored, names
+	return &c, nil
+}
+
+// storedClasses is the number of labels the store can hold.
+func (d *Dataset) storedClasses() int {
+	if d.relabel != nil {
+		return len(d.relabel)
+	}
+	return len(d.classes)
+}
+
+// Group returns the group of example i (a GTSRB track: frames of one
+// physical sign) and true, or false when the dataset has no group file.
+func (d *Dataset) Group(i int) (int, bool) {
+	if d.groups == nil {
+		return 0, false
+	}
+	return int(d.groups[d.SourceIndex(i)]), true
+}
+
+// HasGroups reports whether the examples carry groups (see Group).
+func (d *Dataset) HasGroups() bool { return d.groups != nil }
 
 // rename returns d under another name (sharing everything).
 func (d *Dataset) rename(name string) *Dataset {
@@ -221,6 +296,82 @@ const (
 	DefaultValidationFraction = 0.1
 	DefaultMaxValidation      = 5000
 )
+
+// HoldOutGroups is HoldOut for examples in groups (groups[i] is example
+// i's): whole groups go to validation, so near-duplicates (the frames of
+// one GTSRB track) never sit on both sides. The validation target is
+// int(n·fraction) examples capped at maxVal, as HoldOut's; the distinct
+// groups are shuffled by Permutation(number of groups, seed) and taken from
+// the end of that order while validation holds fewer than the target, so
+// it overshoots by less than one group. Both lists are in increasing order.
+func HoldOutGroups(groups []int, fraction float64, maxVal int, seed uint64) (train, val []int) {
+	n := len(groups)
+	v := int(float64(n) * fraction)
+	if maxVal > 0 {
+		v = min(v, maxVal)
+	}
+	members, order := groupMembers(groups)
+	p := Permutation(len(order), seed)
+	inVal := make([]bool, n)
+	count := 0
+	for k := len(p) - 1; k >= 0 && count < v; k-- {
+		for _, i := range members[order[p[k]]] {
+			inVal[i] = true
+			count++
+		}
+	}
+	for i := range n {
+		if inVal[i] {
+			val = append(val, i)
+		} else {
+			train = append(train, i)
+		}
+	}
+	return train, val
+}
+
+// groupMembers lists each group's positions, and the groups in order of
+// first appearance.
+func groupMembers(groups []int) (map[int][]int, []int) {
+	members := map[int][]int{}
+	var order []int
+	for i, g := range groups {
+		if _, ok := members[g]; !ok {
+			order = append(order, g)
+		}
+		members[g] = append(members[g], i)
+	}
+	return members, order
+}
+
+// Shares splits d into disjoint parts of about the given sizes, drawn in a
+// random order fixed by seed (Permutation): example by example, or, when d
+// has groups, group by group, so that no group is split between parts (a
+// part then overshoots its size by less than one group). A part gets fewer
+// examples only when d runs out. Examples keep d's order within a part.
+func Shares(d *Dataset, sizes []int, seed uint64) []*Dataset {
+	n := d.Len()
+	groups := make([]int, n)
+	for i := range groups {
+		groups[i] = i
+		if g, ok := d.Group(i); ok {
+			groups[i] = g
+		}
+	}
+	members, order := groupMembers(groups)
+	p := Permutation(len(order), seed)
+	out := make([]*Dataset, len(sizes))
+	k := 0
+	for s, size := range sizes {
+		var idx []int
+		for ; k < len(p) && len(idx) < size; k++ {
+			idx = append(idx, members[order[p[k]]]...)
+		}
+		slices.Sort(idx)
+		out[s] = d.Subset(idx)
+	}
+	return out
+}
 
 // HoldOut splits positions 0…n-1 into train and validation as the task-vectors
 // reference code does: the validation size is int(n·fraction), capped at

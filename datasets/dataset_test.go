@@ -130,3 +130,120 @@ func TestFromPixelsAndSubset(t *testing.T) {
 	}()
 	d.Subset([]int{4})
 }
+
+func TestHoldOutGroups(t *testing.T) {
+	// 100 examples in groups of 1–7, interleaved as GTSRB's tracks are not.
+	var groups []int
+	for g := 0; len(groups) < 100; g++ {
+		for range 1 + g%7 {
+			groups = append(groups, 1000+g)
+		}
+	}
+	groups = groups[:100]
+	size := map[int]int{}
+	for _, g := range groups {
+		size[g]++
+	}
+	tr, val := HoldOutGroups(groups, 0.1, 5000, 0)
+	if len(tr)+len(val) != 100 || len(val) < 10 || len(val) >= 10+7 {
+		t.Fatalf("train %d val %d: want val in [10, 17)", len(tr), len(val))
+	}
+	inVal := map[int]int{}
+	for _, i := range val {
+		inVal[groups[i]]++
+	}
+	for g, n := range inVal {
+		if n != size[g] {
+			t.Errorf("group %d split: %d of %d in validation", g, n, size[g])
+		}
+	}
+	if !slices.IsSorted(tr) || !slices.IsSorted(val) {
+		t.Error("lists not sorted")
+	}
+	// Deterministic, seed-dependent, and the cap applies.
+	_, again := HoldOutGroups(groups, 0.1, 5000, 0)
+	_, other := HoldOutGroups(groups, 0.1, 5000, 1)
+	if !slices.Equal(val, again) || slices.Equal(val, other) {
+		t.Error("not deterministic per seed")
+	}
+	if _, capped := HoldOutGroups(groups, 0.5, 3, 0); len(capped) < 3 || len(capped) >= 3+7 {
+		t.Errorf("cap 3: %d held out", len(capped))
+	}
+	// One group per example is HoldOut's size exactly.
+	ids := make([]int, 50)
+	for i := range ids {
+		ids[i] = i
+	}
+	if _, v := HoldOutGroups(ids, 0.1, 0, 0); len(v) != 5 {
+		t.Errorf("singleton groups: %d held out, want 5", len(v))
+	}
+}
+
+func TestKeepClassesAndShares(t *testing.T) {
+	labels := []int{0, 1, 2, 3, 0, 1, 2, 3, 2, 2}
+	pix := make([]uint8, len(labels))
+	for i := range pix {
+		pix[i] = uint8(10 * i)
+	}
+	d, err := FromPixels("toy", []string{"a", "b", "c", "d"}, 1, 1, 1, pix, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := d.KeepClasses([]int{2, 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(k.Classes(), []string{"c", "a"}) || !slices.Equal(k.Labels(), []int{1, 0, 1, 0, 0, 0}) {
+		t.Errorf("kept classes %v labels %v", k.Classes(), k.Labels())
+	}
+	if img, _ := k.Image(2); img.Pix[0] != 40 { // the 5th example (label a)
+		t.Errorf("kept example 2 is image %d", img.Pix[0])
+	}
+	// Keeping again composes, also through a Subset.
+	kk, err := k.Subset([]int{0, 1, 2, 3, 4, 5}).KeepClasses([]int{0})
+	if err != nil || !slices.Equal(kk.Labels(), []int{0, 0, 0, 0}) || kk.Classes()[0] != "c" || kk.SourceIndex(3) != 9 {
+		t.Errorf("kept twice: %v %v %v", kk.Labels(), kk.Classes(), err)
+	}
+	if _, err := d.KeepClasses([]int{4}); err == nil {
+		t.Error("class outside the dataset: no error")
+	}
+	if _, err := d.KeepClasses([]int{1, 1}); err == nil {
+		t.Error("class kept twice: no error")
+	}
+
+	// Shares without groups: disjoint chunks of one permutation.
+	parts := Shares(d, []int{3, 4, 10}, 5)
+	if parts[0].Len() != 3 || parts[1].Len() != 4 || parts[2].Len() != 3 {
+		t.Errorf("share sizes %d %d %d", parts[0].Len(), parts[1].Len(), parts[2].Len())
+	}
+	seen := map[int]bool{}
+	for _, p := range parts {
+		for i := range p.Len() {
+			if seen[p.SourceIndex(i)] {
+				t.Fatal("shares overlap")
+			}
+			seen[p.SourceIndex(i)] = true
+		}
+	}
+	// With groups, whole groups.
+	d.groups = []int32{7, 7, 7, 8, 8, 9, 9, 9, 9, 6}
+	parts = Shares(d, []int{2, 2}, 5)
+	for _, p := range parts {
+		n := map[int]int{}
+		for i := range p.Len() {
+			g, _ := p.Group(i)
+			n[g]++
+		}
+		for g, c := range n {
+			want := 0
+			for _, x := range d.groups {
+				if int(x) == g {
+					want++
+				}
+			}
+			if c != want {
+				t.Errorf("group %d split: %d of %d in a share", g, c, want)
+			}
+		}
+	}
+}

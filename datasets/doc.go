@@ -44,6 +44,17 @@
 // rest; TrainVal is all of it. The permutation is editkit's own, not PyTorch's,
 // so the held-out examples are not those of the Python code.
 //
+// Where the dataset folder holds a group file, train-tracks-idx1-int[.gz]
+// (IDX int32 [N], one group id per training example: GTSRB's tracks of ~30
+// frames of one physical sign), Validation holds out whole groups
+// (HoldOutGroups): the reference code's image-by-image split puts
+// near-duplicate frames on both sides and overstates validation accuracy
+// (83% against 73% on test for a fine-tuned GTSRB model). Every consumer of
+// Split gets this; Options.SplitByImage restores the reference split.
+// Shares cuts a dataset into disjoint parts (pre-training and fine-tuning
+// shares) along the same groups, and KeepClasses restricts a dataset to some
+// of its classes, relabelled.
+//
 // A Dataset gives Len, Label(i), Image(i) (uint8, channels last) and Subset.
 // IDX datasets live in memory (one buffer); image folders are decoded from
 // their files on each Image call.

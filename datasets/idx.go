@@ -19,9 +19,11 @@ type IDX struct {
 	Data []byte // prod(Dims) elements
 }
 
-// IDX element type codes (third byte of the magic number). Only idxUint8 is read.
+// IDX element type codes (third byte of the magic number). Images and
+// labels are idxUint8; group files (GTSRB's tracks) idxInt32.
 const (
 	idxUint8   = 0x08
+	idxInt32   = 0x0C
 	idxHeadMax = 4 + 4*255
 
 	// maxIDXBytes bounds the data an IDX header may declare (16 GiB), so that a
@@ -40,6 +42,10 @@ var idxTypeNames = map[byte]string{
 // ReadIDXFile reads an IDX file, gzipped or plain (recognised by the gzip
 // magic bytes, not by the name). Errors name the file and say what to do.
 func ReadIDXFile(path string) (*IDX, error) {
+	return readIDXFile(path, idxUint8)
+}
+
+func readIDXFile(path string, elem byte) (*IDX, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("datasets: %w", err)
@@ -49,17 +55,34 @@ func ReadIDXFile(path string) (*IDX, error) {
 	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 		size = st.Size()
 	}
-	return readIDX(f, path, size)
+	return readIDX(f, path, size, elem)
 }
 
 // ReadIDX reads an IDX stream, gzipped or plain; name is used in error messages.
 func ReadIDX(r io.Reader, name string) (*IDX, error) {
-	return readIDX(r, name, -1)
+	return readIDX(r, name, -1, idxUint8)
 }
 
-// readIDX reads from r; fileSize is the size of the underlying file when known
-// (-1 otherwise), used to report truncation of plain files before reading.
-func readIDX(r io.Reader, name string, fileSize int64) (*IDX, error) {
+// ReadIDXInt32File reads an IDX file of big-endian int32 elements (magic
+// 0x00000C0N, gzipped or plain), such as a group file, and returns its
+// dimensions and values.
+func ReadIDXInt32File(path string) (dims []int, values []int32, err error) {
+	x, err := readIDXFile(path, idxInt32)
+	if err != nil {
+		return nil, nil, err
+	}
+	values = make([]int32, len(x.Data)/4)
+	for i := range values {
+		values[i] = int32(binary.BigEndian.Uint32(x.Data[4*i:]))
+	}
+	return x.Dims, values, nil
+}
+
+// readIDX reads from r an IDX file of element type elem (idxUint8 or
+// idxInt32; Data holds the raw big-endian bytes); fileSize is the size of
+// the underlying file when known (-1 otherwise), used to report truncation
+// of plain files before reading.
+func readIDX(r io.Reader, name string, fileSize int64, elem byte) (*IDX, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var src io.Reader = br
 	gzipped := false
@@ -87,12 +110,19 @@ func readIDX(r io.Reader, name string, fileSize int64) (*IDX, error) {
 		return nil, idxErr(name, "bad magic number 0x%08x: an IDX file starts with 0x00 0x00, the element type (0x08 for uint8) and the number of dimensions; %s",
 			binary.BigEndian.Uint32(magic[:]), hint)
 	}
-	if magic[2] != idxUint8 {
+	if magic[2] != elem {
 		tn, ok := idxTypeNames[magic[2]]
 		if !ok {
 			return nil, idxErr(name, "bad magic number 0x%08x: unknown IDX element type 0x%02x; is this an IDX file (MNIST format)?", binary.BigEndian.Uint32(magic[:]), magic[2])
 		}
+		if elem == idxInt32 {
+			return nil, idxErr(name, "IDX element type %s (0x%02x) is not supported: a group file must be int32 (magic 0x00000C01)", tn, magic[2])
+		}
 		return nil, idxErr(name, "IDX element type %s (0x%02x) is not supported: images and labels must be uint8 (magic 0x0000080N)", tn, magic[2])
+	}
+	esize := uint64(1)
+	if elem == idxInt32 {
+		esize = 4
 	}
 	ndim := int(magic[3])
 	hdr := make([]byte, 4*ndim)
@@ -103,7 +133,7 @@ func readIDX(r io.Reader, name string, fileSize int64) (*IDX, error) {
 		return nil, idxErr(name, "truncated header: %d dimensions declared but only %d of their %d size bytes present; the file is incomplete, download it again", ndim, n, len(hdr))
 	}
 	dims := make([]int, ndim)
-	total := uint64(1)
+	total := esize
 	for i := range dims {
 		d := binary.BigEndian.Uint32(hdr[4*i:])
 		dims[i] = int(d)
@@ -117,7 +147,7 @@ func readIDX(r io.Reader, name string, fileSize int64) (*IDX, error) {
 	if !gzipped && fileSize >= 0 {
 		have := fileSize - headLen
 		if have < int64(total) {
-			return nil, idxErr(name, "truncated: header declares %v = %d bytes of uint8 data but the file holds %d; the file is incomplete, download it again", dims, total, have)
+			return nil, idxErr(name, "truncated: header declares %v = %d bytes of %s data but the file holds %d; the file is incomplete, download it again", dims, total, idxTypeNames[elem], have)
 		}
 		if have > int64(total) {
 			return nil, idxErr(name, "%d bytes after the %v = %d bytes of data the header declares; the file is corrupt or not an IDX file", have-int64(total), dims, total)
@@ -129,7 +159,7 @@ func readIDX(r io.Reader, name string, fileSize int64) (*IDX, error) {
 		if gzipped && !isEOF(err) {
 			return nil, idxErr(name, "corrupt gzip data after %d of %d bytes (%v); download the file again", len(data), total, err)
 		}
-		return nil, idxErr(name, "truncated: header declares %v = %d bytes of uint8 data but the file holds %d; the file is incomplete, download it again", dims, total, len(data))
+		return nil, idxErr(name, "truncated: header declares %v = %d bytes of %s data but the file holds %d; the file is incomplete, download it again", dims, total, idxTypeNames[elem], len(data))
 	}
 	// Read to the end: gzip verifies its checksum there, and trailing bytes
 	// mean the header and the content disagree.

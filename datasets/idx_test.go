@@ -191,3 +191,64 @@ func TestReadIDXImagesChecks(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupFile(t *testing.T) {
+	dir := t.TempDir()
+	// A 10-image training set in 4 groups, with a test set.
+	img := idxBytes(0x08, []int{10, 2, 2}, seq(40))
+	lab := idxBytes(0x08, []int{10}, []byte{0, 1, 0, 1, 0, 1, 0, 1, 0, 1})
+	writeFile(t, filepath.Join(dir, "train-images-idx3-ubyte"), img)
+	writeFile(t, filepath.Join(dir, "train-labels-idx1-ubyte"), lab)
+	writeFile(t, filepath.Join(dir, "test-images-idx3-ubyte"), idxBytes(0x08, []int{1, 2, 2}, seq(4)))
+	writeFile(t, filepath.Join(dir, "test-labels-idx1-ubyte"), idxBytes(0x08, []int{1}, []byte{1}))
+	var g bytes.Buffer
+	for _, v := range []int32{-3, -3, 5, 5, 5, 70000, 70000, 2, 2, 2} {
+		binary.Write(&g, binary.BigEndian, v)
+	}
+	gp := writeFile(t, filepath.Join(dir, "train-tracks-idx1-int.gz"), gzipBytes(t, idxBytes(0x0C, []int{10}, g.Bytes())))
+	dims, vals, err := ReadIDXInt32File(gp)
+	if err != nil || !slices.Equal(dims, []int{10}) || vals[0] != -3 || vals[5] != 70000 {
+		t.Fatalf("ReadIDXInt32File: %v %v %v", dims, vals, err)
+	}
+	if _, err := ReadIDXFile(gp); err == nil || !strings.Contains(err.Error(), "int32") {
+		t.Errorf("a group file read as images: %v", err)
+	}
+	if _, _, err := ReadIDXInt32File(filepath.Join(dir, "train-labels-idx1-ubyte")); err == nil || !strings.Contains(err.Error(), "group file must be int32") {
+		t.Errorf("labels read as a group file: %v", err)
+	}
+	src, err := Open(dir, Options{ValidationFraction: 0.2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := src.Split(Train)
+	val, _ := src.Split(Validation)
+	if !val.HasGroups() || val.Len() < 2 || tr.Len()+val.Len() != 10 {
+		t.Fatalf("train %d val %d", tr.Len(), val.Len())
+	}
+	inVal := map[int]bool{}
+	for i := range val.Len() {
+		g, _ := val.Group(i)
+		inVal[g] = true
+	}
+	for i := range tr.Len() {
+		if g, _ := tr.Group(i); inVal[g] {
+			t.Errorf("group %d on both sides", g)
+		}
+	}
+	if te, _ := src.Split(Test); te.HasGroups() {
+		t.Error("the test set has no group file")
+	}
+	// Image by image when asked.
+	byImage, _ := Open(dir, Options{ValidationFraction: 0.2, SplitByImage: true})
+	v2, _ := byImage.Split(Validation)
+	_, want := HoldOut(10, 0.2, 5000, 0)
+	if v2.Len() != len(want) || v2.SourceIndex(0) != want[0] {
+		t.Errorf("SplitByImage: %d examples, want HoldOut's %v", v2.Len(), want)
+	}
+	// A group file of the wrong length is an error naming it.
+	writeFile(t, gp, gzipBytes(t, idxBytes(0x0C, []int{2}, g.Bytes()[:8])))
+	bad, _ := Open(dir, Options{})
+	if _, err := bad.Split(Validation); err == nil || !strings.Contains(err.Error(), gp) || !strings.Contains(err.Error(), "10 examples") {
+		t.Errorf("short group file: %v", err)
+	}
+}

@@ -93,6 +93,7 @@ type realCase struct {
 	knownTrain0   int // label of train example 0 when known from the literature, else -1
 	knownTest0    int
 	classesInFile bool
+	groups        bool // the training set has a group file (GTSRB's tracks)
 }
 
 func checkReal(t *testing.T, dir string, rc realCase, opts Options) {
@@ -164,7 +165,24 @@ func checkReal(t *testing.T, dir string, rc realCase, opts Options) {
 	train, _ := src.Split(Train)
 	val, _ := src.Split(Validation)
 	wantVal := min(full.Len()/10, 5000)
-	if val.Len() != wantVal || train.Len() != full.Len()-wantVal {
+	if rc.groups {
+		// Whole tracks: at least the target, less than one track (≤ 30
+		// frames in GTSRB) more, and no track on both sides.
+		if !full.HasGroups() || val.Len() < wantVal || val.Len() >= wantVal+30 || train.Len() != full.Len()-val.Len() {
+			t.Errorf("grouped split: train %d val %d of %d, want val in [%d, %d)", train.Len(), val.Len(), full.Len(), wantVal, wantVal+30)
+		}
+		valTracks := map[int]bool{}
+		for i := range val.Len() {
+			g, _ := val.Group(i)
+			valTracks[g] = true
+		}
+		for i := range train.Len() {
+			if g, _ := train.Group(i); valTracks[g] {
+				t.Fatalf("track %d is in train and val", g)
+			}
+		}
+		t.Logf("%s: %d validation images from %d tracks", rc.name, val.Len(), len(valTracks))
+	} else if val.Len() != wantVal || train.Len() != full.Len()-wantVal {
 		t.Errorf("train %d val %d, want %d %d", train.Len(), val.Len(), full.Len()-wantVal, wantVal)
 	}
 	seen := make([]bool, full.Len())
@@ -197,7 +215,7 @@ func checkReal(t *testing.T, dir string, rc realCase, opts Options) {
 	o.Seed = 1
 	src3, _ := Open(rc.name, o)
 	val3, _ := src3.Split(Validation)
-	if val3.Len() != val.Len() || val3.SourceIndex(0) == val.SourceIndex(0) && val3.SourceIndex(1) == val.SourceIndex(1) {
+	if (!rc.groups && val3.Len() != val.Len()) || val3.SourceIndex(0) == val.SourceIndex(0) && val3.SourceIndex(1) == val.SourceIndex(1) {
 		t.Error("seed 1 gives the same validation split as seed 0")
 	}
 }
@@ -218,7 +236,7 @@ func TestRealDatasets(t *testing.T) {
 		{name: "gtsrb", train: 12330, test: 3000, h: 32, w: 32, c: 3, classes: 43,
 			trainImages: "train-images-idx4-ubyte.gz", trainLabels: "train-labels-idx1-ubyte.gz",
 			testImages: "test-images-idx4-ubyte.gz", testLabels: "test-labels-idx1-ubyte.gz",
-			knownTrain0: -1, knownTest0: -1, classesInFile: true},
+			knownTrain0: -1, knownTest0: -1, classesInFile: true, groups: true},
 	} {
 		t.Run(rc.name, func(t *testing.T) {
 			checkReal(t, filepath.Join(vision, rc.name), rc, Options{})

@@ -58,9 +58,15 @@ type Options struct {
 	MaxValidation int
 	// Seed of the held-out choice (see HoldOut); the reference code uses 0.
 	Seed uint64
+	// SplitByImage holds validation out image by image even where the
+	// dataset has a group file (the reference code's split, which puts
+	// near-duplicate frames of a GTSRB track on both sides).
+	SplitByImage bool
 }
 
-func (o Options) holdOut(n int) (train, val []int) {
+// holdOut splits the training set d: by group (HoldOutGroups) when it has
+// groups, else image by image (HoldOut).
+func (o Options) holdOut(d *Dataset) (train, val []int) {
 	frac := o.ValidationFraction
 	if frac == 0 {
 		frac = DefaultValidationFraction
@@ -69,7 +75,14 @@ func (o Options) holdOut(n int) (train, val []int) {
 	if maxVal == 0 {
 		maxVal = DefaultMaxValidation
 	}
-	return HoldOut(n, frac, maxVal, o.Seed)
+	if d.HasGroups() && !o.SplitByImage {
+		groups := make([]int, d.Len())
+		for i := range groups {
+			groups[i], _ = d.Group(i)
+		}
+		return HoldOutGroups(groups, frac, maxVal, o.Seed)
+	}
+	return HoldOut(d.Len(), frac, maxVal, o.Seed)
 }
 
 // DataDirs returns the folders searched for named datasets, in order (see Options.DataDir).
@@ -195,6 +208,8 @@ type Source struct {
 
 	opts  Options
 	files map[Split][2]string // idx: Train/Test → images, labels paths; folders: Train/Test → folder
+	// groups names each set's group file (train-tracks-idx1-int.gz), if any.
+	groups map[Split]string
 
 	mu     sync.Mutex
 	loaded map[Split]*Dataset
@@ -202,6 +217,10 @@ type Source struct {
 
 // idxName matches the IDX file names of the supported layout (MNIST's).
 var idxName = regexp.MustCompile(`^(train|test|t10k)-(images|labels)-idx([0-9])-ubyte(\.gz)?$`)
+
+// groupName matches a group file: one int32 group id per example of the
+// set (GTSRB's train-tracks-idx1-int.gz gives each image its track).
+var groupName = regexp.MustCompile(`^(train|test|t10k)-(tracks|groups)-idx1-int(\.gz)?$`)
 
 // Open finds the dataset called name (see Resolve) and reads its layout and
 // class names. The supported layouts of a dataset folder are
@@ -226,7 +245,7 @@ func Open(name string, opts Options) (*Source, error) {
 	if isPathName(name) {
 		display = filepath.Base(filepath.Clean(name))
 	}
-	s := &Source{Name: display, Dir: dir, opts: opts, files: map[Split][2]string{}, loaded: map[Split]*Dataset{}}
+	s := &Source{Name: display, Dir: dir, opts: opts, files: map[Split][2]string{}, groups: map[Split]string{}, loaded: map[Split]*Dataset{}}
 	if err := s.scan(); err != nil {
 		return nil, err
 	}
@@ -248,6 +267,16 @@ func (s *Source) scan() error {
 	}
 	found := map[Split]*[2]cand{}
 	for _, e := range ents {
+		if m := groupName.FindStringSubmatch(e.Name()); m != nil && !e.IsDir() {
+			sp := Train
+			if m[1] != "train" {
+				sp = Test
+			}
+			if old, ok := s.groups[sp]; !ok || (m[3] == "" && strings.HasSuffix(old, ".gz")) {
+				s.groups[sp] = filepath.Join(s.Dir, e.Name())
+			}
+			continue
+		}
 		m := idxName.FindStringSubmatch(e.Name())
 		if m == nil || e.IsDir() {
 			continue
@@ -408,7 +437,7 @@ func (s *Source) Split(sp Split) (*Dataset, error) {
 		if sp == TrainVal {
 			return d.rename(s.Name + "/trainval"), nil
 		}
-		tr, val := s.opts.holdOut(d.Len())
+		tr, val := s.opts.holdOut(d)
 		if sp == Train {
 			return d.Subset(tr).rename(s.Name + "/train"), nil
 		}
@@ -448,8 +477,26 @@ func (s *Source) raw(sp Split) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p, ok := s.groups[sp]; ok {
+		if err := d.setGroups(p); err != nil {
+			return nil, err
+		}
+	}
 	s.loaded[sp] = d
 	return d, nil
+}
+
+// setGroups reads a group file ([N] int32, one group per example) for d.
+func (d *Dataset) setGroups(path string) error {
+	dims, g, err := ReadIDXInt32File(path)
+	if err != nil {
+		return err
+	}
+	if len(dims) != 1 || dims[0] != d.Len() {
+		return fmt.Errorf("datasets: %s gives groups %v for %d examples: a group file holds one int32 per example ([N], magic 0x00000C01); remove it or replace it with the one made for these images", path, dims, d.Len())
+	}
+	d.groups = g
+	return nil
 }
 
 // Load opens the dataset called name and returns one of its splits.

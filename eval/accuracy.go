@@ -26,6 +26,9 @@ type Result struct {
 	Correct  int     `json:"correct"`
 	Total    int     `json:"total"`
 	Accuracy float64 `json:"accuracy"`
+	// Hits holds each example's outcome in dataset order, true where the
+	// prediction is right: what paired intervals resample.
+	Hits []bool `json:"-"`
 }
 
 // Accuracy evaluates top-1 accuracy of clf on ds, preprocessed by pre, in
@@ -55,9 +58,11 @@ func Accuracy(clf Classifier, ds *datasets.Dataset, pre datasets.Preprocess, o O
 			return res, fmt.Errorf("eval %s: the classifier returned %d scores for %d images of %d classes: does its head match the dataset?", ds.Name(), len(scores), b.Size, classes)
 		}
 		for i, label := range b.Labels {
-			if Argmax(scores[i*classes:(i+1)*classes]) == int(label) {
+			hit := Argmax(scores[i*classes:(i+1)*classes]) == int(label)
+			if hit {
 				res.Correct++
 			}
+			res.Hits = append(res.Hits, hit)
 		}
 		res.Total += b.Size
 		if o.Progress != nil {

@@ -1,6 +1,7 @@
 package memoir
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -95,10 +96,43 @@ type Result struct {
 	Active Rates `json:"active"`
 	// EditSeconds is the time of the T edits (0 when not measured, e.g.
 	// a loaded memory); SecondsPerEdit its mean.
-	EditSeconds    float64       `json:"edit_seconds"`
-	SecondsPerEdit float64       `json:"seconds_per_edit"`
-	EvalSeconds    float64       `json:"eval_seconds"`
-	PerEdit        []*EditResult `json:"per_edit,omitempty"`
+	EditSeconds    float64 `json:"edit_seconds"`
+	SecondsPerEdit float64 `json:"seconds_per_edit"`
+	EvalSeconds    float64 `json:"eval_seconds"`
+	// Rephrased and Localized count the edits with rephrasings and with
+	// locality prompts: generalization and locality are means over them, and
+	// undefined (n/a in tables, null in JSON) when they are 0.
+	Rephrased int           `json:"edits_with_rephrasings"`
+	Localized int           `json:"edits_with_locality"`
+	PerEdit   []*EditResult `json:"per_edit,omitempty"`
+}
+
+// MarshalJSON writes the generalization and locality rates as null when no
+// edit has rephrasings or locality prompts, as each edit's own scores are.
+func (r Result) MarshalJSON() ([]byte, error) {
+	type plain Result
+	type rates struct {
+		Reliability    float64  `json:"reliability"`
+		Generalization *float64 `json:"generalization"`
+		Locality       *float64 `json:"locality"`
+	}
+	defined := func(x float64, n int) *float64 {
+		if n == 0 {
+			return nil
+		}
+		return &x
+	}
+	ratesOf := func(rt Rates) rates {
+		return rates{rt.Reliability, defined(rt.Generalization, r.Rephrased), defined(rt.Locality, r.Localized)}
+	}
+	main, active := ratesOf(r.Rates), ratesOf(r.Active)
+	// The outer fields shadow the embedded ones of the same JSON name.
+	return json.Marshal(struct {
+		plain
+		Generalization *float64 `json:"generalization"`
+		Locality       *float64 `json:"locality"`
+		Active         rates    `json:"active"`
+	}{plain(r), main.Generalization, main.Locality, active})
 }
 
 // Scoring is how an editor's answers are read.
@@ -234,14 +268,17 @@ func Evaluate(ed Editor, base *Base, edits []EditRequest, progress Progress) (*R
 func (r *Result) summarize() {
 	var rel, gen, loc, aRel []float64
 	var aGen, aLoc, nGen, nLoc float64
+	r.Rephrased, r.Localized = 0, 0
 	for _, e := range r.PerEdit {
 		rel, aRel = append(rel, e.Reliability), append(aRel, b2f(e.Active))
 		if e.Generalization != nil {
+			r.Rephrased++
 			gen = append(gen, *e.Generalization)
 			aGen += e.ActiveRephr * float64(e.Rephrases)
 			nGen += float64(e.Rephrases)
 		}
 		if e.Locality != nil {
+			r.Localized++
 			loc = append(loc, *e.Locality)
 			aLoc += e.ActiveLocal * float64(e.LocalityN)
 			nLoc += float64(e.LocalityN)
@@ -428,9 +465,15 @@ func Markdown(results []*Result) string {
 		if r.SecondsPerEdit > 0 {
 			spe = fmt.Sprintf("%.2f", r.SecondsPerEdit)
 		}
-		fmt.Fprintf(&sb, "| %s | %d | %.3f | %.3f | %.3f | %.2f / %.2f / %.2f | %s |\n",
-			r.title(), r.Edits, r.Reliability, r.Generalization, r.Locality,
-			r.Active.Reliability, r.Active.Generalization, r.Active.Locality, spe)
+		rate := func(x float64, n int, format string) string {
+			if n == 0 {
+				return "n/a"
+			}
+			return fmt.Sprintf(format, x)
+		}
+		fmt.Fprintf(&sb, "| %s | %d | %.3f | %s | %s | %.2f / %s / %s | %s |\n",
+			r.title(), r.Edits, r.Reliability, rate(r.Generalization, r.Rephrased, "%.3f"), rate(r.Locality, r.Localized, "%.3f"),
+			r.Active.Reliability, rate(r.Active.Generalization, r.Rephrased, "%.2f"), rate(r.Active.Locality, r.Localized, "%.2f"), spe)
 	}
 	return sb.String()
 }

@@ -1,6 +1,7 @@
 package memoir
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -105,10 +106,29 @@ func TestMetrics(t *testing.T) {
 	}
 	g := 0.5
 	r := &Result{Method: MethodMEMOIR, Edits: 10, Rates: Rates{1, 0.5, 0.875}, Active: Rates{1, 0.5, 0.1}, SecondsPerEdit: 4.25,
-		PerEdit: []*EditResult{{Generalization: &g}}}
+		Rephrased: 10, Localized: 10, PerEdit: []*EditResult{{Generalization: &g}}}
 	md := Markdown([]*Result{r})
 	if !strings.Contains(md, "| MEMOIR | 10 | 1.000 | 0.500 | 0.875 | 1.00 / 0.50 / 0.10 | 4.25 |") {
 		t.Errorf("markdown:\n%s", md)
+	}
+	// Edits without rephrasings or locality prompts have no generalization
+	// or locality: n/a in the table and null in JSON, not 0.
+	r = &Result{Method: MethodGRACE, Edits: 3, Rates: Rates{Reliability: 1}, Active: Rates{Reliability: 1}}
+	if md := Markdown([]*Result{r}); !strings.Contains(md, "| GRACE | 3 | 1.000 | n/a | n/a | 1.00 / n/a / n/a | – |") {
+		t.Errorf("markdown without rephrasings and locality prompts:\n%s", md)
+	}
+	js, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"generalization":null,"locality":null,"active"`, `"active":{"reliability":1,"generalization":null,"locality":null}`, `"edits_with_rephrasings":0`} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("JSON %s lacks %s", js, want)
+		}
+	}
+	r.Rephrased, r.Generalization = 2, 0.25
+	if js, _ := json.Marshal(r); !strings.Contains(string(js), `"generalization":0.25,"locality":null`) {
+		t.Errorf("JSON %s", js)
 	}
 	if m, err := ParseMethod("FT-L"); err != nil || m != MethodFTL {
 		t.Errorf("ParseMethod(FT-L) = %v, %v", m, err)

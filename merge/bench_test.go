@@ -17,7 +17,7 @@ func benchTaus(n, m int) [][]float32 {
 	return taus
 }
 
-func BenchmarkMajorityCounterAdd(b *testing.B) {
+func BenchmarkWindowCounterAdd(b *testing.B) {
 	taus := benchTaus(4, 1<<16)
 	ks := make([]int64, 4)
 	wins := make([]window, 4)
@@ -26,7 +26,7 @@ func BenchmarkMajorityCounterAdd(b *testing.B) {
 		thr, _ := kthSmallestAbs(taus[i], ks[i])
 		wins[i] = window{lo: absBits(thr)>>16 - 1, width: windowBins}
 	}
-	c := newMajorityCounter(ks, wins)
+	c := newWindowCounter(ks, wins, true)
 	b.SetBytes(4 << 16)
 	for b.Loop() {
 		c.add(taus)

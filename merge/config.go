@@ -5,28 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/editkit/editkit/checkpoint"
 )
-
-// Method names a merging method. Names follow mergekit where the method
-// exists there.
-type Method string
-
-// The merging methods.
-const (
-	Linear          Method = "linear"
-	TaskArithmetic  Method = "task_arithmetic"
-	TIES            Method = "ties"
-	DARELinear      Method = "dare_linear"
-	DARETIES        Method = "dare_ties"
-	Breadcrumbs     Method = "breadcrumbs"
-	BreadcrumbsTIES Method = "breadcrumbs_ties"
-	Consensus       Method = "consensus"
-	ModelStock      Method = "model_stock"
-	SLERP           Method = "slerp"
-)
-
-// Methods lists every method.
-var Methods = []Method{Linear, TaskArithmetic, TIES, DARELinear, DARETIES, Breadcrumbs, BreadcrumbsTIES, Consensus, ModelStock, SLERP}
 
 // Semantics selects whose definition of a method is followed where the
 // papers and mergekit differ.
@@ -45,36 +26,47 @@ const (
 	Mergekit
 )
 
+func (s Semantics) String() string {
+	if s == Mergekit {
+		return "mergekit"
+	}
+	return "paper"
+}
+
 // TIES trimming scopes.
 const (
 	ScopeModel  = "model"
 	ScopeTensor = "tensor"
 )
 
-// Config is a merge recipe with its parameters. Zero values mean "the
-// method's published default" where one exists; Validate fills them in.
+// Config is a merge recipe with its parameters. An unset parameter (nil,
+// empty) takes the method's published default: Resolve returns the config
+// with every default filled in. Each parameter is described once, in the
+// table [Params].
 type Config struct {
 	Method    Method
 	Semantics Semantics
-	// Weights has one weight per model (all 1 when empty).
+	// Weights has one weight per model (or one for all).
 	Weights []float64
-	// Density is the fraction of entries kept by TIES trimming, DARE and
-	// Breadcrumbs: one value for all models or one per model.
+	// Density is the fraction of entries kept by TIES trimming, DARE,
+	// Breadcrumbs and DELLA: one value for all models or one per model.
 	Density []float64
-	// Lambda scales the merged task vector; nil means the method default.
+	// Lambda scales the merged task vector.
 	Lambda *float64
 	// Gamma is the fraction of largest entries Breadcrumbs drops.
-	Gamma *float64
+	Gamma []float64
+	// Epsilon is DELLA's spread of keep probabilities around density.
+	Epsilon []float64
 	// T is the SLERP interpolation factor (0 = base, 1 = the other model).
 	T *float64
-	// Seed seeds DARE's random drops.
+	// Seed seeds the random drops of DARE and DELLA.
 	Seed uint64
 	// TIESScope is ScopeModel (the paper) or ScopeTensor (mergekit's).
 	TIESScope string
 	// TIESAggregate is "mean" (disjoint mean, the paper's default) or "sum".
 	TIESAggregate string
 	// K is the number of TALL masks that must select an entry for Consensus.
-	K int
+	K *int
 	// TallLambda holds the TALL-mask λ_t, one for all tasks or one per task.
 	TallLambda []float64
 	// ConsensusBase is the multi-task vector consensus masks: "ta" (Σ τ_t)
@@ -83,13 +75,48 @@ type Config struct {
 	// Normalize and Rescale override mergekit's per-method defaults.
 	Normalize *bool
 	Rescale   *bool
+	// Int8Mask is accepted for mergekit configurations; it changes nothing.
+	Int8Mask *bool
 	// FilterWise makes Model Stock compute one cosine per output row.
-	FilterWise bool
+	FilterWise *bool
+	// SelectTopK is SCE's fraction of entries kept by cross-model variance.
+	SelectTopK *float64
+	// RowWise and Flatten choose NuSLERP's vectors.
+	RowWise, Flatten *bool
+	// MaxIter and Tol bound the Karcher mean's iterations.
+	MaxIter *int
+	Tol     *float64
+	// NormalizeWeights and Eps are Multi-SLERP's.
+	NormalizeWeights *bool
+	Eps              *float64
+	// Scale multiplies passthrough's tensors, per model.
+	Scale []float64
 	// Lines applies LiNeS layer scaling to the merged task vector.
 	Lines *Lines
 	// MasksOut, when set, receives the TALL and consensus masks, bit-packed
 	// (a .safetensors file, or a folder holding model.safetensors).
 	MasksOut string
+	// BaseIsLayout says the set's base is no model of the merge: it only
+	// supplies the tensor layout and the non-float tensors (methods whose
+	// base is optional, run without one).
+	BaseIsLayout bool
+	// DType, when set, is the precision mergekit's `dtype` asks for: every
+	// input is rounded to it and the arithmetic rounds to it after each
+	// operation (see precision.go). Zero: float32 throughout.
+	DType checkpoint.DType
+
+	// tensorwise holds parameters that vary by tensor (a mergekit
+	// configuration's gradients and filters).
+	tensorwise tensorwise
+}
+
+// tensorwise gives a parameter's value for one tensor and model (member −1
+// for method parameters); ok is false where the configuration leaves the
+// parameter to the scalar value or default.
+type tensorwise interface {
+	value(param string, member int, tensor string) (v any, ok bool)
+	// varies reports whether the parameter varies by tensor anywhere.
+	varies(param string) bool
 }
 
 // Lines configures LiNeS (Wang et al., ICLR 2025): the merged task vector's
@@ -104,53 +131,35 @@ type Lines struct {
 	LayerPattern string
 }
 
-// defaults used where the caller gives none.
-const (
-	defaultTIESDensity = 0.2  // TIES: top-20% (K=20)
-	defaultGamma       = 0.01 // Breadcrumbs (mergekit)
-	defaultK           = 2    // Consensus: kept by ≥ 2 masks
-	defaultTallLambda  = 0.4  // middle of the TALL-mask grid {0.2, ..., 0.6}
-)
-
-// ParseMethod parses a method name.
-func ParseMethod(s string) (Method, error) {
-	m := Method(strings.ToLower(strings.TrimSpace(s)))
-	if slices.Contains(Methods, m) {
-		return m, nil
-	}
-	names := make([]string, len(Methods))
-	for i, m := range Methods {
-		names[i] = string(m)
-	}
-	return "", fmt.Errorf("unknown merge method %q (known: %s)", s, strings.Join(names, ", "))
-}
-
-// usesTaskVectors reports whether the method combines task vectors (as
-// opposed to whole models: linear, model_stock, slerp).
-func (m Method) usesTaskVectors() bool {
-	switch m {
-	case Linear, ModelStock, SLERP:
-		return false
-	}
-	return true
-}
-
-func (m Method) electsSign() bool {
-	return m == TIES || m == DARETIES || m == BreadcrumbsTIES
-}
-
 func f64(v float64) *float64 { return &v }
-func boolp(v bool) *bool     { return &v }
 
-// Validate checks the recipe for n models and fills in the published
-// defaults. Errors name the flag to fix.
-func (c *Config) Validate(n int) error {
+// clone copies c deeply enough that changing the copy's lists or LiNeS
+// settings leaves c as it is (pointers to scalars are never written
+// through: Param.Set allocates).
+func (c Config) clone() Config {
+	c.Weights, c.Density, c.Gamma = slices.Clone(c.Weights), slices.Clone(c.Density), slices.Clone(c.Gamma)
+	c.Epsilon, c.TallLambda, c.Scale = slices.Clone(c.Epsilon), slices.Clone(c.TallLambda), slices.Clone(c.Scale)
+	if c.Lines != nil {
+		l := *c.Lines
+		c.Lines = &l
+	}
+	return c
+}
+
+// Resolve checks the recipe for n models and returns it with the
+// published defaults filled in; c itself is left as it is. A bad or
+// missing parameter is reported as a *ParamError, which each front end
+// words in its own terms.
+func (c Config) Resolve(n int) (Config, error) {
 	if n == 0 {
-		return errors.New("no models to merge: give fine-tuned checkpoints or task vectors with --models")
+		return c, errors.New("no models to merge: give fine-tuned checkpoints or task vectors")
 	}
-	if _, err := ParseMethod(string(c.Method)); err != nil {
-		return err
+	row := rowOf(c.Method)
+	if row == nil {
+		_, err := ParseMethod(string(c.Method))
+		return c, err
 	}
+	c = c.clone()
 	if c.Method == Consensus {
 		c.Semantics = Paper // one definition: the paper's (a YAML extension too)
 	}
@@ -158,223 +167,210 @@ func (c *Config) Validate(n int) error {
 		// The YAML extension "ties_scope: model" asks for the paper's TIES:
 		// whole-model trim, majority fill, unweighted disjoint mean.
 		c.Semantics = Paper
-		c.Normalize, c.Rescale = nil, nil
+		c.Normalize, c.Rescale, c.Int8Mask = nil, nil, nil
 	}
-	if len(c.Weights) == 0 {
-		c.Weights = make([]float64, n)
-		for i := range c.Weights {
-			c.Weights[i] = 1
+	if c.Lines != nil && c.Lambda != nil {
+		return c, errors.New("--lambda and LiNeS both set the merge coefficient: LiNeS's schedule α + β ℓ/(L−1) replaces λ, so give only --lines-alpha/--lines-beta")
+	}
+	if n < row.minModels || (row.maxModels > 0 && n > row.maxModels) {
+		return c, modelCountError(row, n)
+	}
+	for _, p := range Params {
+		if err := c.resolveParam(p, row, n); err != nil {
+			return c, err
 		}
-	} else if len(c.Weights) != n {
-		return fmt.Errorf("--weights has %d values for %d models", len(c.Weights), n)
 	}
-	if c.Method == Linear {
+	for _, check := range []func(*Config, int) error{checkWeights, checkSparsity, checkConsensus, checkLines} {
+		if err := check(&c, n); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func modelCountError(row *methodRow, n int) error {
+	switch {
+	case row.method == SLERP || row.method == ArceeFusion:
+		return fmt.Errorf("%s combines the base and exactly one model, got %d models", row.method, n)
+	case row.maxModels == row.minModels:
+		return fmt.Errorf("%s merges exactly %d models, got %d", row.method, row.minModels, n)
+	case n < row.minModels:
+		return fmt.Errorf("%s needs at least %d models besides the base, got %d", row.method, row.minModels, n)
+	}
+	return fmt.Errorf("%s merges at most %d models, got %d", row.method, row.maxModels, n)
+}
+
+// resolveParam checks one parameter of c against the method and fills in
+// its default.
+func (c *Config) resolveParam(p *Param, row *methodRow, n int) error {
+	v, set := p.Get(c)
+	lines := p.Name == "lines_alpha" || p.Name == "lines_beta"
+	if err := row.method.Applies(p.Name, c.Semantics); err != nil {
+		if set && !(p.Kind == Uint && v == uint64(0)) {
+			err.Value = v
+			return err
+		}
+		return nil
+	}
+	if set {
+		if why, model := p.checkValue(v); why != "" {
+			return &ParamError{Param: p.Name, Model: model, Value: v, Reason: why}
+		}
+		if fs, ok := v.([]float64); ok {
+			switch {
+			case len(fs) == 1 && n > 1:
+				p.Set(c, slices.Repeat(fs, n))
+			case len(fs) != n:
+				return &ParamError{Param: p.Name, Model: -1, Value: v, Reason: fmt.Sprintf("has %d values for %d models: give one value, or one per model", len(fs), n)}
+			}
+		}
+		return nil
+	}
+	if lines || (p.Name == "lambda" && c.Lines != nil) {
+		return nil // LiNeS's schedule replaces λ
+	}
+	u := row.use(p.Name)
+	d := u.paper
+	if c.Semantics == Mergekit {
+		d = u.mergekit
+	}
+	if c.tensorwise != nil && c.tensorwise.varies(p.Name) {
+		// Given per tensor by the configuration; the default (or the
+		// requirement) applies where it gives none, tensor by tensor.
+		return nil
+	}
+	switch {
+	case d.required != "" && !(p.Name == "lambda" && row.method == TaskArithmetic && n == 1):
+		return &ParamError{Param: p.Name, Model: -1, Reason: fmt.Sprintf("is required for %s: %s", row.method, d.required)}
+	case d.v == nil && p.Name == "lambda":
+		p.Set(c, 1.0) // one task under the papers: λ = 1
+	case d.v == nil:
+	case p.Kind == Floats:
+		p.Set(c, slices.Repeat([]float64{d.v.(float64)}, n))
+	default:
+		p.Set(c, d.v)
+	}
+	return nil
+}
+
+// Applies returns nil when the method reads the parameter under the
+// semantics, else a *ParamError saying what the method takes.
+func (m Method) Applies(param string, sem Semantics) *ParamError {
+	row := rowOf(m)
+	lines := param == "lines_alpha" || param == "lines_beta"
+	if m.Uses(param, sem) || (lines && row.cli && sem == Paper) {
+		return nil
+	}
+	return &ParamError{Param: param, Model: -1, Reason: fmt.Sprintf("does not apply to %s (%s)", m, takesText(m, sem))}
+}
+
+// takesText lists what the method reads: "ties takes weight, density, ...".
+func takesText(m Method, sem Semantics) string {
+	names := m.ParamNames(sem)
+	if rowOf(m).cli && sem == Paper {
+		names = append(names, "lines_alpha", "lines_beta")
+	}
+	if len(names) == 0 {
+		return fmt.Sprintf("%s takes no parameters", m)
+	}
+	return fmt.Sprintf("%s takes %s", m, strings.Join(names, ", "))
+}
+
+// checkWeights: a weighted average (linear's normalize, Multi-SLERP's
+// normalize_weights, both on by default) needs a non-zero total; the
+// papers' TIES has no per-model weights.
+func checkWeights(c *Config, n int) error {
+	if c.tensorwise == nil && dividesByWeights(c.Method, boolOr(c.Normalize, true), boolOr(c.NormalizeWeights, true)) {
 		var sum float64
 		for _, w := range c.Weights {
 			sum += w
 		}
 		if sum == 0 {
-			return errors.New("--weights sum to 0: a weighted average needs a non-zero total weight")
+			return &ParamError{Param: "weight", Model: -1, Value: c.Weights, Reason: "sum to 0: a weighted average needs a non-zero total weight"}
 		}
 	}
-	if c.Semantics == Paper && c.Method.electsSign() && !allOnes(c.Weights) {
-		return fmt.Errorf("weights %v: %s as published has no per-model weights (leave them at 1); mergekit's weighted variant is what a mergekit YAML config without ties_scope: model gives", c.Weights, c.Method)
-	}
-	density := 1.0 // mergekit's default: no sparsification
-	if c.Semantics == Paper {
-		switch c.Method {
-		case TIES:
-			density = defaultTIESDensity
-		case Consensus:
-			if c.ConsensusBase == "ties" {
-				density = defaultTIESDensity // tall_masks: TIES at top-20%
+	if c.Semantics == Paper && c.Method.electsSign() {
+		for _, w := range c.Weights {
+			if w != 1 {
+				return &ParamError{Param: "weight", Model: -1, Value: c.Weights, Reason: fmt.Sprintf("does not apply: %s as published has no per-model weights (leave them at 1); mergekit's weighted variant is what a mergekit YAML config without ties_scope: model gives", c.Method)}
 			}
-		case DARELinear, DARETIES, Breadcrumbs, BreadcrumbsTIES:
-			if len(c.Density) == 0 {
-				return fmt.Errorf("--density is required for %s (the fraction of entries kept)", c.Method)
-			}
-		}
-	}
-	if len(c.Density) == 0 {
-		c.Density = []float64{density}
-	}
-	if len(c.Density) == 1 && n > 1 {
-		d := c.Density[0]
-		c.Density = make([]float64, n)
-		for i := range c.Density {
-			c.Density[i] = d
-		}
-	}
-	if len(c.Density) != n {
-		return fmt.Errorf("--density has %d values for %d models", len(c.Density), n)
-	}
-	for _, d := range c.Density {
-		if !(d > 0 && d <= 1) {
-			return fmt.Errorf("--density %v is outside (0, 1]: it is the fraction of entries kept", d)
-		}
-	}
-	if c.Gamma == nil {
-		c.Gamma = f64(defaultGamma)
-	}
-	if *c.Gamma < 0 || *c.Gamma >= 1 {
-		return fmt.Errorf("--gamma %v is outside [0, 1)", *c.Gamma)
-	}
-	if c.Method == Breadcrumbs || c.Method == BreadcrumbsTIES {
-		for _, d := range c.Density {
-			if d+*c.Gamma > 1 {
-				return fmt.Errorf("--density %v plus --gamma %v exceed 1: Breadcrumbs keeps density and drops gamma of the largest entries", d, *c.Gamma)
-			}
-		}
-	}
-	switch c.TIESScope {
-	case "":
-		c.TIESScope = ScopeModel
-		if c.Semantics == Mergekit {
-			c.TIESScope = ScopeTensor
-		}
-	case ScopeModel, ScopeTensor:
-	default:
-		return fmt.Errorf("--ties-scope %q: use %q (the paper) or %q (mergekit)", c.TIESScope, ScopeModel, ScopeTensor)
-	}
-	switch c.TIESAggregate {
-	case "":
-		c.TIESAggregate = "mean"
-	case "mean", "sum":
-	default:
-		return fmt.Errorf("--ties-aggregate %q: use mean or sum", c.TIESAggregate)
-	}
-	if c.Method == Consensus {
-		if c.K == 0 {
-			c.K = defaultK
-		}
-		if c.K < 0 {
-			return fmt.Errorf("--k %d must be ≥ 0", c.K)
-		}
-		if len(c.TallLambda) == 0 {
-			c.TallLambda = []float64{defaultTallLambda}
-		}
-		if len(c.TallLambda) == 1 && n > 1 {
-			c.TallLambda = slices.Repeat(c.TallLambda, n)
-		}
-		if len(c.TallLambda) != n {
-			return fmt.Errorf("--tall-lambda has %d values for %d models", len(c.TallLambda), n)
-		}
-		switch c.ConsensusBase {
-		case "":
-			c.ConsensusBase = "ta"
-		case "ta", "ties":
-		default:
-			return fmt.Errorf("--consensus-base %q: use ta or ties", c.ConsensusBase)
-		}
-	} else if c.MasksOut != "" {
-		return errors.New("--save-masks applies to the consensus method only")
-	}
-	switch c.Method {
-	case SLERP:
-		if n != 1 {
-			return fmt.Errorf("slerp interpolates between the base and exactly one model, got %d models", n)
-		}
-		if c.T == nil {
-			return errors.New("slerp needs --t (0 gives the base, 1 the other model)")
-		}
-	case ModelStock:
-		if n < 2 {
-			return fmt.Errorf("model_stock needs at least 2 fine-tuned models, got %d", n)
-		}
-	}
-	if c.Lines != nil {
-		if c.Lambda != nil {
-			return errors.New("--lambda and LiNeS both set the merge coefficient: LiNeS's schedule α + β ℓ/(L−1) replaces λ, so give only --lines-alpha/--lines-beta")
-		}
-		if n == 1 && c.Lines.Alpha == nil {
-			return errors.New("LiNeS on one task needs --lines-alpha (β defaults to 1 − α)")
-		}
-		if n > 1 && c.Lines.Beta == nil {
-			return errors.New("LiNeS on several tasks needs --lines-beta (α defaults to (‖Σ τ‖₁/‖τ_merged‖₁)/T)")
-		}
-		if n == 1 && c.Lines.Beta == nil {
-			c.Lines.Beta = f64(1 - *c.Lines.Alpha)
-		}
-	} else if c.Lambda == nil && c.Method.usesTaskVectors() {
-		switch {
-		case c.Method == TaskArithmetic && n > 1 && c.Semantics == Paper:
-			return errors.New("task_arithmetic with several models needs --lambda (the papers choose it on validation data, typically 0.3–0.4 for 8 tasks)")
-		case c.Method == Consensus && c.Semantics == Paper:
-			return errors.New("consensus needs --lambda (chosen on validation data in the paper)")
-		default:
-			c.Lambda = f64(1) // TIES, DARE, Breadcrumbs, and mergekit: λ = 1
-		}
-	} else if c.Lambda != nil && !c.Method.usesTaskVectors() {
-		return fmt.Errorf("--lambda does not apply to %s", c.Method)
-	}
-	if c.Semantics == Mergekit {
-		def := mergekitDefaults[c.Method]
-		if c.Normalize == nil {
-			c.Normalize = boolp(def.normalize)
-		}
-		if c.Rescale == nil {
-			c.Rescale = boolp(def.rescale)
 		}
 	}
 	return nil
 }
 
-// mergekitDefaults are mergekit's per-method normalize and rescale defaults.
-var mergekitDefaults = map[Method]struct{ normalize, rescale bool }{
-	Linear:          {normalize: true},
-	TaskArithmetic:  {},
-	TIES:            {normalize: true},
-	DARETIES:        {rescale: true},
-	DARELinear:      {rescale: true},
-	Breadcrumbs:     {},
-	BreadcrumbsTIES: {},
+// dividesByWeights reports whether the method divides by the sum of the
+// weights, given its normalize and normalize_weights settings.
+func dividesByWeights(m Method, normalize, normalizeWeights bool) bool {
+	return (m == Linear && normalize) || (m == MultiSLERP && normalizeWeights)
 }
 
-func allOnes(w []float64) bool {
-	for _, v := range w {
-		if v != 1 {
-			return false
+// checkSparsity: the papers' Breadcrumbs cannot keep more than 1 − γ (under
+// mergekit's definition density wins: fewer large entries are dropped, so
+// its default density 1 keeps the task vectors whole); DELLA's keep
+// probabilities density ± ε must lie in (0, 1).
+func checkSparsity(c *Config, _ int) error {
+	for i, d := range c.Density {
+		if c.Semantics == Paper && i < len(c.Gamma) && d+c.Gamma[i] > 1 {
+			return &ParamError{Param: "density", Model: i, Value: d, Reason: fmt.Sprintf("plus gamma %v exceeds 1: Breadcrumbs keeps density and drops gamma of the largest entries", c.Gamma[i])}
+		}
+		if i < len(c.Epsilon) && d < 1 && (d+c.Epsilon[i] >= 1 || d-c.Epsilon[i] <= 0) {
+			return &ParamError{Param: "epsilon", Model: i, Value: c.Epsilon[i], Reason: fmt.Sprintf("with density %v: DELLA's keep probabilities density ± epsilon must lie in (0, 1)", d)}
 		}
 	}
-	return true
+	return nil
 }
 
-// Params returns the resolved parameters for provenance and --json output.
-func (c *Config) Params() map[string]any {
-	p := map[string]any{"method": string(c.Method)}
-	if c.Semantics == Mergekit {
-		p["semantics"] = "mergekit"
-	} else {
-		p["semantics"] = "paper"
+func checkConsensus(c *Config, n int) error {
+	if c.Method != Consensus {
+		if c.MasksOut != "" {
+			return errors.New("--save-masks applies to the consensus method only")
+		}
+		return nil
 	}
-	p["weights"] = c.Weights
-	switch c.Method {
-	case TIES, DARELinear, DARETIES, Breadcrumbs, BreadcrumbsTIES:
-		p["density"] = c.Density
+	if *c.K > n {
+		return &ParamError{Param: "k", Model: -1, Value: *c.K, Reason: fmt.Sprintf("must be ≤ N = %d, the number of models: no entry can be selected by more masks than there are models", n)}
 	}
-	if c.Lambda != nil {
-		p["lambda"] = *c.Lambda
+	if c.ConsensusBase != "ties" {
+		c.Density = nil // TIES's trim only: the TA base keeps everything
 	}
-	switch c.Method {
-	case Breadcrumbs, BreadcrumbsTIES:
-		p["gamma"] = *c.Gamma
-	case DARELinear, DARETIES:
-		p["seed"] = c.Seed
-	case SLERP:
-		p["t"] = *c.T
-	case Consensus:
-		p["k"], p["tall_lambda"], p["consensus_base"] = c.K, c.TallLambda, c.ConsensusBase
-	case ModelStock:
-		p["filter_wise"] = c.FilterWise
+	return nil
+}
+
+func checkLines(c *Config, n int) error {
+	if c.Lines == nil {
+		return nil
 	}
-	if c.Method.electsSign() {
-		p["ties_scope"], p["ties_aggregate"] = c.TIESScope, c.TIESAggregate
+	if n == 1 && c.Lines.Alpha == nil {
+		return errors.New("LiNeS on one task needs --lines-alpha (β defaults to 1 − α)")
 	}
-	if c.Normalize != nil {
-		p["normalize"] = *c.Normalize
+	if n > 1 && c.Lines.Beta == nil {
+		return errors.New("LiNeS on several tasks needs --lines-beta (α defaults to (‖Σ τ‖₁/‖τ_merged‖₁)/T)")
 	}
-	if c.Rescale != nil {
-		p["rescale"] = *c.Rescale
+	if n == 1 && c.Lines.Beta == nil {
+		c.Lines.Beta = f64(1 - *c.Lines.Alpha)
+	}
+	return nil
+}
+
+// Params returns the resolved parameters that change the method's result,
+// by their table names, for provenance and --json output.
+func (c Config) Params() map[string]any {
+	p := map[string]any{"method": string(c.Method), "semantics": c.Semantics.String()}
+	for _, prm := range Params {
+		if !c.Method.Affects(prm.Name, c.Semantics) {
+			continue
+		}
+		if c.tensorwise != nil && c.tensorwise.varies(prm.Name) {
+			p[prm.Name] = "per tensor (gradient or filter; see the configuration)"
+			continue
+		}
+		if v, ok := prm.Get(&c); ok {
+			p[prm.Name] = v
+		}
+	}
+	if c.DType != 0 {
+		p["dtype"] = c.DType.String()
 	}
 	if c.Lines != nil {
 		l := map[string]any{}

@@ -30,7 +30,7 @@ func (p *plan) writeMasks(so tasks.StreamOptions, force bool) error {
 		"bit_order":       "big",
 		"tasks":           string(tasksJSON),
 		"tall_lambda":     string(lambdas),
-		"k":               fmt.Sprint(p.cfg.K),
+		"k":               fmt.Sprint(*p.cfg.K),
 		"consensus_base":  p.cfg.ConsensusBase,
 		tasks.BaseKey:     p.set.Base.Path,
 		tasks.BaseSizeKey: fmt.Sprint(p.set.Base.Size()),
@@ -44,6 +44,7 @@ func (p *plan) writeMasks(so tasks.StreamOptions, force bool) error {
 	so.Workers = 1 // chunks must arrive in order
 	so.Whole = p.whole
 	err = p.set.Scan(so, func(worker int, c *tasks.Chunk) error {
+		p.prepare(c)
 		sc := p.scratchFor(worker, len(c.Base))
 		if err := p.delta(worker, c, sc.delta); err != nil {
 			return err
@@ -67,7 +68,7 @@ func (p *plan) writeMasks(so tasks.StreamOptions, force bool) error {
 					count++
 				}
 			}
-			cons[k] = count >= p.cfg.K
+			cons[k] = count >= *p.cfg.K
 		}
 		packed[p.n] = packBits(packed[p.n], cons)
 		if c.Start+int64(len(c.Base)) < c.Tensor.NumElements() {

@@ -1,9 +1,13 @@
 package merge
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -11,7 +15,8 @@ import (
 	"github.com/editkit/editkit/checkpoint"
 )
 
-// YAMLPlan is a mergekit YAML configuration translated into editkit terms.
+// YAMLPlan is a mergekit YAML configuration read into editkit's terms. Its
+// Open method opens the checkpoints it names and prepares the merge.
 //
 // Model references are used as given: mergekit resolves them as Hugging Face
 // repository ids or as local paths relative to the current directory, and
@@ -20,627 +25,857 @@ import (
 // configuration that runs with mergekit from a folder runs with editkit from
 // the same folder.
 type YAMLPlan struct {
-	// Config is the merge recipe with Semantics Mergekit. It is not yet
-	// validated against defaults (Run does that), but ParseMergekitYAML has
-	// checked that it validates.
+	// File names the configuration in messages.
+	File string
+	// Config is the recipe (Semantics Mergekit; Paper for consensus and
+	// ties_scope: model), with the parameters that are one value per model
+	// or per merge set, and the rest resolved tensor by tensor.
 	Config Config
-	// Base is the checkpoint the set is built on. For linear without a
-	// base_model it is the first model: it then only supplies the tensor
-	// layout and the non-float tensors.
+	// Base is base_model, empty when the configuration has none.
 	Base string
-	// Models are the set's members, one per entry of Config.Weights.
-	Models []string
-	// DType is the output dtype as written in the file (out_dtype, else
-	// dtype), empty to keep the base's dtypes. editkit always computes in
-	// float32, so mergekit's dtype only picks the output type.
-	DType string
+	// Slices are the output's layer slices; a models: list is one slice of
+	// whole models.
+	Slices []Slice
+	// Layered is true for a slices: configuration (layer ranges).
+	Layered bool
+	// DType is mergekit's dtype (the arithmetic's precision), OutDType the
+	// output's (out_dtype, else dtype); empty: float32 arithmetic, the
+	// base's dtypes.
+	DType, OutDType string
+	// Tokenizer says how the output's vocabulary is built; nil copies the
+	// base's tokenizer files.
+	Tokenizer *TokenizerPlan
+	// ChatTemplate is chat_template: "auto", or a Jinja template.
+	ChatTemplate string
+	// Warnings are what mergekit ignores and editkit reports, each as
+	// "file:LINE: ...".
+	Warnings []string
 	// Raw is the file's content, for provenance.
 	Raw []byte
+
+	top map[string]*setting
 }
 
-// yamlKind is the YAML type a parameter takes.
-type yamlKind int
-
-const (
-	yamlFloat yamlKind = iota
-	yamlBool
-	yamlUint
-	yamlString
-)
-
-// yamlParamSpec describes a parameter editkit accepts in a mergekit YAML.
-type yamlParamSpec struct {
-	kind yamlKind
-	// perModel marks mergekit's tensor parameters, which may be given per
-	// model (models[].parameters) as well as at the top level. The others are
-	// method parameters, which mergekit reads at the top level only.
-	perModel bool
+// Slice is one output slice: the same layers of several models merged.
+type Slice struct {
+	Sources []Source
+	// Base is the slice's base_model (the configuration's, unless the slice
+	// sets its own).
+	Base   string
+	params map[string]*setting
+	node   *yaml.Node
 }
 
-// yamlParams are the parameters editkit accepts. ties_scope, seed, k,
-// tall_lambda and consensus_base are editkit extensions: ties_scope: model
-// selects the paper's TIES, which trims by magnitude over the whole model
-// instead of per tensor.
-var yamlParams = map[string]yamlParamSpec{
-	"weight":         {yamlFloat, true},
-	"density":        {yamlFloat, true},
-	"gamma":          {yamlFloat, true},
-	"tall_lambda":    {yamlFloat, true},
-	"lambda":         {yamlFloat, false},
-	"normalize":      {yamlBool, false},
-	"rescale":        {yamlBool, false},
-	"t":              {yamlFloat, false},
-	"filter_wise":    {yamlBool, false},
-	"ties_scope":     {yamlString, false},
-	"seed":           {yamlUint, false},
-	"k":              {yamlUint, false},
-	"consensus_base": {yamlString, false},
+// Source is one model of a slice.
+type Source struct {
+	Model string
+	// Layers is layer_range [from, to); nil for a whole model (models:).
+	Layers *[2]int
+	params map[string]*setting
+	node   *yaml.Node
 }
 
-// rejectedParams are mergekit parameters editkit does not implement, with
-// the reason.
-var rejectedParams = map[string]string{
-	"epsilon":   "it belongs to della, which editkit does not implement",
-	"int8_mask": "it is a mergekit memory option editkit does not have (its masks are booleans, so the merge is the same without it): remove it",
+// TokenizerPlan is tokenizer_source, or tokenizer: {source, tokens,
+// pad_to_multiple_of}.
+type TokenizerPlan struct {
+	// Source is "base", "union" or a model path.
+	Source string
+	// Tokens sets the embeddings of named tokens.
+	Tokens map[string]TokenEmbedding
+	// PadToMultipleOf pads the vocabulary with rows of the mean embedding.
+	PadToMultipleOf int
 }
 
-// methodParams lists the parameters that change each method's result.
-// mergekit silently ignores the parameters a method does not read; editkit
-// refuses them, so a typo or a parameter meant for another method is caught.
-var methodParams = map[Method][]string{
-	Linear:          {"weight", "normalize"},
-	TaskArithmetic:  {"weight", "lambda", "normalize"},
-	TIES:            {"weight", "density", "lambda", "normalize", "rescale", "ties_scope"},
-	DARELinear:      {"weight", "density", "lambda", "normalize", "rescale", "seed"},
-	DARETIES:        {"weight", "density", "lambda", "normalize", "rescale", "seed"},
-	Breadcrumbs:     {"weight", "density", "gamma", "lambda", "normalize", "rescale"},
-	BreadcrumbsTIES: {"weight", "density", "gamma", "lambda", "normalize", "rescale"},
-	Consensus:       {"weight", "lambda", "k", "tall_lambda", "consensus_base"},
-	ModelStock:      {"filter_wise"},
-	SLERP:           {"t"},
+// TokenEmbedding is the source of one token's embedding in tokenizer.tokens.
+type TokenEmbedding struct {
+	// Kind is "model" (the token's row in Model), "model_token" (row
+	// TokenID, or the row of Token, in Model) or "zero".
+	Kind    string
+	Model   string
+	Token   string
+	TokenID int
+	// Force uses this source even for models that have the token.
+	Force bool
 }
 
-// topLevelKeys are the top-level keys editkit accepts.
-var topLevelKeys = []string{"merge_method", "base_model", "models", "parameters", "dtype", "out_dtype", "tokenizer_source"}
-
-// rejectedKeys are mergekit top-level keys editkit does not implement.
-var rejectedKeys = map[string]string{
-	"slices":        "per-layer-range merges are not supported: editkit merges whole models, listed under models:",
-	"modules":       "per-module merges are not supported: editkit merges whole models, listed under models:",
-	"tokenizer":     "tokenizer configurations are not supported: editkit copies the base model's tokenizer files (tokenizer_source: base)",
-	"chat_template": "chat templates are not supported: editkit copies the base model's tokenizer files unchanged",
-}
-
-// ParseMergekitYAML translates a mergekit YAML configuration into a plan.
-// file names the configuration in errors. Everything editkit cannot honour
-// exactly is an error naming the key, rather than a silently different merge.
+// ParseMergekitYAML reads a mergekit YAML configuration. file names it in
+// messages. Every problem is reported at once, each with its line; what
+// mergekit silently ignores (unknown keys, parameters a method does not
+// read) is accepted with a warning in YAMLPlan.Warnings.
 //
-// Accepted: merge_method (linear, task_arithmetic, ties, dare_linear,
-// dare_ties, breadcrumbs, breadcrumbs_ties, model_stock, slerp, and editkit's
-// consensus), base_model, models[].model with models[].parameters (weight,
-// density, gamma, and editkit's tall_lambda), top-level parameters (those,
-// plus lambda, normalize, rescale, t, filter_wise, and editkit's ties_scope,
-// seed, k, consensus_base), dtype and out_dtype, and tokenizer_source: base.
-// Refused: slices, modules, tokenizer, chat_template, della's epsilon,
-// int8_mask, gradient (list) and conditional ({filter, value}) parameters,
-// method parameters given per model (mergekit ignores them there), and
-// parameters the method does not read (mergekit ignores those too).
-//
-// Members follow mergekit's rules per method:
-//   - linear averages the listed models; a base_model listed among them is
-//     averaged like any other (it is then also the set's base). Without
-//     base_model the first model is the set's base, which only supplies the
-//     layout and the non-float tensors.
-//   - task-vector methods need base_model; a models entry naming it is
-//     dropped, since mergekit never uses the base as a task vector. Every
-//     other model needs a weight, per model or at the top level (not for
-//     consensus, whose weights default to 1).
-//   - slerp needs base_model (t = 0) and exactly one other model.
-//   - model_stock needs base_model and at least two other models.
+// Accepted: every mergekit merge method editkit implements (and editkit's
+// consensus), base_model, models (with per-model parameters) or slices
+// (sources with layer_range, slice parameters, a slice's own base_model),
+// parameters as numbers, gradients (lists interpolated over the layers) and
+// {filter, value} conditions, dtype and out_dtype, tokenizer_source (base,
+// union or a model), tokenizer (source, tokens, pad_to_multiple_of) and
+// chat_template. Refused with a message: modules, multi-document (mergekit-
+// multi) configurations, LoRA (model+lora) and revision (model@rev)
+// references.
 func ParseMergekitYAML(data []byte, file string) (*YAMLPlan, error) {
 	p := &yamlParser{file: file}
-	plan, err := p.parse(data)
-	if err != nil {
+	plan := p.parse(data)
+	if err := errors.Join(p.errs...); err != nil {
 		return nil, err
 	}
 	plan.Raw = data
-	check := plan.Config.cloneForValidate()
-	if err := check.Validate(len(plan.Models)); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
+	plan.Warnings = p.warnings
 	return plan, nil
 }
 
 type yamlParser struct {
-	file string
+	file     string
+	errs     []error
+	warnings []string
+	method   *methodRow
+	sem      Semantics
 }
 
-func (p *yamlParser) errf(n *yaml.Node, format string, args ...any) error {
+func (p *yamlParser) at(n *yaml.Node) string {
 	if n != nil && n.Line > 0 {
-		return fmt.Errorf("%s:%d: %s", p.file, n.Line, fmt.Sprintf(format, args...))
+		return fmt.Sprintf("%s:%d", p.file, n.Line)
 	}
-	return fmt.Errorf("%s: %s", p.file, fmt.Sprintf(format, args...))
+	return p.file
 }
 
-// modelEntry is one item of models:.
-type modelEntry struct {
-	ref    string
-	node   *yaml.Node
-	params map[string]*yaml.Node
+func (p *yamlParser) errf(n *yaml.Node, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s: %s", p.at(n), fmt.Sprintf(format, args...)))
 }
 
-func (p *yamlParser) parse(data []byte) (*YAMLPlan, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: invalid YAML: %w", p.file, err)
+func (p *yamlParser) warnf(n *yaml.Node, format string, args ...any) {
+	p.warnings = append(p.warnings, fmt.Sprintf("%s: %s", p.at(n), fmt.Sprintf(format, args...)))
+}
+
+// paramErr reports a ParamError at a node as "file:LINE: name ...".
+func (p *yamlParser) paramErr(n *yaml.Node, e *ParamError, model string) {
+	name := e.Param
+	if model != "" {
+		name = fmt.Sprintf("model %q: %s", model, e.Param)
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil, fmt.Errorf("%s: empty configuration: a mergekit config needs at least merge_method and models", p.file)
+	p.errs = append(p.errs, fmt.Errorf("%s: %s", p.at(n), e.Message(name)))
+}
+
+// rejectedKeys are top-level keys editkit does not implement.
+var rejectedKeys = map[string]string{
+	"modules": "per-module merges (modules:) are not supported: use models: or slices:",
+}
+
+func (p *yamlParser) parse(data []byte) *YAMLPlan {
+	plan := &YAMLPlan{File: p.file, Config: Config{Semantics: Mergekit}, top: map[string]*setting{}}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var docs []*yaml.Node
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			p.errs = append(p.errs, fmt.Errorf("%s: invalid YAML: %w", p.file, err))
+			return plan
+		}
+		docs = append(docs, &doc)
 	}
-	root := yamlDeref(doc.Content[0])
+	if len(docs) == 0 || len(docs[0].Content) == 0 {
+		p.errs = append(p.errs, fmt.Errorf("%s: empty configuration: a mergekit config needs at least merge_method and models", p.file))
+		return plan
+	}
+	if len(docs) > 1 {
+		var names []string
+		for _, d := range docs {
+			if r := yamlDeref(d.Content[0]); r != nil && r.Kind == yaml.MappingNode {
+				if n := mapValue(r, "name"); n != nil {
+					names = append(names, n.Value)
+				}
+			}
+		}
+		p.errf(docs[1], "%d YAML documents: a multi-stage (mergekit-multi) configuration%s is not supported: run each stage with editkit merge --config, naming the earlier stages' output folders as models of the later ones", len(docs), listNames(names))
+		return plan
+	}
+	root := yamlDeref(docs[0].Content[0])
 	if root.Kind != yaml.MappingNode {
-		return nil, p.errf(root, "the configuration must be a mapping of keys (merge_method, models, ...)")
+		p.errf(root, "the configuration must be a mapping of keys (merge_method, models, ...)")
+		return plan
 	}
-	var (
-		methodNode, baseNode, modelsNode, paramsNode *yaml.Node
-		dtype, outDType, tokenizer                   *yaml.Node
-	)
-	err := p.eachKey(root, func(k string, kn, v *yaml.Node) error {
+	keys := map[string]*yaml.Node{}
+	keyNodes := map[string]*yaml.Node{}
+	p.eachKey(root, func(k string, kn, v *yaml.Node) {
 		switch k {
-		case "merge_method":
-			methodNode = v
-		case "base_model":
-			baseNode = v
-		case "models":
-			modelsNode = v
-		case "parameters":
-			paramsNode = v
-		case "dtype":
-			dtype = v
-		case "out_dtype":
-			outDType = v
-		case "tokenizer_source":
-			tokenizer = v
+		case "merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
+			"tokenizer_source", "tokenizer", "chat_template":
+			keys[k], keyNodes[k] = v, kn
+		case "name":
+			p.warnf(kn, "name: %q names a stage of a multi-stage (mergekit-multi) configuration; mergekit-yaml ignores it, and so does editkit", v.Value)
 		default:
 			if why, ok := rejectedKeys[k]; ok {
-				return p.errf(kn, "key %q: %s", k, why)
+				p.errf(kn, "%s", why)
+				return
 			}
-			return p.errf(kn, "unknown key %q (editkit accepts %s)", k, strings.Join(topLevelKeys, ", "))
+			p.warnf(kn, "unknown key %q ignored, as mergekit ignores it (known: merge_method, base_model, models, slices, parameters, dtype, out_dtype, tokenizer_source, tokenizer, chat_template)", k)
 		}
-		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	plan := &YAMLPlan{Config: Config{Semantics: Mergekit}}
 
-	if methodNode == nil {
-		return nil, fmt.Errorf("%s: merge_method is missing (one of %s)", p.file, methodList())
-	}
-	name, err := p.str(methodNode, "merge_method")
-	if err != nil {
-		return nil, err
-	}
-	method := Method(name)
-	if _, ok := methodParams[method]; !ok {
-		return nil, p.errf(methodNode, "unknown merge_method %q (editkit supports %s)", name, methodList())
-	}
-	plan.Config.Method = method
-
-	var base string
-	if baseNode != nil {
-		if base, err = p.str(baseNode, "base_model"); err != nil {
-			return nil, err
+	// merge_method
+	if mn := keys["merge_method"]; mn == nil {
+		p.errs = append(p.errs, fmt.Errorf("%s: merge_method is missing (one of %s)", p.file, MethodNames()))
+	} else if name, ok := p.str(mn, "merge_method"); ok {
+		if p.method = rowOf(Method(name)); p.method == nil {
+			p.errf(mn, "unknown merge_method %q (editkit supports %s)", name, MethodNames())
+		} else {
+			plan.Config.Method = p.method.method
 		}
 	}
-	if tokenizer != nil {
-		src, err := p.str(tokenizer, "tokenizer_source")
-		if err != nil {
-			return nil, err
-		}
-		if src != "base" {
-			return nil, p.errf(tokenizer, "tokenizer_source %q is not supported: editkit copies the base model's tokenizer files, so only tokenizer_source: base is accepted", src)
-		}
-		if base == "" {
-			return nil, p.errf(tokenizer, "tokenizer_source: base needs a base_model")
-		}
+	if p.method != nil && p.method.method == Consensus {
+		p.sem = Paper
+	} else {
+		p.sem = Mergekit
 	}
-	if outDType != nil {
-		dtype = outDType
-	}
-	if dtype != nil {
-		if plan.DType, err = p.str(dtype, "dtype"); err != nil {
-			return nil, err
-		}
-		if _, err := checkpoint.ParseFloatDType(plan.DType); err != nil {
-			return nil, p.errf(dtype, "%v", err)
-		}
+	if bn := keys["base_model"]; bn != nil {
+		plan.Base, _ = p.modelRef(bn, "base_model")
 	}
 
-	top := map[string]*yaml.Node{}
-	if paramsNode != nil {
-		if top, err = p.params(paramsNode); err != nil {
-			return nil, err
-		}
-		for _, name := range sortedNames(top) {
-			if err := p.scalarParam(top[name], name, ""); err != nil {
-				return nil, err
-			}
-		}
+	// parameters
+	if pn := keys["parameters"]; pn != nil {
+		plan.top = p.params(pn, "")
 	}
-	if modelsNode == nil {
-		return nil, fmt.Errorf("%s: models is missing: list the models to merge as models: [{model: PATH, parameters: {...}}]", p.file)
+	if s := plan.top["ties_scope"]; s != nil && s.scalar == ScopeModel {
+		p.sem = Paper
 	}
-	entries, err := p.models(modelsNode)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.checkApplicable(method, top, entries); err != nil {
-		return nil, err
-	}
-	members, err := p.members(plan, method, base, entries, top, modelsNode)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range members {
-		plan.Models = append(plan.Models, e.ref)
-	}
-	if err := p.tensorParams(&plan.Config, method, members, top); err != nil {
-		return nil, err
-	}
-	if err := p.methodParams(&plan.Config, top); err != nil {
-		return nil, err
-	}
-	return plan, nil
-}
 
-// members picks the set's base and members by mergekit's rules for method.
-func (p *yamlParser) members(plan *YAMLPlan, method Method, base string, entries []modelEntry, top map[string]*yaml.Node, modelsNode *yaml.Node) ([]modelEntry, error) {
-	var others []modelEntry
-	listed := false
-	for _, e := range entries {
-		if base != "" && e.ref == base {
-			listed = true
-			continue
-		}
-		others = append(others, e)
-	}
-	switch method {
-	case Linear:
-		// mergekit's linear averages every listed model; the base takes part
-		// only when listed, like any other model. An unlisted base_model is
-		// appended by mergekit with the top-level weight (or fails for lack
-		// of one); editkit asks for it to be listed instead.
-		if base != "" && !listed {
-			return nil, p.errf(modelsNode, "linear: base_model %q is not listed under models: mergekit would add it to the average with the top-level weight (or fail without one); list it under models with its weight to average it in, or drop base_model", base)
-		}
-		if base == "" {
-			base = entries[0].ref
-		}
-		plan.Base = base
-		return entries, nil
-	case SLERP:
-		if base == "" {
-			return nil, fmt.Errorf("%s: slerp needs a base_model (the model at t = 0)", p.file)
-		}
-		if len(others) != 1 {
-			return nil, p.errf(modelsNode, "slerp interpolates between exactly two models, one of them base_model %q; got %d other model(s)", base, len(others))
-		}
-	case ModelStock:
-		if base == "" {
-			return nil, fmt.Errorf("%s: model_stock needs a base_model", p.file)
-		}
-		if len(others) < 2 {
-			return nil, p.errf(modelsNode, "model_stock needs base_model and at least 2 other models, got %d other model(s)", len(others))
-		}
+	// models or slices
+	switch {
+	case keys["models"] != nil && keys["slices"] != nil:
+		p.errf(keyNodes["slices"], "give either models: or slices:, not both (mergekit refuses both too)")
+	case keys["models"] != nil:
+		plan.Slices = p.modelsList(keys["models"], plan.Base)
+	case keys["slices"] != nil:
+		plan.Layered = true
+		plan.Slices = p.slicesList(keys["slices"], plan.Base)
 	default:
-		// Task-vector methods: mergekit never uses the base as a task
-		// vector, so a models entry naming it is dropped (with its
-		// parameters, which mergekit ignores too).
-		if base == "" {
-			return nil, fmt.Errorf("%s: %s needs a base_model: task vectors are taken against it", p.file, method)
-		}
-		if len(others) == 0 {
-			return nil, p.errf(modelsNode, "%s: no models besides base_model %q to merge", method, base)
+		p.errs = append(p.errs, fmt.Errorf("%s: models is missing: list the models to merge as models: [{model: PATH, parameters: {...}}], or layer ranges as slices:", p.file))
+	}
+
+	p.dtypes(plan, keys["dtype"], keys["out_dtype"])
+	p.tokenizer(plan, keys["tokenizer_source"], keys["tokenizer"], keyNodes)
+	if cn := keys["chat_template"]; cn != nil {
+		if s, ok := p.str(cn, "chat_template"); ok {
+			plan.ChatTemplate = s
+			if s != "auto" && (len(s) < 20 || !strings.Contains(s, "{")) {
+				p.errf(cn, "chat_template %q: editkit does not ship mergekit's named templates; give \"auto\" (the template most of the models use) or the Jinja template itself", s)
+			}
 		}
 	}
-	plan.Base = base
-	return others, nil
+	if p.method == nil || len(p.errs) > 0 {
+		return plan
+	}
+	p.checkApplicable(plan)
+	p.members(plan)
+	if len(p.errs) > 0 {
+		return plan
+	}
+	p.fillConfig(plan)
+	return plan
 }
 
-// tensorParams resolves mergekit's tensor parameters (per model, else top
-// level, else the default) for the members.
-func (p *yamlParser) tensorParams(c *Config, method Method, members []modelEntry, top map[string]*yaml.Node) error {
-	needWeight := method != Consensus && method != SLERP && method != ModelStock
-	resolve := func(name string) (vals []float64, given bool, err error) {
-		for _, e := range members {
-			n, ok := e.params[name]
-			if !ok {
-				n, ok = top[name]
-			}
-			if !ok {
-				vals = append(vals, unsetParam)
-				continue
-			}
-			v, err := p.float(n, name)
-			if err != nil {
-				return nil, false, err
-			}
-			vals = append(vals, v)
-			given = true
-		}
-		return vals, given, nil
+func listNames(names []string) string {
+	if len(names) == 0 {
+		return ""
 	}
-	w, given, err := resolve("weight")
-	if err != nil {
-		return err
-	}
-	if given || needWeight {
-		for i, v := range w {
-			if v != v { // NaN: not given
-				if needWeight {
-					return p.errf(members[i].node, "model %q has no weight: mergekit requires one per model for %s (set parameters: {weight: ...} for the model or at the top level)", members[i].ref, method)
-				}
-				w[i] = 1
-			}
-		}
-		c.Weights = w
-	}
-	if d, given, err := resolve("density"); err != nil {
-		return err
-	} else if given {
-		c.Density = fillUnset(d, 1) // mergekit's default density keeps everything
-	}
-	if tl, given, err := resolve("tall_lambda"); err != nil {
-		return err
-	} else if given {
-		c.TallLambda = fillUnset(tl, defaultTallLambda)
-	}
-	if g, given, err := resolve("gamma"); err != nil {
-		return err
-	} else if given {
-		g = fillUnset(g, defaultGamma)
-		for i := range g {
-			if g[i] != g[0] {
-				return p.errf(members[i].node, "gamma differs between models (%v for %q, %v for %q): editkit supports one gamma for all models", g[0], members[0].ref, g[i], members[i].ref)
-			}
-		}
-		c.Gamma = &g[0]
-	}
-	return nil
+	return " (stages " + strings.Join(names, ", ") + ")"
 }
 
-// unsetParam marks a parameter not given for a model.
-var unsetParam = math.NaN()
-
-func fillUnset(v []float64, def float64) []float64 {
-	for i := range v {
-		if v[i] != v[i] {
-			v[i] = def
-		}
-	}
-	return v
-}
-
-// methodParams sets the method parameters from the top level.
-func (p *yamlParser) methodParams(c *Config, top map[string]*yaml.Node) error {
-	for _, name := range sortedNames(top) {
-		n := top[name]
-		var err error
-		switch name {
-		case "lambda":
-			var v float64
-			v, err = p.float(n, name)
-			c.Lambda = &v
-		case "t":
-			var v float64
-			v, err = p.float(n, name)
-			c.T = &v
-		case "normalize":
-			var v bool
-			v, err = p.bool(n, name)
-			c.Normalize = &v
-		case "rescale":
-			var v bool
-			v, err = p.bool(n, name)
-			c.Rescale = &v
-		case "filter_wise":
-			c.FilterWise, err = p.bool(n, name)
-		case "seed":
-			c.Seed, err = p.uint(n, name)
-		case "k":
-			var v uint64
-			v, err = p.uint(n, name)
-			c.K = int(min(v, 1<<31))
-			if err == nil && v == 0 {
-				// Validate reads K == 0 as "default"; k: 0 (keep every
-				// entry) is spelled out so it is not lost.
-				err = p.errf(n, "k: 0 would keep every entry, which is task arithmetic: use merge_method: task_arithmetic instead")
-			}
-		case "ties_scope":
-			c.TIESScope, err = p.str(n, name)
-		case "consensus_base":
-			c.ConsensusBase, err = p.str(n, name)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// checkApplicable refuses parameters the method does not read, and method
-// parameters given per model.
-func (p *yamlParser) checkApplicable(method Method, top map[string]*yaml.Node, entries []modelEntry) error {
-	allowed := methodParams[method]
-	for _, name := range sortedNames(top) {
-		if !slices.Contains(allowed, name) {
-			return p.errf(top[name], "parameter %q does not apply to %s (mergekit would ignore it; editkit refuses it so the merge is what the file says). %s takes: %s", name, method, method, strings.Join(allowed, ", "))
-		}
-	}
-	for _, e := range entries {
-		for _, name := range sortedNames(e.params) {
-			n := e.params[name]
-			if !yamlParams[name].perModel {
-				return p.errf(n, "model %q: parameter %q is a method parameter, which mergekit reads only from the top-level parameters and ignores per model: move it to the top-level parameters", e.ref, name)
-			}
-			if !slices.Contains(allowed, name) {
-				return p.errf(n, "model %q: parameter %q does not apply to %s (mergekit would ignore it; editkit refuses it). %s takes: %s", e.ref, name, method, method, strings.Join(allowed, ", "))
-			}
-		}
-	}
-	return nil
-}
-
-// models parses the models: list.
-func (p *yamlParser) models(n *yaml.Node) ([]modelEntry, error) {
+// modelsList reads models: as one slice of whole models. A base_model not
+// listed is added, as mergekit adds it.
+func (p *yamlParser) modelsList(n *yaml.Node, base string) []Slice {
 	n = yamlDeref(n)
 	if n.Kind != yaml.SequenceNode {
-		return nil, p.errf(n, "models must be a list of {model: PATH, parameters: {...}}")
+		p.errf(n, "models must be a list of {model: PATH, parameters: {...}}")
+		return nil
 	}
 	if len(n.Content) == 0 {
-		return nil, p.errf(n, "models is empty")
+		p.errf(n, "models is empty")
+		return nil
 	}
-	var out []modelEntry
+	s := Slice{Base: base, node: n}
 	seen := map[string]bool{}
+	for _, item := range n.Content {
+		src, ok := p.source(item, false)
+		if !ok {
+			continue
+		}
+		if seen[src.Model] {
+			p.errf(item, "model %q is listed twice", src.Model)
+			continue
+		}
+		seen[src.Model] = true
+		s.Sources = append(s.Sources, src)
+	}
+	if base != "" && !seen[base] && len(s.Sources) > 0 {
+		s.Sources = append(s.Sources, Source{Model: base, node: n, params: map[string]*setting{}})
+	}
+	return []Slice{s}
+}
+
+// slicesList reads slices:.
+func (p *yamlParser) slicesList(n *yaml.Node, base string) []Slice {
+	n = yamlDeref(n)
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		p.errf(n, "slices must be a non-empty list of {sources: [{model: PATH, layer_range: [FROM, TO]}, ...]}")
+		return nil
+	}
+	var out []Slice
 	for _, item := range n.Content {
 		item = yamlDeref(item)
 		if item.Kind != yaml.MappingNode {
-			return nil, p.errf(item, "each models entry must be a mapping {model: PATH, parameters: {...}}")
+			p.errf(item, "each slice must be a mapping {sources: [...], parameters: {...}}")
+			continue
 		}
-		e := modelEntry{node: item, params: map[string]*yaml.Node{}}
-		var haveModel bool
-		err := p.eachKey(item, func(k string, kn, v *yaml.Node) error {
-			var err error
+		s := Slice{Base: base, node: item, params: map[string]*setting{}}
+		var sources *yaml.Node
+		p.eachKey(item, func(k string, kn, v *yaml.Node) {
 			switch k {
-			case "model":
-				haveModel = true
-				e.ref, err = p.str(v, "model")
+			case "sources":
+				sources = v
 			case "parameters":
-				e.params, err = p.params(v)
+				s.params = p.params(v, "")
+			case "base_model":
+				s.Base, _ = p.modelRef(v, "base_model")
+			case "residual_weight":
+				p.warnf(kn, "residual_weight has no effect: mergekit does not use it")
 			default:
-				err = p.errf(kn, "unknown key %q in a models entry (editkit accepts model and parameters)", k)
+				p.warnf(kn, "unknown key %q in a slice ignored, as mergekit ignores it (known: sources, parameters, base_model)", k)
 			}
-			return err
 		})
-		if err != nil {
-			return nil, err
+		if sources == nil || sources.Kind != yaml.SequenceNode || len(sources.Content) == 0 {
+			p.errf(item, "slice without sources: give sources: [{model: PATH, layer_range: [FROM, TO]}, ...]")
+			continue
 		}
-		if !haveModel || e.ref == "" {
-			return nil, p.errf(item, "models entry without a model path")
-		}
-		if seen[e.ref] {
-			return nil, p.errf(item, "model %q is listed twice", e.ref)
-		}
-		seen[e.ref] = true
-		for name, pn := range e.params {
-			if err := p.scalarParam(pn, name, e.ref); err != nil {
-				return nil, err
+		length := -1
+		for _, sn := range sources.Content {
+			src, ok := p.source(sn, true)
+			if !ok {
+				continue
 			}
+			if l := src.Layers[1] - src.Layers[0]; length < 0 {
+				length = l
+			} else if l != length {
+				p.errf(sn, "layer_range %v spans %d layers where the slice's first source spans %d: all sources of a slice must span the same number of layers", *src.Layers, l, length)
+			}
+			s.Sources = append(s.Sources, src)
 		}
-		out = append(out, e)
+		out = append(out, s)
 	}
-	return out, nil
+	return out
 }
 
-// params parses a parameters mapping, refusing unknown and unsupported
-// names; the caller checks the values' form (scalarParam), naming the model.
-func (p *yamlParser) params(n *yaml.Node) (map[string]*yaml.Node, error) {
+// source reads one models entry or slice source.
+func (p *yamlParser) source(n *yaml.Node, layered bool) (Source, bool) {
+	n = yamlDeref(n)
+	src := Source{node: n, params: map[string]*setting{}}
+	if n.Kind != yaml.MappingNode {
+		p.errf(n, "each entry must be a mapping {model: PATH, parameters: {...}}")
+		return src, false
+	}
+	var haveModel, haveRange bool
+	p.eachKey(n, func(k string, kn, v *yaml.Node) {
+		switch k {
+		case "model":
+			haveModel = true
+			src.Model, _ = p.modelRef(v, "model")
+		case "parameters":
+			src.params = p.params(v, "")
+		case "layer_range":
+			if !layered {
+				p.warnf(kn, "layer_range in a models entry ignored, as mergekit ignores it: layer ranges belong in slices: sources")
+				return
+			}
+			haveRange = true
+			r, ok := p.layerRange(v)
+			if ok {
+				src.Layers = &r
+			}
+		default:
+			p.warnf(kn, "unknown key %q ignored, as mergekit ignores it (known: model, parameters%s)", k, map[bool]string{true: ", layer_range"}[layered])
+		}
+	})
+	if !haveModel || src.Model == "" {
+		p.errf(n, "entry without a model path")
+		return src, false
+	}
+	if layered && !haveRange {
+		p.errf(n, "source %q has no layer_range: give layer_range: [FROM, TO]", src.Model)
+		return src, false
+	}
+	if layered && src.Layers == nil {
+		return src, false
+	}
+	return src, true
+}
+
+func (p *yamlParser) layerRange(v *yaml.Node) ([2]int, bool) {
+	var r [2]int
+	if v.Kind != yaml.SequenceNode || len(v.Content) != 2 {
+		p.errf(v, "layer_range must be [FROM, TO]")
+		return r, false
+	}
+	for i, e := range v.Content {
+		x, err := strconv.Atoi(e.Value)
+		if err != nil || e.Kind != yaml.ScalarNode {
+			p.errf(e, "layer_range must be two whole numbers [FROM, TO], got %q", e.Value)
+			return r, false
+		}
+		r[i] = x
+	}
+	if r[0] < 0 || r[1] <= r[0] {
+		p.errf(v, "layer_range [%d, %d] is empty or negative: give 0 ≤ FROM < TO", r[0], r[1])
+		return r, false
+	}
+	return r, true
+}
+
+// modelRef reads a model reference: a local path (Hub ids are folders
+// relative to the current directory).
+func (p *yamlParser) modelRef(n *yaml.Node, what string) (string, bool) {
+	s, ok := p.str(n, what)
+	if !ok {
+		return "", false
+	}
+	switch {
+	case strings.Contains(s, "+"):
+		p.errf(n, "%s %q: LoRA references (model+adapter) are not supported: merge the adapter into the model first", what, s)
+		return "", false
+	case strings.Contains(s, "@"):
+		p.errf(n, "%s %q: revisions (model@revision) name Hugging Face Hub revisions; editkit reads local folders: give the folder of that revision", what, s)
+		return "", false
+	}
+	return s, true
+}
+
+func (p *yamlParser) dtypes(plan *YAMLPlan, dtype, outDType *yaml.Node) {
+	for _, d := range []struct {
+		n   *yaml.Node
+		dst *string
+	}{{dtype, &plan.DType}, {outDType, &plan.OutDType}} {
+		if d.n == nil {
+			continue
+		}
+		s, ok := p.str(d.n, "dtype")
+		if !ok {
+			continue
+		}
+		if _, err := checkpoint.ParseFloatDType(s); err != nil {
+			p.errf(d.n, "%v", err)
+			continue
+		}
+		*d.dst = s
+	}
+	if plan.OutDType == "" {
+		plan.OutDType = plan.DType
+	}
+}
+
+func (p *yamlParser) tokenizer(plan *YAMLPlan, src, tok *yaml.Node, keyNodes map[string]*yaml.Node) {
+	if src != nil && tok != nil {
+		p.errf(keyNodes["tokenizer"], "give tokenizer_source or tokenizer, not both (mergekit refuses both too)")
+		return
+	}
+	if src != nil {
+		if s, ok := p.modelRef(src, "tokenizer_source"); ok {
+			plan.Tokenizer = &TokenizerPlan{Source: s}
+		}
+		return
+	}
+	if tok == nil {
+		return
+	}
+	tok = yamlDeref(tok)
+	if tok.Kind != yaml.MappingNode {
+		p.errf(tok, "tokenizer must be a mapping {source: union|base|MODEL, tokens: {...}, pad_to_multiple_of: N}")
+		return
+	}
+	tp := &TokenizerPlan{Source: "union"}
+	p.eachKey(tok, func(k string, kn, v *yaml.Node) {
+		switch k {
+		case "source":
+			tp.Source, _ = p.modelRef(v, "tokenizer source")
+		case "pad_to_multiple_of":
+			if v.Tag == "!!null" {
+				return
+			}
+			n, err := strconv.Atoi(v.Value)
+			if err != nil || n <= 0 || v.Tag != "!!int" {
+				p.errf(v, "pad_to_multiple_of must be a positive whole number, got %q", v.Value)
+				return
+			}
+			tp.PadToMultipleOf = n
+		case "tokens":
+			tp.Tokens = p.tokenEmbeddings(v)
+		default:
+			p.warnf(kn, "unknown key %q in tokenizer ignored (known: source, tokens, pad_to_multiple_of)", k)
+		}
+	})
+	plan.Tokenizer = tp
+}
+
+func (p *yamlParser) tokenEmbeddings(n *yaml.Node) map[string]TokenEmbedding {
+	out := map[string]TokenEmbedding{}
 	n = yamlDeref(n)
 	if n.Kind != yaml.MappingNode {
-		return nil, p.errf(n, "parameters must be a mapping of names to values")
+		p.errf(n, "tokenizer tokens must map each token to {source: ..., force: ...}")
+		return out
 	}
-	out := map[string]*yaml.Node{}
-	err := p.eachKey(n, func(k string, kn, v *yaml.Node) error {
-		if why, ok := rejectedParams[k]; ok {
-			return p.errf(kn, "parameter %q is not supported: %s", k, why)
+	p.eachKey(n, func(tokName string, _, v *yaml.Node) {
+		var te TokenEmbedding
+		if v.Kind != yaml.MappingNode {
+			p.errf(v, "token %q: give {source: MODEL | {kind: model_token, model: MODEL, token: TOKEN} | {kind: zero}, force: BOOL}", tokName)
+			return
 		}
-		if _, ok := yamlParams[k]; !ok {
-			return p.errf(kn, "unknown parameter %q (editkit accepts %s)", k, strings.Join(sortedNames(yamlParams), ", "))
+		p.eachKey(v, func(k string, kn, x *yaml.Node) {
+			switch k {
+			case "force":
+				if x.Tag != "!!bool" {
+					p.errf(x, "token %q: force must be true or false", tokName)
+					return
+				}
+				te.Force = x.Value == "true"
+			case "source":
+				if x.Kind == yaml.ScalarNode {
+					te.Kind = "model"
+					te.Model, _ = p.modelRef(x, "token source")
+					return
+				}
+				p.eachKey(x, func(k2 string, kn2, y *yaml.Node) {
+					switch k2 {
+					case "kind":
+						te.Kind = y.Value
+					case "model":
+						te.Model, _ = p.modelRef(y, "token source model")
+					case "token":
+						te.Token = y.Value
+					case "token_id":
+						id, err := strconv.Atoi(y.Value)
+						if err != nil || id < 0 {
+							p.errf(y, "token %q: token_id must be a non-negative whole number", tokName)
+						}
+						te.TokenID = id
+						te.Token = ""
+						if te.Kind == "" {
+							te.Kind = "model_token"
+						}
+					default:
+						p.errf(kn2, "token %q: unknown source key %q (kind, model, token, token_id)", tokName, k2)
+					}
+				})
+				switch te.Kind {
+				case "zero":
+				case "model_token":
+					if te.Model == "" {
+						p.errf(x, "token %q: a model_token source needs a model", tokName)
+					}
+				default:
+					p.errf(x, "token %q: source kind %q (use model_token or zero)", tokName, te.Kind)
+				}
+			default:
+				p.errf(kn, "token %q: unknown key %q (source, force)", tokName, k)
+			}
+		})
+		if te.Kind == "" {
+			p.errf(v, "token %q has no source", tokName)
+			return
 		}
-		out[k] = v
-		return nil
+		out[tokName] = te
 	})
-	return out, err
+	return out
 }
 
-// scalarParam refuses mergekit's gradient and conditional parameter forms.
-func (p *yamlParser) scalarParam(v *yaml.Node, name, model string) error {
-	v = yamlDeref(v)
-	where := ""
-	if model != "" {
-		where = fmt.Sprintf("model %q: ", model)
-	}
-	switch v.Kind {
-	case yaml.ScalarNode:
-		return nil
-	case yaml.SequenceNode:
-		for _, item := range v.Content {
-			if yamlDeref(item).Kind == yaml.MappingNode {
-				return p.errf(v, "%sparameter %q given as a list of {filter, value} conditions; editkit supports scalar parameters only, the same for every tensor", where, name)
+// checkApplicable warns about parameters the method does not read (mergekit
+// ignores them) or that mergekit reads only elsewhere, and drops them.
+func (p *yamlParser) checkApplicable(plan *YAMLPlan) {
+	m := p.method.method
+	filter := func(params map[string]*setting, model string) {
+		for _, name := range sortedNames(params) {
+			s := params[name]
+			prm := ParamByName(name)
+			u := p.method.use(name)
+			where := ""
+			if model != "" {
+				where = fmt.Sprintf("model %q: ", model)
+			}
+			switch {
+			case !u.in(p.sem):
+				p.warnf(s.node, "%sparameter %q has no effect on %s and is ignored, as mergekit ignores it (%s)", where, name, m, takesText(m, p.sem))
+				delete(params, name)
+			case model != "" && prm.Kind != Floats:
+				p.warnf(s.node, "%sparameter %q is a method parameter: mergekit reads it from the top-level or slice parameters only and ignores it per model", where, name)
+				delete(params, name)
+			case u.noEffect && name != "int8_mask":
+				p.warnf(s.node, "%sparameter %q has no effect on %s (mergekit declares it for %s but does not use it)", where, name, m, m)
+				delete(params, name)
 			}
 		}
-		return p.errf(v, "%sparameter %q given as a list (a layer gradient); editkit supports scalar parameters only", where, name)
-	case yaml.MappingNode:
-		return p.errf(v, "%sparameter %q given as a {filter, value} condition; editkit supports scalar parameters only, the same for every tensor", where, name)
 	}
-	return p.errf(v, "%sparameter %q has an unsupported form", where, name)
+	filter(plan.top, "")
+	for i := range plan.Slices {
+		filter(plan.Slices[i].params, "")
+		for j := range plan.Slices[i].Sources {
+			filter(plan.Slices[i].Sources[j].params, plan.Slices[i].Sources[j].Model)
+		}
+	}
+}
+
+// members checks the models each slice gives the method against mergekit's
+// rules: which take part, which is the base.
+func (p *yamlParser) members(plan *YAMLPlan) {
+	row := p.method
+	m := row.method
+	slots := -1
+	for si := range plan.Slices {
+		s := &plan.Slices[si]
+		var others int
+		hasBase := false
+		for _, src := range s.Sources {
+			if s.Base != "" && src.Model == s.Base {
+				hasBase = true
+			} else {
+				others++
+			}
+		}
+		where := "models"
+		if plan.Layered {
+			where = fmt.Sprintf("slice %d", si+1)
+		}
+		switch row.base {
+		case baseRequired:
+			if s.Base == "" {
+				p.errs = append(p.errs, fmt.Errorf("%s: %s needs a base_model: %s", p.file, m, map[bool]string{true: "task vectors are taken against it", false: "it is the model the others are combined with"}[row.taskVectors]))
+				return
+			}
+			if !hasBase {
+				p.errf(s.node, "%s: base_model %q is not among the sources: %s needs it in every slice", where, s.Base, m)
+				return
+			}
+		case baseNone:
+			if plan.Base != "" && !plan.Layered {
+				p.errf(s.node, "%s takes one model and no base_model: mergekit adds base_model to the models and then fails", m)
+				return
+			}
+			others = len(s.Sources)
+		case baseAveraged:
+			others = len(s.Sources)
+		case baseOptional:
+			if !hasBase {
+				others = len(s.Sources)
+			}
+		}
+		if others == 0 {
+			p.errf(s.node, "%s: no models besides base_model %q to merge", where, s.Base)
+			return
+		}
+		if slots >= 0 && others != slots {
+			p.errf(s.node, "slice %d merges %d models where slice 1 merges %d: editkit needs the same number of models in every slice", si+1, others, slots)
+			return
+		}
+		slots = others
+	}
+	if slots < row.minModels || (row.maxModels > 0 && slots > row.maxModels) {
+		msg := modelCountError(row, slots).Error()
+		if row.base == baseRequired {
+			msg += " (base_model not counted)"
+		}
+		p.errs = append(p.errs, fmt.Errorf("%s: %s", p.file, msg))
+	}
+}
+
+// Members returns, for each slice, the sources that are the merge's
+// members (the base excluded where the method takes task vectors against
+// it), in order.
+func (plan *YAMLPlan) Members(si int) []Source {
+	row := rowOf(plan.Config.Method)
+	s := plan.Slices[si]
+	var out []Source
+	for _, src := range s.Sources {
+		if src.Model == s.Base && (row.base == baseRequired || row.base == baseOptional) {
+			continue
+		}
+		out = append(out, src)
+	}
+	return out
+}
+
+// hasBase reports whether the merge's set has a real base (else the base is
+// only a layout donor).
+func (plan *YAMLPlan) hasBase() bool {
+	row := rowOf(plan.Config.Method)
+	return (row.base == baseRequired || row.base == baseOptional) && plan.Slices[0].Base != ""
+}
+
+// fillConfig sets the Config's parameters: one value per model or for
+// the whole merge where the configuration gives one, the rest per tensor.
+func (p *yamlParser) fillConfig(plan *YAMLPlan) {
+	c := &plan.Config
+	c.Semantics = p.sem
+	c.BaseIsLayout = !plan.hasBase()
+	if plan.DType != "" {
+		c.DType, _ = checkpoint.ParseFloatDType(plan.DType)
+	}
+	tw := &yamlTensorwise{plan: plan, vary: map[string]bool{}}
+	nMembers := len(plan.Members(0))
+	for _, u := range p.method.params {
+		prm := ParamByName(u.name)
+		if u.noEffect || !u.in(p.sem) {
+			continue
+		}
+		if p.varies(plan, u.name) {
+			tw.vary[u.name] = true
+			continue
+		}
+		if prm.Kind == Floats {
+			vals := make([]float64, nMembers)
+			given := false
+			for i, src := range plan.Members(0) {
+				s := lookup(src.params, plan.Slices[0].params, plan.top, u.name)
+				if s == nil {
+					d := u.mergekit
+					if p.sem == Paper {
+						d = u.paper
+					}
+					switch {
+					case d.required != "":
+						p.errf(src.node, "model %q has no %s: %s (set parameters: {%s: ...} for the model or at the top level)", src.Model, u.name, d.required, u.name)
+						continue
+					case d.v == nil:
+						vals[i] = math.NaN()
+						continue
+					}
+					vals[i] = d.v.(float64)
+					continue
+				}
+				given = true
+				vals[i] = s.scalar.(float64)
+			}
+			if given {
+				prm.Set(c, vals)
+			}
+			continue
+		}
+		if s := lookup(nil, plan.Slices[0].params, plan.top, u.name); s != nil {
+			prm.Set(c, s.scalar)
+		}
+	}
+	if len(tw.vary) > 0 {
+		c.tensorwise = tw
+	}
+	rc, err := c.Resolve(nMembers)
+	if err != nil {
+		var pe *ParamError
+		if errors.As(err, &pe) {
+			p.paramErr(plan.paramNode(pe.Param), pe, "")
+			return
+		}
+		p.errs = append(p.errs, fmt.Errorf("%s: %w", p.file, err))
+		return
+	}
+	_ = rc
+	if p.sem == Paper {
+		// editkit's extensions (consensus, ties_scope: model) follow the
+		// papers, which have one value per model for the whole model.
+		for _, name := range sortedNames(tw.vary) {
+			p.errf(plan.paramNode(name), "%s varies by tensor (a gradient, a filter, or values per slice): %s takes one value per model for the whole model", name, map[bool]string{true: "consensus", false: "ties_scope: model"}[c.Method == Consensus])
+		}
+	}
+}
+
+// varies reports whether a parameter takes different values across the
+// tensors: a gradient or condition anywhere, or any value inside the
+// slices of a configuration with several slices.
+func (p *yamlParser) varies(plan *YAMLPlan, name string) bool {
+	multi := len(plan.Slices) > 1
+	given := func(s *setting) bool { return s != nil && (multi || !s.isScalar()) }
+	if s := plan.top[name]; s != nil && !s.isScalar() {
+		return true
+	}
+	for _, sl := range plan.Slices {
+		if given(sl.params[name]) {
+			return true
+		}
+		for _, src := range sl.Sources {
+			if given(src.params[name]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// lookup returns the first setting of name among the levels.
+func lookup(source, slice, top map[string]*setting, name string) *setting {
+	for _, m := range []map[string]*setting{source, slice, top} {
+		if s := m[name]; s != nil {
+			return s
+		}
+	}
+	return nil
+}
+
+// paramNode returns the node where a parameter is given, for messages.
+func (plan *YAMLPlan) paramNode(name string) *yaml.Node {
+	if s := plan.top[name]; s != nil {
+		return s.node
+	}
+	for _, sl := range plan.Slices {
+		if s := sl.params[name]; s != nil {
+			return s.node
+		}
+		for _, src := range sl.Sources {
+			if s := src.params[name]; s != nil {
+				return s.node
+			}
+		}
+	}
+	return nil
 }
 
 // eachKey visits a mapping's keys in order, refusing duplicates (which
 // yaml.v3 keeps in a Node, and which mergekit's loader would resolve to the
 // last one without a word).
-func (p *yamlParser) eachKey(m *yaml.Node, fn func(k string, kn, v *yaml.Node) error) error {
+func (p *yamlParser) eachKey(m *yaml.Node, fn func(k string, kn, v *yaml.Node)) {
+	m = yamlDeref(m)
+	if m.Kind != yaml.MappingNode {
+		p.errf(m, "expected a mapping")
+		return
+	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		kn, v := m.Content[i], yamlDeref(m.Content[i+1])
 		if kn.Kind != yaml.ScalarNode {
-			return p.errf(kn, "keys must be plain names")
+			p.errf(kn, "keys must be plain names")
+			continue
 		}
 		if seen[kn.Value] {
-			return p.errf(kn, "key %q given twice", kn.Value)
+			p.errf(kn, "key %q given twice", kn.Value)
+			continue
 		}
 		seen[kn.Value] = true
-		if err := fn(kn.Value, kn, v); err != nil {
-			return err
+		fn(kn.Value, kn, v)
+	}
+}
+
+func mapValue(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return yamlDeref(m.Content[i+1])
 		}
 	}
 	return nil
 }
 
-func (p *yamlParser) str(n *yaml.Node, name string) (string, error) {
+func (p *yamlParser) str(n *yaml.Node, name string) (string, bool) {
 	n = yamlDeref(n)
 	if n.Kind != yaml.ScalarNode || (n.Tag != "!!str" && n.Tag != "") {
-		return "", p.errf(n, "%s must be a string", name)
+		p.errf(n, "%s must be a string", name)
+		return "", false
 	}
-	return strings.TrimSpace(n.Value), nil
-}
-
-func (p *yamlParser) float(n *yaml.Node, name string) (float64, error) {
-	var v float64
-	n = yamlDeref(n)
-	if n.Kind != yaml.ScalarNode || (n.Tag != "!!float" && n.Tag != "!!int") || n.Decode(&v) != nil {
-		return 0, p.errf(n, "parameter %q must be a number, got %q", name, n.Value)
-	}
-	return v, nil
-}
-
-func (p *yamlParser) bool(n *yaml.Node, name string) (bool, error) {
-	var v bool
-	n = yamlDeref(n)
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&v) != nil {
-		return false, p.errf(n, "parameter %q must be true or false, got %q", name, n.Value)
-	}
-	return v, nil
-}
-
-func (p *yamlParser) uint(n *yaml.Node, name string) (uint64, error) {
-	var v uint64
-	n = yamlDeref(n)
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&v) != nil {
-		return 0, p.errf(n, "parameter %q must be a non-negative integer, got %q", name, n.Value)
-	}
-	return v, nil
+	return strings.TrimSpace(n.Value), true
 }
 
 // yamlDeref follows YAML aliases (*anchor) to the node they name.
@@ -658,24 +893,4 @@ func sortedNames[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-func methodList() string {
-	names := make([]string, len(Methods))
-	for i, m := range Methods {
-		names[i] = string(m)
-	}
-	return strings.Join(names, ", ")
-}
-
-// cloneForValidate copies c deeply enough that Validate on the copy leaves c untouched.
-func (c Config) cloneForValidate() Config {
-	c.Weights = slices.Clone(c.Weights)
-	c.Density = slices.Clone(c.Density)
-	c.TallLambda = slices.Clone(c.TallLambda)
-	if c.Lines != nil {
-		l := *c.Lines
-		c.Lines = &l
-	}
-	return c
 }

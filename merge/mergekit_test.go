@@ -11,12 +11,14 @@ func yamlBoolPtr(v bool) *bool   { return &v }
 
 func TestParseMergekitYAMLValid(t *testing.T) {
 	tests := []struct {
-		name   string
-		yaml   string
-		base   string
-		models []string
-		dtype  string
-		check  func(t *testing.T, c Config)
+		name     string
+		yaml     string
+		base     string
+		models   []string
+		dtype    string
+		paper    bool     // Semantics Paper, else Mergekit
+		warnings []string // substrings, one per warning, in order
+		check    func(t *testing.T, c Config)
 	}{
 		{
 			name: "linear without base",
@@ -29,7 +31,7 @@ models:
     parameters: {weight: 0.3}
 dtype: bfloat16
 `,
-			base: "a", models: []string{"a", "b"}, dtype: "bfloat16",
+			base: "", models: []string{"a", "b"}, dtype: "bfloat16",
 			check: func(t *testing.T, c Config) {
 				yamlWant(t, c.Weights, []float64{0.7, 0.3})
 			},
@@ -93,12 +95,14 @@ parameters:
   rescale: false
   ties_scope: model
 `,
-			base: "base", models: []string{"ft1", "ft2"},
+			base: "base", models: []string{"ft1", "ft2"}, paper: true,
+			warnings: []string{`config.yaml:12: parameter "normalize" has no effect on ties`, `config.yaml:13: parameter "rescale" has no effect`},
 			check: func(t *testing.T, c Config) {
 				yamlWant(t, c.Density, []float64{0.5, 0.3})
 				yamlWant(t, c.TIESScope, ScopeModel)
-				yamlWant(t, c.Normalize, yamlBoolPtr(true))
-				yamlWant(t, c.Rescale, yamlBoolPtr(false))
+				if c.Normalize != nil || c.Rescale != nil {
+					t.Errorf("normalize %v, rescale %v: the paper's TIES has neither", c.Normalize, c.Rescale)
+				}
 			},
 		},
 		{
@@ -154,7 +158,7 @@ models:
 `,
 			base: "base", models: []string{"ft1", "ft2"},
 			check: func(t *testing.T, c Config) {
-				yamlWant(t, c.Gamma, yamlF64(0.05))
+				yamlWant(t, c.Gamma, []float64{0.05, 0.05})
 			},
 		},
 		{
@@ -179,9 +183,9 @@ models:
   - model: ft2
 parameters: {k: 2, lambda: 0.8, consensus_base: ties}
 `,
-			base: "base", models: []string{"ft1", "ft2"},
+			base: "base", models: []string{"ft1", "ft2"}, paper: true,
 			check: func(t *testing.T, c Config) {
-				yamlWant(t, c.K, 2)
+				yamlWant(t, *c.K, 2)
 				yamlWant(t, c.TallLambda, []float64{0.3, 0.4})
 				yamlWant(t, c.ConsensusBase, "ties")
 				if c.Weights != nil {
@@ -202,7 +206,7 @@ parameters: {filter_wise: true}
 `,
 			base: "base", models: []string{"ft1", "ft2"},
 			check: func(t *testing.T, c Config) {
-				yamlWant(t, c.FilterWise, true)
+				yamlWant(t, c.FilterWise, yamlBoolPtr(true))
 			},
 		},
 		{
@@ -256,12 +260,24 @@ models:
 			if plan.Base != tc.base {
 				t.Errorf("Base = %q, want %q", plan.Base, tc.base)
 			}
-			yamlWant(t, plan.Models, tc.models)
-			if plan.DType != tc.dtype {
-				t.Errorf("DType = %q, want %q", plan.DType, tc.dtype)
+			yamlWant(t, planModels(plan), tc.models)
+			if plan.OutDType != tc.dtype {
+				t.Errorf("OutDType = %q, want %q", plan.OutDType, tc.dtype)
 			}
-			if plan.Config.Semantics != Mergekit {
-				t.Errorf("Semantics = %v, want Mergekit", plan.Config.Semantics)
+			want := Mergekit
+			if tc.paper {
+				want = Paper
+			}
+			if plan.Config.Semantics != want {
+				t.Errorf("Semantics = %v, want %v", plan.Config.Semantics, want)
+			}
+			if len(plan.Warnings) != len(tc.warnings) {
+				t.Errorf("warnings %q, want %d", plan.Warnings, len(tc.warnings))
+			}
+			for i, w := range tc.warnings {
+				if i < len(plan.Warnings) && !strings.Contains(plan.Warnings[i], w) {
+					t.Errorf("warning %q does not say %q", plan.Warnings[i], w)
+				}
 			}
 			if string(plan.Raw) != tc.yaml {
 				t.Error("Raw is not the file's content")
@@ -269,14 +285,21 @@ models:
 			if tc.check != nil {
 				tc.check(t, plan.Config)
 			}
-			// The plan must validate, and parsing must not have filled in
-			// defaults (Run does that).
-			c := plan.Config
-			if err := c.Validate(len(plan.Models)); err != nil {
-				t.Errorf("Validate: %v", err)
+			// The plan must resolve.
+			if _, err := plan.Config.Resolve(len(planModels(plan))); err != nil {
+				t.Errorf("Resolve: %v", err)
 			}
 		})
 	}
+}
+
+// planModels lists the merge's members.
+func planModels(plan *YAMLPlan) []string {
+	var out []string
+	for _, m := range plan.Members(0) {
+		out = append(out, m.Model)
+	}
+	return out
 }
 
 func yamlWant[T any](t *testing.T, got, want T) {
@@ -311,57 +334,60 @@ func TestParseMergekitYAMLRejects(t *testing.T) {
 		{"empty", "", []string{"config.yaml", "empty"}},
 		{"not a mapping", "- a\n- b\n", []string{"config.yaml:1", "mapping"}},
 		{"missing method", head, []string{"merge_method is missing"}},
-		{"unknown method", "merge_method: della\n" + head, []string{"config.yaml:1", `unknown merge_method "della"`, "task_arithmetic", "slerp", "consensus"}},
-		{"slices", "merge_method: linear\nslices:\n  - sources: []\n", []string{`"slices"`, "config.yaml:2"}},
-		{"modules", "merge_method: linear\nmodules: {}\n" + head, []string{`"modules"`}},
-		{"chat_template", "merge_method: ties\nchat_template: chatml\n" + head, []string{`"chat_template"`}},
-		{"tokenizer", "merge_method: ties\ntokenizer: {source: union}\n" + head, []string{`"tokenizer"`}},
-		{"unknown top-level key", "merge_method: ties\nfoo: 1\n" + head, []string{`unknown key "foo"`}},
+		{"unknown method", "merge_method: frankenstein\n" + head, []string{"config.yaml:1", `unknown merge_method "frankenstein"`, "task_arithmetic", "della", "consensus"}},
+		{"modules", "merge_method: linear\nmodules: {}\n" + head, []string{"config.yaml:2", "modules"}},
+		{"multi-stage", "name: first\nmerge_method: linear\nmodels: [{model: a, parameters: {weight: 1}}]\n---\nmerge_method: linear\nmodels: [{model: first, parameters: {weight: 1}}]\n",
+			[]string{"2 YAML documents", "multi-stage (mergekit-multi)", "stages first", "editkit merge --config"}},
+		{"chat_template name", "merge_method: ties\nchat_template: chatml\n" + head, []string{"config.yaml:2", `chat_template "chatml"`, "auto"}},
+		{"tokenizer and tokenizer_source", "merge_method: ties\ntokenizer: {source: union}\ntokenizer_source: base\n" + head, []string{"config.yaml:2", "not both"}},
 		{"duplicate key", "merge_method: ties\nmerge_method: linear\n" + head, []string{`"merge_method" given twice`}},
-		{"tokenizer_source union", "merge_method: ties\ntokenizer_source: union\n" + head, []string{`tokenizer_source "union"`}},
-		{"int8_mask", "merge_method: ties\nparameters: {int8_mask: true}\n" + head, []string{`"int8_mask"`, "not supported"}},
-		{"epsilon", "merge_method: ties\nparameters: {epsilon: 0.1}\n" + head, []string{`"epsilon"`, "della"}},
-		{"unknown parameter", "merge_method: ties\nparameters: {densty: 0.5}\n" + head, []string{`unknown parameter "densty"`}},
-		{"gradient", "merge_method: slerp\nbase_model: base\nmodels: [{model: base}, {model: b}]\nparameters:\n  t: [0, 0.5, 1]\n",
-			[]string{"config.yaml:5", `parameter "t" given as a list (a layer gradient); editkit supports scalar parameters only`}},
-		{"conditional list", "merge_method: slerp\nbase_model: base\nmodels: [{model: base}, {model: b}]\nparameters:\n  t:\n    - filter: self_attn\n      value: 0.3\n    - value: 0.5\n",
-			[]string{`parameter "t"`, "{filter, value}"}},
+		{"lora", "merge_method: ties\nbase_model: base+adapter\nmodels: [{model: ft1, parameters: {weight: 1}}]\n", []string{"config.yaml:2", "LoRA"}},
+		{"revision", "merge_method: ties\nbase_model: base@main\nmodels: [{model: ft1, parameters: {weight: 1}}]\n", []string{"config.yaml:2", "revision"}},
 		{"conditional mapping", "merge_method: slerp\nbase_model: base\nmodels: [{model: base}, {model: b}]\nparameters:\n  t: {filter: mlp, value: 0.3}\n",
-			[]string{`parameter "t"`, "condition"}},
-		{"per-model gradient", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft1, parameters: {weight: [1, 0]}}\n",
-			[]string{`model "ft1"`, `parameter "weight" given as a list`}},
-		{"per-model lambda", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft1, parameters: {weight: 1, lambda: 2}}\n",
-			[]string{`model "ft1"`, `"lambda"`, "method parameter", "ignores per model"}},
-		{"per-model t", "merge_method: slerp\nbase_model: base\nmodels:\n  - {model: base}\n  - {model: b, parameters: {t: 0.5}}\n",
-			[]string{`"t"`, "method parameter"}},
-		{"parameter for another method", "merge_method: task_arithmetic\nparameters: {density: 0.5}\n" + head, []string{`"density" does not apply to task_arithmetic`}},
-		{"gamma for ties", "merge_method: ties\nparameters: {gamma: 0.1}\n" + head, []string{`"gamma" does not apply to ties`}},
-		{"seed for ties", "merge_method: ties\nparameters: {seed: 1}\n" + head, []string{`"seed" does not apply`}},
-		{"ties_scope for linear", "merge_method: linear\nparameters: {ties_scope: model}\nmodels: [{model: a, parameters: {weight: 1}}]\n", []string{`"ties_scope" does not apply to linear`}},
+			[]string{"config.yaml:5", "t: a single {filter, value} mapping", "as a list"}},
+		{"gradient of a bool", "merge_method: ties\nparameters: {normalize: [true, false]}\n" + head, []string{"config.yaml:2", "normalize takes one value"}},
+		{"gradient of an integer", "merge_method: karcher\nparameters: {max_iter: [1, 5]}\nmodels: [{model: a}, {model: b}]\n", []string{"config.yaml:2", "max_iter takes one value"}},
+		{"condition without value", "merge_method: slerp\nbase_model: base\nmodels: [{model: base}, {model: b}]\nparameters:\n  t:\n    - filter: mlp\n", []string{"config.yaml:6", "condition without a value"}},
 		{"missing weight", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft1, parameters: {weight: 1}}\n  - {model: ft2}\n",
 			[]string{`model "ft2" has no weight`, "config.yaml:5"}},
 		{"missing weight linear", "merge_method: linear\nmodels:\n  - {model: a}\n", []string{`model "a" has no weight`}},
+		{"linear unlisted base without a weight", "merge_method: linear\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1}}\n", []string{`model "base" has no weight`}},
 		{"gta without base", "merge_method: ties\nmodels:\n  - {model: ft1, parameters: {weight: 1}}\n", []string{"ties needs a base_model"}},
 		{"gta only base", "merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - {model: base, parameters: {weight: 1}}\n", []string{"no models besides base_model"}},
-		{"linear unlisted base", "merge_method: linear\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1}}\n", []string{`base_model "base" is not listed`}},
-		{"slerp three models", "merge_method: slerp\nbase_model: base\nmodels: [{model: base}, {model: a}, {model: b}]\nparameters: {t: 0.5}\n", []string{"exactly two models"}},
+		{"slerp three models", "merge_method: slerp\nbase_model: base\nmodels: [{model: base}, {model: a}, {model: b}]\nparameters: {t: 0.5}\n", []string{"exactly one model"}},
 		{"slerp without base", "merge_method: slerp\nmodels: [{model: a}, {model: b}]\nparameters: {t: 0.5}\n", []string{"slerp needs a base_model"}},
-		{"slerp without t", "merge_method: slerp\nbase_model: base\nmodels: [{model: base}, {model: a}]\n", []string{"config.yaml", "slerp needs --t"}},
-		{"model_stock one model", "merge_method: model_stock\nbase_model: base\nmodels: [{model: base}, {model: a}]\n", []string{"at least 2 other models"}},
-		{"model_stock weight", "merge_method: model_stock\nbase_model: base\nmodels: [{model: a, parameters: {weight: 1}}, {model: b}]\n", []string{`"weight" does not apply to model_stock`}},
-		{"density out of range", "merge_method: ties\nparameters: {density: 1.5}\n" + head, []string{"config.yaml", "density 1.5"}},
-		{"weight not a number", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft1, parameters: {weight: heavy}}\n", []string{`parameter "weight" must be a number`}},
-		{"normalize not a bool", "merge_method: ties\nparameters: {normalize: 1}\n" + head, []string{`"normalize" must be true or false`}},
-		{"seed negative", "merge_method: dare_ties\nparameters: {seed: -1}\n" + head, []string{`"seed" must be a non-negative integer`}},
-		{"ties_scope bad", "merge_method: ties\nparameters: {ties_scope: layer}\n" + head, []string{"config.yaml", `"layer"`}},
-		{"gamma differs", "merge_method: breadcrumbs\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1, gamma: 0.1}}\n  - {model: b, parameters: {weight: 1}}\n", []string{"gamma differs", "one gamma"}},
+		{"slerp without t", "merge_method: slerp\nbase_model: base\nmodels: [{model: base}, {model: a}]\n", []string{"config.yaml", "t is required for slerp"}},
+		{"model_stock one model", "merge_method: model_stock\nbase_model: base\nmodels: [{model: base}, {model: a}]\n", []string{"at least 2 models"}},
+		{"density out of range", "merge_method: ties\nparameters: {density: 1.5}\n" + head, []string{"config.yaml:2", "density 1.5 is outside (0, 1]"}},
+		{"lambda NaN", "merge_method: ties\nparameters: {lambda: .nan}\n" + head, []string{"config.yaml:2", "lambda NaN is not a finite number"}},
+		{"weight NaN", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft1, parameters: {weight: .nan}}\n", []string{"config.yaml:4", "weight NaN is not a finite number"}},
+		{"weight Inf in a gradient", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft1, parameters: {weight: [0, .inf]}}\n", []string{"config.yaml:4", "weight +Inf is not a finite number"}},
+		{"t NaN in a condition", "merge_method: slerp\nbase_model: base\nmodels: [{model: base}, {model: b}]\nparameters:\n  t:\n    - filter: mlp\n      value: .nan\n    - value: 0.5\n", []string{"config.yaml:7", "t NaN is not a finite number"}},
+		{"tall_lambda negative", "merge_method: consensus\nparameters: {tall_lambda: -1, lambda: 1}\n" + head, []string{"config.yaml:2", "tall_lambda -1 is outside ≥ 0"}},
+		{"k above N", "merge_method: consensus\nparameters: {k: 3, lambda: 1}\n" + head, []string{"config.yaml:2", "k 3 must be ≤ N = 2"}},
+		{"k zero", "merge_method: consensus\nparameters: {k: 0, lambda: 1}\n" + head, []string{"config.yaml:2", "k 0 is outside ≥ 1"}},
+		{"weight not a number", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft1, parameters: {weight: heavy}}\n", []string{"config.yaml:4", `weight must be a number, got "heavy"`}},
+		{"normalize not a bool", "merge_method: ties\nparameters: {normalize: 1}\n" + head, []string{`normalize must be true or false`}},
+		{"seed negative", "merge_method: dare_ties\nparameters: {seed: -1}\n" + head, []string{`seed must be a non-negative whole number`}},
+		{"ties_scope bad", "merge_method: ties\nparameters: {ties_scope: layer}\n" + head, []string{"config.yaml:2", `ties_scope layer is not one of model, tensor`}},
+		{"della epsilon", "merge_method: della\nbase_model: base\nparameters: {density: 0.1, epsilon: 0.2}\nmodels: [{model: a, parameters: {weight: 1}}]\n", []string{"epsilon 0.2 (model 1) with density 0.1"}},
 		{"model twice", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1}}\n  - {model: a, parameters: {weight: 1}}\n", []string{`model "a" is listed twice`}},
-		{"model entry key", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: a, layer_range: [0, 4], parameters: {weight: 1}}\n", []string{`unknown key "layer_range"`}},
 		{"model entry without model", "merge_method: ties\nbase_model: base\nmodels:\n  - {parameters: {weight: 1}}\n", []string{"without a model path"}},
 		{"models empty", "merge_method: ties\nbase_model: base\nmodels: []\n", []string{"models is empty"}},
 		{"models missing", "merge_method: ties\nbase_model: base\n", []string{"models is missing"}},
+		{"models and slices", "merge_method: linear\nmodels: [{model: a, parameters: {weight: 1}}]\nslices: [{sources: [{model: a, layer_range: [0, 1]}]}]\n", []string{"config.yaml:3", "not both"}},
+		{"slice without layer_range", "merge_method: passthrough\nslices:\n  - sources:\n      - model: a\n", []string{"config.yaml:4", `source "a" has no layer_range`}},
+		{"slice with uneven ranges", "merge_method: slerp\nbase_model: a\nparameters: {t: 0.5}\nslices:\n  - sources:\n      - {model: a, layer_range: [0, 4]}\n      - {model: b, layer_range: [0, 3]}\n", []string{"config.yaml:7", "spans 3 layers where the slice's first source spans 4"}},
+		{"empty layer_range", "merge_method: passthrough\nslices:\n  - sources:\n      - {model: a, layer_range: [4, 4]}\n", []string{"config.yaml:4", "is empty"}},
+		{"passthrough with two sources", "merge_method: passthrough\nslices:\n  - sources:\n      - {model: a, layer_range: [0, 2]}\n      - {model: b, layer_range: [0, 2]}\n", []string{"passthrough merges exactly 1 models, got 2"}},
+		{"slice lacking the base", "merge_method: ties\nbase_model: base\nslices:\n  - sources:\n      - {model: a, layer_range: [0, 2], parameters: {weight: 1}}\n", []string{"config.yaml:4", `base_model "base" is not among the sources`}},
+		{"gradient with ties_scope model", "merge_method: ties\nparameters: {ties_scope: model, density: [0.1, 0.5]}\n" + head, []string{"config.yaml:2", "density varies by tensor", "ties_scope: model takes one value per model"}},
+		{"filter with consensus", "merge_method: consensus\nparameters:\n  lambda: 1\n  tall_lambda:\n    - filter: mlp\n      value: 0.2\n    - value: 0.4\n" + head, []string{"config.yaml:4", "tall_lambda varies by tensor"}},
 		{"bad dtype", "merge_method: ties\ndtype: int8\n" + head, []string{"config.yaml:2", `"int8"`}},
-		{"k zero", "merge_method: consensus\nparameters: {k: 0}\n" + head, []string{"k: 0"}},
+		{"bad pad", "merge_method: ties\ntokenizer: {source: union, pad_to_multiple_of: 0}\n" + head, []string{"config.yaml:2", "pad_to_multiple_of"}},
+		// Every problem at once.
+		{"several problems", "merge_method: ties\nbase_model: base\nparameters: {lambda: .nan, density: 2}\nmodules: {}\nmodels:\n  - {model: ft1, parameters: {weight: .inf}}\n",
+			[]string{"config.yaml:3: lambda NaN", "config.yaml:3: density 2", "config.yaml:4: per-module", "config.yaml:6: weight +Inf"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -381,8 +407,45 @@ func TestParseMergekitYAMLRejects(t *testing.T) {
 	}
 }
 
-// TestParseMergekitYAMLLeavesDefaults checks that parsing validates a copy:
-// the plan's Config still has its zero values for Run to resolve.
+func TestParseMergekitYAMLWarnsAsMergekitIgnores(t *testing.T) {
+	const head = "base_model: base\nmodels:\n  - {model: ft1, parameters: {weight: 1}}\n  - {model: ft2, parameters: {weight: 1}}\n"
+	tests := []struct {
+		name, yaml string
+		warnings   []string
+	}{
+		{"unknown top-level key", "merge_method: ties\nfoo: 1\n" + head, []string{`config.yaml:2: unknown key "foo" ignored`}},
+		{"name of a stage", "name: stage1\nmerge_method: ties\n" + head, []string{`config.yaml:1: name: "stage1"`}},
+		{"unknown parameter", "merge_method: ties\nparameters: {densty: 0.5}\n" + head, []string{`config.yaml:2: unknown parameter "densty" ignored`}},
+		{"parameter for another method", "merge_method: ties\nparameters: {gamma: 0.1, seed: 3}\n" + head,
+			[]string{`config.yaml:2: parameter "gamma" has no effect on ties`, `config.yaml:2: parameter "seed" has no effect on ties`}},
+		{"density with task_arithmetic", "merge_method: task_arithmetic\nparameters: {density: 0.5}\n" + head, []string{`parameter "density" has no effect on task_arithmetic (mergekit declares it`}},
+		{"method parameter per model", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft1, parameters: {weight: 1, lambda: 2}}\n",
+			[]string{`config.yaml:4: model "ft1": parameter "lambda" is a method parameter`}},
+		{"layer_range in models", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: a, layer_range: [0, 4], parameters: {weight: 1}}\n", []string{"config.yaml:4: layer_range in a models entry ignored"}},
+		{"int8_mask is quiet", "merge_method: ties\nparameters: {int8_mask: true}\n" + head, nil},
+		{"empty parameters", "merge_method: ties\nbase_model: base\nparameters:\nmodels:\n  - model: ft1\n    parameters:\n      weight: 1\n  - model: base\n    parameters:\n", nil},
+		{"residual_weight", "merge_method: passthrough\nslices:\n  - sources: [{model: a, layer_range: [0, 1]}]\n    residual_weight: 0.5\n", []string{"config.yaml:4: residual_weight has no effect"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := ParseMergekitYAML([]byte(tc.yaml), "config.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(plan.Warnings) != len(tc.warnings) {
+				t.Fatalf("warnings %q, want %d", plan.Warnings, len(tc.warnings))
+			}
+			for i, w := range tc.warnings {
+				if !strings.Contains(plan.Warnings[i], w) {
+					t.Errorf("warning %q does not say %q", plan.Warnings[i], w)
+				}
+			}
+		})
+	}
+}
+
+// TestParseMergekitYAMLLeavesDefaults checks that parsing leaves defaults
+// unset: Resolve fills them in, in Run.
 func TestParseMergekitYAMLLeavesDefaults(t *testing.T) {
 	plan, err := ParseMergekitYAML([]byte("merge_method: ties\nbase_model: b\nmodels: [{model: a, parameters: {weight: 1}}]\n"), "c.yaml")
 	if err != nil {
@@ -391,5 +454,12 @@ func TestParseMergekitYAMLLeavesDefaults(t *testing.T) {
 	c := plan.Config
 	if c.Density != nil || c.Lambda != nil || c.Normalize != nil || c.TIESScope != "" || c.Gamma != nil {
 		t.Errorf("parsing filled in defaults: %+v", c)
+	}
+	r, err := c.Resolve(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Density != nil || r.Density[0] != 1 || !*r.Normalize || *r.Lambda != 1 || r.TIESScope != ScopeTensor {
+		t.Errorf("Resolve: %+v (input now %+v)", r, c)
 	}
 }

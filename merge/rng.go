@@ -1,6 +1,10 @@
 package merge
 
-import "hash/fnv"
+import (
+	"hash/fnv"
+
+	"github.com/editkit/editkit/internal/simd"
+)
 
 // DARE's random drops come from a counter-based generator: the draw for
 // element i of tensor name in member t is a hash of (seed, t, name, i). The
@@ -14,15 +18,13 @@ func streamKey(seed uint64, member int, name string) uint64 {
 }
 
 // mix64 is SplitMix64's finalizer, a bijective avalanche on 64 bits.
-func mix64(z uint64) uint64 {
-	z ^= z >> 30
-	z *= 0xbf58476d1ce4e5b9
-	z ^= z >> 27
-	z *= 0x94d049bb133111eb
-	return z ^ z>>31
-}
+func mix64(z uint64) uint64 { return simd.Mix64(z) }
 
-// uniform returns the draw in [0, 1) for element i of a stream.
+// golden64 is 2⁶⁴/φ, SplitMix64's increment.
+const golden64 = 0x9e3779b97f4a7c15
+
+// uniform returns the draw in [0, 1) for element i of a stream (dropRandom
+// draws the same, vectorized).
 func uniform(key uint64, i int64) float64 {
-	return float64(mix64(key+uint64(i+1)*0x9e3779b97f4a7c15)>>11) / (1 << 53)
+	return float64(mix64(key+uint64(i+1)*golden64)>>11) / (1 << 53)
 }

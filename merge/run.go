@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/internal/simd"
 	"github.com/editkit/editkit/tasks"
 )
 
@@ -18,15 +19,19 @@ type Result struct {
 	Passes int
 }
 
-// plan holds a validated recipe and the whole-model statistics its passes
+// plan holds a resolved recipe and the whole-model statistics its passes
 // collected.
 type plan struct {
 	cfg    *Config
+	row    *methodRow
 	set    *tasks.Set
 	n      int
-	w      []float32
 	ones   []float32
 	layout *checkpoint.Layout
+	// tp holds each float tensor's parameters (by Chunk.Index).
+	tp []*tensorParams
+	// round rounds to mergekit's dtype; nil computes in float32.
+	round func([]float32)
 
 	// whole makes every chunk a whole tensor (per-tensor statistics).
 	whole bool
@@ -49,6 +54,7 @@ type scratch struct {
 	keep  []bool
 	masks [][]bool
 	taus  [][]float32
+	f64   []float64
 }
 
 func (p *plan) scratchFor(worker, n int) *scratch {
@@ -62,12 +68,13 @@ func (p *plan) scratchFor(worker, n int) *scratch {
 	return s
 }
 
-// Run merges the members of s into out as cfg says. It validates cfg for
-// the number of members and fills in its defaults (cfg is modified), checks
-// the outputs can be written, runs the statistics passes the method needs,
-// then writes the merged model.
+// Run merges the members of s into out as cfg says. It resolves cfg for the
+// number of members (cfg itself is not changed), checks the outputs can be
+// written, runs the statistics passes the method needs, then writes the
+// merged model.
 func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.StreamOptions) (*Result, error) {
-	if err := cfg.Validate(len(s.Members)); err != nil {
+	rc, err := cfg.Resolve(len(s.Members))
+	if err != nil {
 		return nil, err
 	}
 	// Fail before the statistics passes, not after them.
@@ -75,23 +82,25 @@ func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.
 	if err := checkpoint.CheckOutput(out, inputs, wo.Force); err != nil {
 		return nil, err
 	}
-	if cfg.MasksOut != "" {
-		if err := checkpoint.CheckOutput(cfg.MasksOut, append(inputs, out), wo.Force); err != nil {
+	if rc.MasksOut != "" {
+		if err := checkpoint.CheckOutput(rc.MasksOut, append(inputs, out), wo.Force); err != nil {
 			return nil, fmt.Errorf("--save-masks: %w", err)
 		}
 	}
-	p := &plan{cfg: cfg, set: s, n: len(s.Members)}
-	for _, w := range cfg.Weights {
-		p.w = append(p.w, float32(w))
+	p := &plan{cfg: &rc, row: rowOf(rc.Method), set: s, n: len(s.Members), round: rounding(rc.DType)}
+	for range p.n {
 		p.ones = append(p.ones, 1)
 	}
-	res := &Result{Method: cfg.Method, Params: cfg.Params()}
-	if cfg.Lines != nil {
+	if p.tp, err = tensorParamsFor(&rc, p.n, s.Floats()); err != nil {
+		return nil, err
+	}
+	res := &Result{Method: rc.Method, Params: rc.Params()}
+	if rc.Lines != nil {
 		var names []string
 		for _, t := range s.Base.Tensors() {
 			names = append(names, t.Name)
 		}
-		l, err := checkpoint.NewLayout(names, cfg.Lines.LayerPattern)
+		l, err := checkpoint.NewLayout(names, rc.Lines.LayerPattern)
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +115,7 @@ func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.
 		so.Workers = tasks.DefaultWorkers()
 	}
 	so.Whole = p.whole
-	so.Models = !cfg.Method.usesTaskVectors()
+	so.Models = !p.row.taskVectors || p.round != nil
 	p.scratch = make([]*scratch, so.Workers)
 	for i := range p.scratch {
 		p.scratch[i] = &scratch{}
@@ -136,8 +145,8 @@ func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.
 		so.SkipFiniteCheck = true
 		res.Params["majority_sign"] = p.majority
 	}
-	if cfg.Lines != nil {
-		if cfg.Lines.Alpha == nil {
+	if rc.Lines != nil {
+		if rc.Lines.Alpha == nil {
 			res.Passes++
 			a, err := p.linesAlphaPass(so)
 			if err != nil {
@@ -146,19 +155,19 @@ func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.
 			so.SkipFiniteCheck = true
 			p.alpha = a
 		} else {
-			p.alpha = *cfg.Lines.Alpha
+			p.alpha = *rc.Lines.Alpha
 		}
-		p.beta = *cfg.Lines.Beta
+		p.beta = *rc.Lines.Beta
 		res.Params["lines"] = map[string]any{"alpha": p.alpha, "beta": p.beta, "layout": p.layout.Family}
 	}
-	if cfg.MasksOut != "" {
+	if rc.MasksOut != "" {
 		res.Passes++
 		if err := p.writeMasks(so, wo.Force); err != nil {
 			return nil, err
 		}
 	}
 	res.Passes++
-	err := s.WriteModel(out, wo, so, func(worker int, c *tasks.Chunk) error {
+	err = s.WriteModel(out, wo, so, func(worker int, c *tasks.Chunk) error {
 		return p.final(worker, c)
 	})
 	if err != nil {
@@ -170,43 +179,66 @@ func Run(s *tasks.Set, cfg *Config, out string, wo tasks.WriteOptions, so tasks.
 // needsWhole reports whether some stage needs whole tensors.
 func (p *plan) needsWhole() bool {
 	c := p.cfg
-	switch c.Method {
-	case ModelStock, SLERP, Breadcrumbs, BreadcrumbsTIES:
+	if p.row.whole {
 		return true
 	}
 	if c.Semantics == Mergekit {
 		sparse := false
-		for _, d := range c.Density {
-			sparse = sparse || d < 1
+		for _, tp := range p.tp {
+			for _, d := range tp.density {
+				sparse = sparse || d < 1
+			}
+			// mergekit's magnitude keeps exactly int(density·n) per
+			// tensor; DARE's L1 rescale needs the tensor's norms.
+			if sparse && (p.row.sparsify == magnitude || p.row.sparsify == random && tp.rescale) {
+				return true
+			}
 		}
-		return sparse && (c.Method == TIES || c.Method == DARELinear || c.Method == DARETIES) && (c.Method == TIES || *c.Rescale)
+		return false
 	}
 	return p.trims() && c.TIESScope == ScopeTensor
 }
 
 // trims reports whether TIES trimming is a stage of the recipe.
 func (p *plan) trims() bool {
-	c := p.cfg
-	return c.Method == TIES || (c.Method == Consensus && c.ConsensusBase == "ties")
+	return p.row.sparsify == magnitude || (p.cfg.Method == Consensus && p.cfg.ConsensusBase == "ties")
 }
 
 func (p *plan) globalTrim() bool {
-	return p.cfg.Semantics == Paper && p.trims() && p.cfg.TIESScope == ScopeModel
+	return p.cfg.Semantics == Paper && p.trims() && p.cfg.TIESScope != ScopeTensor
 }
 
 func (p *plan) electsPaper() bool {
 	c := p.cfg
-	return c.Semantics == Paper && (c.Method.electsSign() || (c.Method == Consensus && c.ConsensusBase == "ties"))
+	return c.Semantics == Paper && (p.row.signs || (c.Method == Consensus && c.ConsensusBase == "ties"))
 }
 
 func (p *plan) globalMajority() bool {
 	return p.electsPaper() && !(p.trims() && p.cfg.TIESScope == ScopeTensor)
 }
 
+// prepare rounds the chunk's inputs to mergekit's dtype and takes the task
+// vectors of the rounded values. Every pass calls it first on each chunk.
+func (p *plan) prepare(c *tasks.Chunk) {
+	if p.round == nil {
+		return
+	}
+	p.round(c.Base)
+	for i, m := range c.Models {
+		p.round(m)
+		tau := c.Taus[i]
+		for k, v := range m {
+			tau[k] = v - c.Base[k]
+		}
+		p.round(tau)
+	}
+}
+
 // sparsify applies the recipe's sparsification to the chunk's task vectors
 // in place.
 func (p *plan) sparsify(worker int, c *tasks.Chunk, taus [][]float32) {
 	cfg := p.cfg
+	tp := p.tp[c.Index]
 	sc := p.scratchFor(worker, len(c.Base))
 	switch {
 	case p.trims() && cfg.Semantics == Paper:
@@ -221,18 +253,16 @@ func (p *plan) sparsify(worker int, c *tasks.Chunk, taus [][]float32) {
 		}
 	case p.trims(): // mergekit's magnitude: exactly int(density·n) per tensor
 		for i, tau := range taus {
-			if cfg.Density[i] >= 1 {
+			if tp.density[i] >= 1 {
 				continue
 			}
 			before := l1(tau)
-			keepTopK(tau, int64(cfg.Density[i]*float64(len(tau))), sc.keep)
-			if *cfg.Rescale {
-				rescaleL1(tau, before)
-			}
+			keepTopK(tau, int64(tp.density[i]*float64(len(tau))), sc.keep)
+			p.rescale(tp, tau, before)
 		}
-	case cfg.Method == DARELinear || cfg.Method == DARETIES:
+	case p.row.sparsify == random:
 		for i, tau := range taus {
-			d := cfg.Density[i]
+			d := tp.density[i]
 			if d >= 1 {
 				continue
 			}
@@ -243,21 +273,39 @@ func (p *plan) sparsify(worker int, c *tasks.Chunk, taus [][]float32) {
 			}
 			before := l1(tau)
 			dropRandom(tau, key, c.Start, d, 1)
-			if *cfg.Rescale {
-				rescaleL1(tau, before)
-			}
+			p.rescale(tp, tau, before)
 		}
-	case cfg.Method == Breadcrumbs || cfg.Method == BreadcrumbsTIES:
+	case p.row.sparsify == outliers:
 		for i, tau := range taus {
-			if cfg.Semantics == Mergekit && cfg.Density[i] >= 1 {
+			if cfg.Semantics == Mergekit && tp.density[i] >= 1 {
 				continue
 			}
 			before := l1(tau)
-			breadcrumbs(tau, cfg.Density[i], *cfg.Gamma, sc.keep)
-			if cfg.Semantics == Mergekit && *cfg.Rescale {
-				rescaleL1(tau, before)
+			breadcrumbs(tau, tp.density[i], tp.gamma[i], sc.keep)
+			if cfg.Semantics == Mergekit {
+				p.rescale(tp, tau, before)
 			}
 		}
+	case p.row.sparsify == magprune:
+		for i, tau := range taus {
+			if tp.density[i] >= 1 {
+				continue
+			}
+			before := l1(tau)
+			dellaPrune(tau, c.Tensor.Shape, tp.density[i], tp.epsilon[i], streamKey(cfg.Seed, i, c.Tensor.Name))
+			p.rescale(tp, tau, before)
+		}
+	}
+}
+
+// rescale is mergekit's optional L1 rescale of a sparsified task vector,
+// rounded to the dtype.
+func (p *plan) rescale(tp *tensorParams, tau []float32, before float64) {
+	if tp.rescale {
+		rescaleL1(tau, before)
+	}
+	if p.round != nil {
+		p.round(tau)
 	}
 }
 
@@ -266,6 +314,7 @@ func (p *plan) sparsify(worker int, c *tasks.Chunk, taus [][]float32) {
 func (p *plan) majorityPass(so tasks.StreamOptions) error {
 	var parts tasks.Ordered[int64]
 	err := p.set.Scan(so, func(w int, c *tasks.Chunk) error {
+		p.prepare(c)
 		taus := p.sparseTaus(w, c)
 		sc := p.scratchFor(w, len(c.Base))
 		signSum(sc.sum, taus)
@@ -300,32 +349,36 @@ func (p *plan) sparseTaus(w int, c *tasks.Chunk) [][]float32 {
 }
 
 // delta computes the merged task vector of the chunk (before λ or LiNeS)
-// into dst; for whole-model methods it computes θ_merged − θ_0.
+// into dst; for methods that merge models it computes θ_merged − θ_0.
 func (p *plan) delta(w int, c *tasks.Chunk, dst []float32) error {
 	cfg := p.cfg
-	switch cfg.Method {
-	case Linear, ModelStock, SLERP:
-		if err := p.mergeModels(c, dst); err != nil {
+	tp := p.tp[c.Index]
+	if !p.row.taskVectors {
+		if err := p.row.merge(p, c, tp, dst); err != nil {
 			return err
 		}
 		for i, b := range c.Base {
 			dst[i] -= b
 		}
 		return nil
-	case Consensus:
-		return p.consensus(w, c, dst)
+	}
+	if p.row.combine != nil {
+		return p.row.combine(p, w, c, tp, dst)
 	}
 	taus := p.sparseTaus(w, c)
 	sc := p.scratchFor(w, len(c.Base))
 	switch {
-	case cfg.Semantics == Mergekit && cfg.Method.electsSign():
-		weightedTIES(dst, taus, p.w, *cfg.Normalize)
+	case cfg.Semantics == Mergekit && p.row.signs:
+		weightedTIES(dst, taus, tp.w, tp.normalize)
 	case cfg.Semantics == Mergekit:
-		weightedSum(dst, taus, p.w, *cfg.Normalize)
-	case cfg.Method.electsSign():
+		weightedSum(dst, taus, tp.w, tp.normalize)
+	case p.row.signs:
 		tiesElectMerge(dst, taus, p.majorityFor(sc, taus), cfg.TIESAggregate == "sum")
 	default:
-		weightedSum(dst, taus, p.w, false)
+		weightedSum(dst, taus, tp.w, false)
+	}
+	if p.round != nil {
+		p.round(dst)
 	}
 	return nil
 }
@@ -340,10 +393,10 @@ func (p *plan) majorityFor(sc *scratch, taus [][]float32) float32 {
 	return sign(float32(countSigns(sc.sum)))
 }
 
-// consensus is Consensus merging (Wang et al. 2024): τ_MTL is Σ_t τ_t (or
-// TIES with disjoint sum), each task's TALL mask keeps |τ_t| > λ_t
+// combineConsensus is Consensus merging (Wang et al. 2024): τ_MTL is Σ_t τ_t
+// (or TIES with disjoint sum), each task's TALL mask keeps |τ_t| > λ_t
 // |τ_MTL − τ_t|, and entries selected by at least k masks keep τ_MTL.
-func (p *plan) consensus(w int, c *tasks.Chunk, dst []float32) error {
+func combineConsensus(p *plan, w int, c *tasks.Chunk, _ *tensorParams, dst []float32) error {
 	cfg := p.cfg
 	sc := p.scratchFor(w, len(c.Base))
 	if cfg.ConsensusBase == "ties" {
@@ -352,18 +405,7 @@ func (p *plan) consensus(w int, c *tasks.Chunk, dst []float32) error {
 	} else {
 		weightedSum(dst, c.Taus, p.ones, false)
 	}
-	masks := p.tallMasks(w, c, dst)
-	for i := range dst {
-		count := 0
-		for _, m := range masks {
-			if m[i] {
-				count++
-			}
-		}
-		if count < cfg.K {
-			dst[i] = 0
-		}
-	}
+	keepAgreed(dst, p.tallMasks(w, c, dst), *cfg.K)
 	return nil
 }
 
@@ -382,80 +424,43 @@ func (p *plan) tallMasks(w int, c *tasks.Chunk, mtl []float32) [][]bool {
 	return sc.masks
 }
 
-// mergeModels computes θ_merged of a whole-model method into dst.
-func (p *plan) mergeModels(c *tasks.Chunk, dst []float32) error {
-	cfg := p.cfg
-	switch cfg.Method {
-	case Linear:
-		normalize := cfg.Normalize == nil || *cfg.Normalize
-		linearAverage(dst, c.Models, p.w, normalize)
-	case SLERP:
-		slerp(dst, c.Base, c.Models[0], *cfg.T)
-	case ModelStock:
-		return modelStock(dst, c, cfg.FilterWise)
-	}
-	return nil
-}
-
-// modelStock merges per tensor (or per row with filterWise):
-// θ = t · mean_t θ_t + (1 − t) θ_0 with t from the mean pairwise cosine of
-// the task vectors.
-func modelStock(dst []float32, c *tasks.Chunk, filterWise bool) error {
-	row := len(dst)
-	if filterWise && len(c.Tensor.Shape) > 1 {
-		row = int(c.Tensor.Shape[len(c.Tensor.Shape)-1])
-	}
-	n := len(c.Models)
-	rowTaus := make([][]float32, n)
-	for start := 0; start < len(dst); start += max(row, 1) {
-		end := start + row
-		for i := range rowTaus {
-			rowTaus[i] = c.Taus[i][start:end]
-		}
-		cos := meanPairCosine(rowTaus)
-		if 1+float64(n-1)*cos == 0 {
-			return fmt.Errorf("model_stock: tensor %q: the task vectors' mean cosine is %v = −1/(N−1), where the ratio N c/(1+(N−1)c) is undefined", c.Tensor.Name, cos)
-		}
-		t := float32(modelStockRatio(n, cos))
-		for k := start; k < end; k++ {
-			var avg float32
-			for _, m := range c.Models {
-				avg += m[k]
-			}
-			avg /= float32(n)
-			dst[k] = t*avg + (1-t)*c.Base[k]
-		}
-	}
-	return nil
-}
-
 // scale returns the coefficient of the merged task vector for a tensor:
 // λ, or LiNeS's α + β ℓ/(L−1).
-func (p *plan) scale(name string) float32 {
+func (p *plan) scale(c *tasks.Chunk) float32 {
 	if p.cfg.Lines != nil {
-		d := p.layout.Depth(name)
+		d := p.layout.Depth(c.Tensor.Name)
 		if !d.InBlock() {
 			return float32(p.alpha)
 		}
 		return float32(linesScale(p.alpha, p.beta, d.Block, d.Blocks))
 	}
-	if p.cfg.Lambda != nil {
-		return float32(*p.cfg.Lambda)
-	}
-	return 1
+	return float32(p.tp[c.Index].lambda)
 }
 
 // final computes θ = θ_0 + scale · Δ into the chunk's output.
 func (p *plan) final(w int, c *tasks.Chunk) error {
-	if !p.cfg.Method.usesTaskVectors() && p.cfg.Lines == nil {
-		return p.mergeModels(c, c.Out)
+	p.prepare(c)
+	if !p.row.taskVectors && p.cfg.Lines == nil {
+		if err := p.row.merge(p, c, p.tp[c.Index], c.Out); err != nil {
+			return err
+		}
+		if p.round != nil {
+			p.round(c.Out)
+		}
+		return nil
 	}
 	if err := p.delta(w, c, c.Out); err != nil {
 		return err
 	}
-	s := p.scale(c.Tensor.Name)
-	for i, b := range c.Base {
-		c.Out[i] = b + s*c.Out[i]
+	s := p.scale(c)
+	if p.round != nil && s != 1 {
+		simd.MulScalar(c.Out, c.Out, s)
+		p.round(c.Out)
+		s = 1
+	}
+	simd.ScaleAdd(c.Out, c.Base, s)
+	if p.round != nil {
+		p.round(c.Out)
 	}
 	return nil
 }
@@ -466,6 +471,7 @@ func (p *plan) linesAlphaPass(so tasks.StreamOptions) (float64, error) {
 	type norms struct{ sum, merged float64 }
 	var parts tasks.Ordered[norms]
 	err := p.set.Scan(so, func(w int, c *tasks.Chunk) error {
+		p.prepare(c)
 		sc := p.scratchFor(w, len(c.Base))
 		var nm norms
 		for i := range sc.sum {

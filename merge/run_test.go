@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/editkit/editkit/checkpoint"
@@ -37,11 +38,19 @@ var fixtureShapes = []struct {
 }
 
 func newFixture(t *testing.T, n int, seed uint64) *fixture {
+	return newFixtureShaped(t, n, seed, fixtureShapes)
+}
+
+// newFixtureShaped is newFixture with other tensors.
+func newFixtureShaped(t *testing.T, n int, seed uint64, shapes []struct {
+	name  string
+	shape []int64
+}) *fixture {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 99))
 	f := &fixture{dir: t.TempDir(), shapes: map[string][]int64{}, base: map[string][]float64{}}
 	grid := func(scale int) float64 { return float64(r.IntN(2*scale+1)-scale) / 64 }
-	for _, s := range fixtureShapes {
+	for _, s := range shapes {
 		f.names = append(f.names, s.name)
 		f.shapes[s.name] = s.shape
 		size := int64(1)
@@ -308,12 +317,13 @@ func TestTIESGlobalMatchesReference(t *testing.T) {
 		if res.Passes != 2 {
 			t.Errorf("density %v: passes = %d, want 2", density, res.Passes)
 		}
-		// Chunks of 5 make the sample a poor estimate here: the windows miss
-		// and a second counting pass resolves the exact bins.
+		// Chunks of 5 make the sample a poor estimate here: the windows miss,
+		// and a coarse pass and a second counting pass resolve the exact
+		// bins.
 		got, res, _ = f.run(t, 3, Config{Method: TIES, Density: []float64{density}, Lambda: lam(0.7)}, tasks.StreamOptions{ChunkElems: 5})
 		assertClose(t, "ties, chunks of 5", got, referenceTIES(f, density, 0.7), tol)
-		if res.Passes != 3 {
-			t.Errorf("density %v, chunks of 5: passes = %d, want 3", density, res.Passes)
+		if res.Passes != 4 {
+			t.Errorf("density %v, chunks of 5: passes = %d, want 4", density, res.Passes)
 		}
 	}
 }
@@ -366,7 +376,7 @@ func TestLinesMultiTaskMatchesReference(t *testing.T) {
 
 func TestConsensusMatchesReference(t *testing.T) {
 	f := newFixture(t, 3, 6)
-	got, _, _ := f.run(t, 3, Config{Method: Consensus, Lambda: lam(0.9), K: 2, TallLambda: []float64{0.4}}, tasks.StreamOptions{})
+	got, _, _ := f.run(t, 3, Config{Method: Consensus, Lambda: lam(0.9), K: ptr(2), TallLambda: []float64{0.4}}, tasks.StreamOptions{})
 	want := map[string][]float64{}
 	for _, name := range f.names {
 		taus := f.taus(name)
@@ -427,33 +437,75 @@ func TestModelStockAndLinearMatchReference(t *testing.T) {
 		want[name] = v
 	}
 	assertClose(t, "linear", got, want, tol)
+
+	// mergekit's normalize: false is the weighted sum, whose weights may
+	// sum to 0 (a difference of models).
+	got, _, _ = f.run(t, 3, Config{Method: Linear, Semantics: Mergekit, Weights: []float64{1, -1, 0}, Normalize: ptr(false)}, tasks.StreamOptions{})
+	for _, name := range f.names {
+		v := make([]float64, len(f.base[name]))
+		for i := range v {
+			v[i] = f.models[0][name][i] - f.models[1][name][i]
+		}
+		want[name] = v
+	}
+	assertClose(t, "linear without normalize", got, want, tol)
+	if _, err := (Config{Method: Linear, Semantics: Mergekit, Weights: []float64{1, -1, 0}}).Resolve(3); err == nil ||
+		!strings.Contains(err.Error(), "sum to 0") {
+		t.Errorf("a normalized average of weights summing to 0: error %v", err)
+	}
 }
 
 func TestBreadcrumbsMatchesReference(t *testing.T) {
 	f := newFixture(t, 2, 8)
-	got, _, _ := f.run(t, 2, Config{Method: Breadcrumbs, Density: []float64{0.6}, Gamma: lam(0.1), Lambda: lam(1)}, tasks.StreamOptions{})
-	want := map[string][]float64{}
-	for _, name := range f.names {
-		taus := f.taus(name)
-		v := append([]float64(nil), f.base[name]...)
-		for _, tau := range taus {
-			n := int64(len(tau))
-			nTop := int64(0.1 * float64(n))
-			nBot := n - int64(0.6*float64(n)) - nTop
-			tau32 := make([]float32, n)
-			for i, x := range tau {
-				tau32[i] = float32(x)
+	for _, tc := range []struct {
+		name           string
+		sem            Semantics
+		density, gamma float64
+	}{
+		{"paper", Paper, 0.6, 0.1},
+		// mergekit's magnitude_outliers: when density + gamma > 1, fewer
+		// large entries are dropped (n_top += n_bot, n_bot = 0); density 1,
+		// its default, keeps the task vectors whole.
+		{"mergekit, density + gamma > 1", Mergekit, 0.95, 0.1},
+		{"mergekit default density", Mergekit, 1, 0.01},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Method: Breadcrumbs, Semantics: tc.sem, Density: []float64{tc.density}, Gamma: []float64{tc.gamma}, Lambda: lam(1)}
+			if tc.sem == Mergekit {
+				cfg.Weights = []float64{1}
 			}
-			keep := rankKeepBySort(tau32, nBot, n-nTop)
-			for i, k := range keep {
-				if k {
-					v[i] += tau[i]
+			got, _, _ := f.run(t, 2, cfg, tasks.StreamOptions{})
+			want := map[string][]float64{}
+			for _, name := range f.names {
+				taus := f.taus(name)
+				v := append([]float64(nil), f.base[name]...)
+				for _, tau := range taus {
+					n := int64(len(tau))
+					nTop := int64(tc.gamma * float64(n))
+					nBot := n - int64(tc.density*float64(n)) - nTop
+					if nBot < 0 {
+						nTop, nBot = nTop+nBot, 0
+					}
+					tau32 := make([]float32, n)
+					for i, x := range tau {
+						tau32[i] = float32(x)
+					}
+					keep := rankKeepBySort(tau32, nBot, n-nTop)
+					for i, k := range keep {
+						if k || tc.density >= 1 {
+							v[i] += tau[i]
+						}
+					}
 				}
+				want[name] = v
 			}
-		}
-		want[name] = v
+			assertClose(t, "breadcrumbs", got, want, tol)
+		})
 	}
-	assertClose(t, "breadcrumbs", got, want, tol)
+	if _, err := (Config{Method: Breadcrumbs, Density: []float64{0.95}, Gamma: []float64{0.1}}).Resolve(2); err == nil ||
+		!strings.Contains(err.Error(), "density 0.95 (model 1) plus gamma 0.1 exceeds 1") {
+		t.Errorf("paper Breadcrumbs with density + gamma > 1: error %v", err)
+	}
 }
 
 func TestMergekitTIESMatchesReference(t *testing.T) {
@@ -472,7 +524,7 @@ func TestMergekitTIESMatchesReference(t *testing.T) {
 			for i, x := range tau {
 				tau32[i] = float32(x)
 			}
-			keep := rankKeepBySort(tau32, n-int64(0.5*float64(n)), n)
+			keep := topKBySort(tau32, int(0.5*float64(n)))
 			for i, k := range keep {
 				if !k {
 					tau[i] = 0
@@ -660,3 +712,5 @@ func TestLinesOnTIESUsesTheNormRatio(t *testing.T) {
 	}
 	assertClose(t, "lines on ties", got, want, 1e-5)
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -1,6 +1,10 @@
 package merge
 
-import "math"
+import (
+	"cmp"
+	"math"
+	"slices"
+)
 
 // Exact order statistics of |x| by two-level radix selection over float32
 // bit patterns: for non-negative floats the bit pattern orders like the
@@ -21,6 +25,15 @@ func absBits(v float32) uint32 { return math.Float32bits(v) & 0x7fffffff }
 func addCoarse(h []int64, data []float32) {
 	for _, v := range data {
 		h[absBits(v)>>16]++
+	}
+}
+
+// addWindow counts, at full precision, the entries whose coarse bin lies in w.
+func addWindow(h []int64, w window, data []float32) {
+	for _, v := range data {
+		if b := absBits(v); w.contains(b >> 16) {
+			h[w.index(b)]++
+		}
 	}
 }
 
@@ -94,4 +107,10 @@ func rankKeep(data []float32, lo, hi int64, keep []bool) {
 		}
 		keep[i] = aboveLo && belowHi
 	}
+}
+
+// stableSortByMagnitude orders the indices in order by ascending mags[i],
+// equal magnitudes by index (a stable sort).
+func stableSortByMagnitude(order []int, mags []float32) {
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(mags[a], mags[b]) })
 }

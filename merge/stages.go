@@ -1,6 +1,10 @@
 package merge
 
-import "math"
+import (
+	"math"
+
+	"github.com/editkit/editkit/internal/simd"
+)
 
 // The stages below are pure functions over slices: chunks of task vectors
 // τ_t (taus[t]) and of the base θ_0. They are the building blocks of every
@@ -9,14 +13,7 @@ import "math"
 // trimBelow zeroes the entries of tau with |τ| < thr: TIES's trim step
 // (Yadav et al. 2023, reference topk_values_mask: keep |τ| ≥ the k-th
 // smallest |τ| with k = d − int(d·density), ties at the threshold kept).
-func trimBelow(tau []float32, thr float32) {
-	t := absBits(thr)
-	for i, v := range tau {
-		// Branch-free: multiply by 1 when |τ| ≥ thr, else by 0.
-		keep := 1 ^ (absBits(v)-t)>>31
-		tau[i] = v * float32(keep)
-	}
-}
+func trimBelow(tau []float32, thr float32) { simd.TrimBelow(tau, thr) }
 
 // tiesThresholdIndex returns k (1-based) such that TIES keeps |τ| ≥ the k-th
 // smallest of the d entries, or 0 when everything is kept.
@@ -33,13 +30,7 @@ func tiesThresholdIndex(d int64, density float64) int64 {
 // (1/(1−p) in the paper; 1 when mergekit rescales by L1 norm afterwards).
 // start is the chunk's offset in the tensor, so draws follow the element.
 func dropRandom(tau []float32, key uint64, start int64, density float64, scale float32) {
-	for i := range tau {
-		if uniform(key, start+int64(i)) < density {
-			tau[i] *= scale
-		} else {
-			tau[i] = 0
-		}
-	}
+	simd.DropRandom(tau, key+uint64(start+1)*golden64, golden64, density, scale)
 }
 
 // rescaleL1 multiplies masked by ‖before‖₁/‖masked‖₁, mergekit's rescale
@@ -64,9 +55,37 @@ func l1(x []float32) float64 {
 }
 
 // keepTopK keeps exactly k entries of largest |τ| (mergekit's magnitude
-// sparsification), breaking ties by index. keep is scratch of len(tau).
+// sparsification: argsort(|τ|, descending)[:k]). Among equal magnitudes the
+// lowest indices are kept, as a stable descending sort orders them (what
+// PyTorch's GPU sort gives; its CPU argsort leaves their order unspecified).
+// k ≤ 0 keeps nothing, where mergekit stops with an assertion. keep is
+// scratch of len(tau).
 func keepTopK(tau []float32, k int64, keep []bool) {
-	rankKeep(tau, int64(len(tau))-k, int64(len(tau)), keep)
+	n := int64(len(tau))
+	if k >= n {
+		return
+	}
+	if k <= 0 {
+		clear(tau)
+		return
+	}
+	v, _ := kthSmallestAbs(tau, n-k+1) // the k-th largest
+	cut := absBits(v)
+	var greater int64
+	for _, x := range tau {
+		if absBits(x) > cut {
+			greater++
+		}
+	}
+	quota := k - greater // entries equal to the cut that are kept
+	for i, x := range tau {
+		b := absBits(x)
+		keep[i] = b > cut
+		if b == cut && quota > 0 {
+			keep[i] = true
+			quota--
+		}
+	}
 	applyKeep(tau, keep)
 }
 
@@ -95,25 +114,17 @@ func applyKeep(tau []float32, keep []bool) {
 	}
 }
 
-// signSum returns Σ_t τ_t[i] for each i into s.
+// signSum returns Σ_t τ_t[i] for each i into s, summed from 0 in member
+// order.
 func signSum(s []float32, taus [][]float32) {
-	for i := range s {
-		var acc float32
-		for _, tau := range taus {
-			acc += tau[i]
-		}
-		s[i] = acc
+	clear(s)
+	for _, tau := range taus {
+		simd.Add(s, s, tau)
 	}
 }
 
 // countSigns returns (#positive − #negative) entries of s.
-func countSigns(s []float32) int64 {
-	var n int64
-	for _, v := range s {
-		n += signInt(v)
-	}
-	return n
-}
+func countSigns(s []float32) int64 { return simd.SignCount(s) }
 
 func sign(v float32) float32 {
 	switch {
@@ -128,66 +139,18 @@ func sign(v float32) float32 {
 // tiesElectMerge is TIES's elect and disjoint-merge steps on trimmed task
 // vectors (reference resolve_sign + disjoint_merge): the elected sign is
 // sign(Σ_t τ_t), or majority where that is 0; the result is the mean (or,
-// with sum, the sum) of the entries that agree with it, zeros not counted.
+// with sum, the sum) of the entries that agree with it, zeros not counted
+// (simd.DisjointMerge, branch-free: the signs of real weights are close to
+// random, so branches mispredict).
 func tiesElectMerge(dst []float32, taus [][]float32, majority float32, sum bool) {
-	majNeg := uint32(0)
-	if majority <= 0 {
-		majNeg = 1
-	}
-	for i := range dst {
-		var s float32
-		for _, tau := range taus {
-			s += tau[i]
-		}
-		e := electNeg(s, majNeg)
-		var acc float32
-		var count uint32
-		for _, tau := range taus {
-			g := agrees(tau[i], e)
-			acc += tau[i] * float32(g)
-			count += g
-		}
-		dst[i] = disjoint(acc, count, sum)
-	}
-}
-
-// electNeg is 1 when the elected sign is negative: sign(s) < 0, or s = 0
-// and the majority (majNeg) is not positive. It and agrees are branch-free:
-// the signs of real weights are close to random, so branches mispredict.
-func electNeg(s float32, majNeg uint32) uint32 {
-	b := math.Float32bits(s)
-	nz := (b&0x7fffffff + 0x7fffffff) >> 31 // 1 when s ≠ 0
-	return nz&(b>>31) | (1-nz)&majNeg
-}
-
-// agrees is 1 when v is non-zero and has the elected sign (a negative
-// election keeps negatives).
-func agrees(v float32, eNeg uint32) uint32 {
-	b := math.Float32bits(v)
-	return (b&0x7fffffff + 0x7fffffff) >> 31 & (1 ^ (b>>31 ^ eNeg))
-}
-
-// disjoint is the disjoint mean of count agreeing entries summing to acc
-// (clamped to at least one, as in the reference), or their sum.
-func disjoint(acc float32, count uint32, sum bool) float32 {
-	if !sum && count > 1 {
-		return acc / float32(count)
-	}
-	return acc
+	simd.DisjointMerge(dst, taus, majority <= 0, sum)
 }
 
 // weightedSum sets dst = Σ_t w_t τ_t, divided by Σ_t w_t when normalize
 // (mergekit without sign consensus; a divisor below 1e-8 counts as 1).
 func weightedSum(dst []float32, taus [][]float32, w []float32, normalize bool) {
-	// Member-major: each element still sums its terms in member order.
-	clear(dst)
-	for t, tau := range taus {
-		wt := w[t]
-		tau = tau[:len(dst)]
-		for i := range dst {
-			dst[i] += wt * tau[i]
-		}
-	}
+	// Each element sums its terms from 0 in member order.
+	simd.WeightedSum(dst, taus, w)
 	if !normalize {
 		return
 	}
@@ -198,9 +161,7 @@ func weightedSum(dst []float32, taus [][]float32, w []float32, normalize bool) {
 	if math.Abs(float64(s)) < 1e-8 {
 		return
 	}
-	for i := range dst {
-		dst[i] /= s
-	}
+	simd.DivScalar(dst, dst, s)
 }
 
 // weightedTIES is mergekit's sign consensus ("sum"): with u_t = w_t τ_t, the
@@ -233,9 +194,22 @@ func weightedTIES(dst []float32, taus [][]float32, w []float32, normalize bool) 
 
 // tallMask sets mask[i] = |τ_t| > λ_t |τ_MTL − τ_t| (TALL masks, Wang et
 // al. 2024, tall_masks generate_task_masks: strict inequality).
-func tallMask(mask []bool, tau, mtl []float32, lambda float32) {
-	for i, v := range tau {
-		mask[i] = float32(math.Abs(float64(v))) > lambda*float32(math.Abs(float64(mtl[i]-v)))
+func tallMask(mask []bool, tau, mtl []float32, lambda float32) { simd.TALLMask(mask, tau, mtl, lambda) }
+
+// keepAgreed zeroes dst[i] where fewer than k of the masks are set: the
+// consensus mask (Wang et al. 2024, tall_masks: entries kept by at least k
+// TALL masks).
+func keepAgreed(dst []float32, masks [][]bool, k int) {
+	for i := range dst {
+		count := 0
+		for _, m := range masks {
+			if m[i] {
+				count++
+			}
+		}
+		if count < k {
+			dst[i] = 0
+		}
 	}
 }
 

@@ -108,10 +108,55 @@ func TestBreadcrumbs(t *testing.T) {
 func TestKeepTopK(t *testing.T) {
 	tau := []float32{0.5, -2, 1, -1, 0.25}
 	keepTopK(tau, 2, make([]bool, len(tau)))
-	// |−2| is largest; |1| and |−1| tie: the later index is kept.
-	want := []float32{0, -2, 0, -1, 0}
+	// |−2| is largest; |1| and |−1| tie: the lower index is kept, as a
+	// stable descending sort orders them.
+	want := []float32{0, -2, 1, 0, 0}
 	if !slices.Equal(tau, want) {
 		t.Errorf("keepTopK = %v, want %v", tau, want)
+	}
+}
+
+// topKBySort is an independent reference for mergekit's magnitude
+// selection on a GPU: a stable sort of the indices by descending |x|, the
+// first k kept.
+func topKBySort(data []float32, k int) []bool {
+	idx := make([]int, len(data))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		return math.Abs(float64(data[idx[a]])) > math.Abs(float64(data[idx[b]]))
+	})
+	keep := make([]bool, len(data))
+	for _, i := range idx[:max(k, 0)] {
+		keep[i] = true
+	}
+	return keep
+}
+
+// TestKeepTopKBreaksTiesAsAStableSort checks exact-k selection on data with
+// many equal magnitudes, as bf16 task vectors have.
+func TestKeepTopKBreaksTiesAsAStableSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for trial := range 100 {
+		n := 1 + r.IntN(300)
+		data := make([]float32, n)
+		for i := range data {
+			data[i] = float32(r.IntN(9)-4) / 8 // heavy ties, zeros included
+		}
+		k := r.IntN(n + 1)
+		got := slices.Clone(data)
+		keepTopK(got, int64(k), make([]bool, n))
+		want := topKBySort(data, k)
+		for i := range data {
+			w := float32(0)
+			if want[i] {
+				w = data[i]
+			}
+			if got[i] != w {
+				t.Fatalf("trial %d (n %d, k %d): entry %d = %v, want %v", trial, n, k, i, got[i], w)
+			}
+		}
 	}
 }
 

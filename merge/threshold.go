@@ -1,8 +1,11 @@
 package merge
 
 import (
+	"fmt"
 	"math"
+	mbits "math/bits"
 
+	"github.com/editkit/editkit/internal/simd"
 	"github.com/editkit/editkit/tasks"
 )
 
@@ -14,16 +17,19 @@ import (
 //
 //  1. A sample of 1/sampleEvery of every tensor estimates which coarse bin
 //     (high 16 bits of |τ|) holds each member's threshold.
-//  2. One full pass counts the coarse histogram exactly, the fine histogram
-//     (low 16 bits) of the entries in a window of coarse bins around the
-//     estimate, and the majority: an entry's trim decision is certain
-//     outside the window, and an entry undecided for one member t
-//     contributes sign(S_drop) for sure and sign(S_keep) − sign(S_drop)
+//  2. One full pass counts, per member, the entries below a window of
+//     coarse bins around the estimate and the fine histogram (low 16 bits)
+//     of the entries inside it, and the majority: an entry's trim decision
+//     is certain outside the window, and an entry undecided for one member
+//     t contributes sign(S_drop) for sure and sign(S_keep) − sign(S_drop)
 //     more if it turns out kept, counted per fine position of t and summed
 //     once the threshold is known. Entries undecided for several members are
-//     rare and kept aside.
-//  3. Only if the coarse histogram puts a threshold outside its window (the
-//     sample misled), a second full pass repeats step 2 with the exact bins.
+//     rare and kept aside. The classification and the sure part are one
+//     SIMD kernel (simd.WindowCount); only the undecided entries, a few per
+//     cent, are handled one by one.
+//  3. Only if the threshold lies outside its window (the sample misled), a
+//     pass counts the full coarse histograms and another repeats step 2
+//     with the exact bins.
 //
 // So TIES reads its inputs about twice in all: this pass and the merge.
 
@@ -67,36 +73,42 @@ func (p *plan) thresholdPasses(so tasks.StreamOptions) (passes int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	r, err := p.windowPass(so, ks, wins, true)
+	r, err := p.windowPass(so, ks, wins)
 	if err != nil {
 		return 1, err
 	}
 	passes = 1
-	coarse := r.coarse
-	exact := make([]window, p.n)
-	missed := false
-	for i, k := range ks {
-		if k == 0 {
-			continue
-		}
-		bin, _ := coarseBin(coarse[i], k)
-		exact[i] = window{lo: bin, width: 1}
-		missed = missed || !wins[i].contains(bin)
-	}
+	bins, belows, missed := r.bins(ks, wins)
 	if missed {
 		so.SkipFiniteCheck = true // the first pass checked every value
-		if r, err = p.windowPass(so, ks, exact, false); err != nil {
-			return passes + 1, err
-		}
+		coarse, err := p.coarsePass(so, ks)
 		passes++
+		if err != nil {
+			return passes, err
+		}
+		exact := make([]window, p.n)
+		for i, k := range ks {
+			if k > 0 {
+				bin, _ := coarseBin(coarse[i], k)
+				exact[i] = window{lo: bin, width: 1}
+			}
+		}
+		r, err = p.windowPass(so, ks, exact)
+		passes++
+		if err != nil {
+			return passes, err
+		}
 		wins = exact
+		if bins, belows, missed = r.bins(ks, wins); missed {
+			return passes, fmt.Errorf("internal: TIES threshold outside its exact bin")
+		}
 	}
 	fineIdx := make([]int, p.n)
 	for i, k := range ks {
 		if k == 0 {
 			continue
 		}
-		bin, below := coarseBin(coarse[i], k)
+		bin, below := bins[i], belows[i]
 		f := fineValue(r.fine[i], wins[i], bin, k-below)
 		p.thr[i] = math.Float32frombits(bin<<16 | f)
 		fineIdx[i] = wins[i].index(bin<<16 | f)
@@ -155,6 +167,7 @@ func (p *plan) estimateWindows(so tasks.StreamOptions, ks []int64, d int64) ([]w
 		}
 	}
 	err := p.set.Scan(so, func(w int, c *tasks.Chunk) error {
+		p.prepare(c)
 		for i, tau := range c.Taus {
 			h := hist[w][i]
 			for _, v := range tau {
@@ -208,95 +221,130 @@ func (p *plan) estimateWindows(so tasks.StreamOptions, ks []int64, d int64) ([]w
 
 // windowResult holds what a window pass counted, reduced over workers.
 type windowResult struct {
-	coarse   [][]int64 // [member][coarse bin], when counted
+	below    []int64   // [member]: entries below the window
 	fine     [][]int64 // [member][window index]
-	counters []*majorityCounter
+	counters []*windowCounter
 }
 
-// windowPass counts, in one full pass, the coarse histograms (withCoarse),
-// the fine histograms inside each member's window and, when the recipe
-// needs it, the majority sign.
-func (p *plan) windowPass(so tasks.StreamOptions, ks []int64, wins []window, withCoarse bool) (*windowResult, error) {
-	workers := so.Workers
-	type counts struct{ coarse, fine [][]int64 }
-	per := make([]counts, workers)
-	for w := range per {
-		per[w] = counts{coarse: make([][]int64, p.n), fine: make([][]int64, p.n)}
-		for i, k := range ks {
-			if k == 0 {
-				continue
+// bins finds, per member, the coarse bin holding its k-th smallest |τ| and
+// the number of entries in lower bins; missed is set when a threshold
+// lies outside its member's window.
+func (r *windowResult) bins(ks []int64, wins []window) (bins []uint32, belows []int64, missed bool) {
+	bins, belows = make([]uint32, len(ks)), make([]int64, len(ks))
+	for i, k := range ks {
+		if k == 0 {
+			continue
+		}
+		below := r.below[i]
+		found := false
+		for j := range wins[i].width {
+			var n int64
+			for _, c := range r.fine[i][j<<16 : (j+1)<<16] {
+				n += c
 			}
-			if withCoarse {
-				per[w].coarse[i] = make([]int64, coarseBins)
+			if below < k && below+n >= k {
+				bins[i], belows[i], found = wins[i].lo+j, below, true
+				break
 			}
-			per[w].fine[i] = make([]int64, int(wins[i].width)<<16)
+			below += n
+		}
+		missed = missed || !found
+	}
+	return bins, belows, missed
+}
+
+// windowPass counts, in one full pass, the entries below each member's
+// window, the fine histograms inside it and, when the recipe needs it, the
+// majority sign.
+func (p *plan) windowPass(so tasks.StreamOptions, ks []int64, wins []window) (*windowResult, error) {
+	counters := make([]*windowCounter, so.Workers)
+	for w := range counters {
+		counters[w] = newWindowCounter(ks, wins, p.globalMajority())
+	}
+	err := p.set.Scan(so, func(w int, c *tasks.Chunk) error {
+		counters[w].add(c.Taus)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &windowResult{below: counters[0].below, fine: counters[0].fine}
+	for _, c := range counters[1:] {
+		for i := range ks {
+			r.below[i] += c.below[i]
+			for b, v := range c.fine[i] {
+				r.fine[i][b] += v
+			}
 		}
 	}
-	var counters []*majorityCounter
 	if p.globalMajority() {
-		counters = make([]*majorityCounter, workers)
-		for w := range counters {
-			counters[w] = newMajorityCounter(ks, wins)
+		r.counters = counters
+	}
+	return r, nil
+}
+
+// coarsePass counts the members' full coarse histograms.
+func (p *plan) coarsePass(so tasks.StreamOptions, ks []int64) ([][]int64, error) {
+	per := make([][][]int64, so.Workers) // [worker][member][coarse bin]
+	for w := range per {
+		per[w] = make([][]int64, p.n)
+		for i, k := range ks {
+			if k > 0 {
+				per[w][i] = make([]int64, coarseBins)
+			}
 		}
 	}
 	err := p.set.Scan(so, func(w int, c *tasks.Chunk) error {
+		p.prepare(c)
 		for i, tau := range c.Taus {
-			if ks[i] == 0 {
-				continue
+			if ks[i] > 0 {
+				addCoarse(per[w][i], tau)
 			}
-			if withCoarse {
-				addCoarse(per[w].coarse[i], tau)
-			}
-			addWindow(per[w].fine[i], wins[i], tau)
-		}
-		if counters != nil {
-			counters[w].add(c.Taus)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	r := &windowResult{coarse: per[0].coarse, fine: per[0].fine, counters: counters}
-	for w := 1; w < workers; w++ {
+	for _, h := range per[1:] {
 		for i := range ks {
-			for b, v := range per[w].coarse[i] {
-				r.coarse[i][b] += v
-			}
-			for b, v := range per[w].fine[i] {
-				r.fine[i][b] += v
+			for b, v := range h[i] {
+				per[0][i][b] += v
 			}
 		}
 	}
-	return r, nil
+	return per[0], nil
 }
 
-// addWindow counts, at full precision, the entries whose coarse bin lies in w.
-func addWindow(h []int64, w window, data []float32) {
-	for _, v := range data {
-		if b := absBits(v); w.contains(b >> 16) {
-			h[w.index(b)]++
-		}
-	}
-}
-
-// majorityCounter counts one worker's share of the majority sign during a
-// window pass; see the top of this file.
-type majorityCounter struct {
-	wins  []window
-	sure  int64
-	extra [][]int64 // [member][window index]: sign(S_keep) − sign(S_drop)
+// windowCounter counts one worker's share of a window pass: per member the
+// entries below its window and the fine histogram of those inside it, and,
+// with signs, the majority count; see the top of this file.
+type windowCounter struct {
+	wins      []window
+	lo, width []uint32 // wins, as simd.WindowCount takes them
+	below     []int64
+	fine      [][]int64 // [member][window index], nil for members kept whole
+	und       []uint8   // a bit per entry of a chunk: undecided for some member
+	signs     bool
+	sure      int64
+	extra     [][]int64 // [member][window index]: sign(S_keep) − sign(S_drop)
 	// undecided entries: their τ values, member-major per entry.
 	undecided []float32
 	overflow  bool
 }
 
-func newMajorityCounter(ks []int64, wins []window) *majorityCounter {
-	c := &majorityCounter{wins: make([]window, len(ks)), extra: make([][]int64, len(ks))}
+func newWindowCounter(ks []int64, wins []window, signs bool) *windowCounter {
+	n := len(ks)
+	c := &windowCounter{wins: make([]window, n), lo: make([]uint32, n), width: make([]uint32, n),
+		below: make([]int64, n), fine: make([][]int64, n), signs: signs, extra: make([][]int64, n)}
 	for i, k := range ks {
 		if k > 0 {
 			c.wins[i] = wins[i]
-			c.extra[i] = make([]int64, int(wins[i].width)<<16)
+			c.lo[i], c.width[i] = wins[i].lo, wins[i].width
+			c.fine[i] = make([]int64, int(wins[i].width)<<16)
+			if signs {
+				c.extra[i] = make([]int64, int(wins[i].width)<<16)
+			}
 		}
 		// A member kept whole has the empty window [0, 0): every entry
 		// lies above it, so every entry is surely kept.
@@ -304,45 +352,69 @@ func newMajorityCounter(ks []int64, wins []window) *majorityCounter {
 	return c
 }
 
-func (c *majorityCounter) add(taus [][]float32) {
-	sure := c.sure
-	for e := range taus[0] {
-		// Branch-free over members: trim decisions on real weights are
-		// close to random, and mispredicted branches cost more than the
-		// arithmetic. sumKept adds the entries surely kept, sumAll also the
-		// undecided ones, both in member order as the merge sums them.
-		var sumKept, sumAll float32
-		var nUnd, which uint32
-		for i, tau := range taus {
-			v := tau[e]
-			hi := absBits(v) >> 16
-			w := c.wins[i]
-			off := uint64(hi - w.lo) // wraps above 2^31 when hi < lo
-			und := uint32((off - uint64(w.width)) >> 63)
-			keep := uint32((uint64(w.lo+w.width) - 1 - uint64(hi)) >> 63) // hi ≥ lo+width
-			sumKept += v * float32(keep)
-			sumAll += v * float32(keep|und)
-			nUnd += und
-			which = which*(1-und) + uint32(i)*und
-		}
-		switch nUnd {
-		case 0:
-			sure += signInt(sumKept)
-		case 1:
-			sd := signInt(sumKept)
-			sure += sd
-			c.extra[which][c.wins[which].index(absBits(taus[which][e]))] += signInt(sumAll) - sd
-		default:
-			if 4*len(c.undecided) >= maxUndecidedBytes {
-				c.overflow = true
-				continue
-			}
-			for _, tau := range taus {
-				c.undecided = append(c.undecided, tau[e])
-			}
+// add counts a chunk: the SIMD kernel classifies every entry and counts the
+// sure part of the majority; the entries undecided for some member (a bit
+// each) are then counted into the fine histograms and the majority one by
+// one.
+func (c *windowCounter) add(taus [][]float32) {
+	n := len(taus[0])
+	if cap(c.und) < (n+7)/8 {
+		c.und = make([]uint8, (n+7)/8)
+	}
+	und := c.und[:(n+7)/8]
+	sure := simd.WindowCount(taus, n, c.lo, c.width, c.below, und)
+	if c.signs {
+		c.sure += sure
+	}
+	for i, bits8 := range und {
+		for ; bits8 != 0; bits8 &= bits8 - 1 {
+			c.addUndecided(taus, 8*i+mbits.TrailingZeros8(bits8))
 		}
 	}
-	c.sure = sure
+}
+
+// addUndecided counts entry e, inside the window of some members: into
+// those members' fine histograms and, with signs, into the majority.
+// sumKept adds the entries surely kept, sumAll also the undecided ones,
+// both in member order as the merge sums them.
+func (c *windowCounter) addUndecided(taus [][]float32, e int) {
+	var sumKept, sumAll float32
+	which, nUnd := 0, 0
+	for i, tau := range taus {
+		v := tau[e]
+		b := absBits(v)
+		w := c.wins[i]
+		switch hi := b >> 16; {
+		case w.contains(hi):
+			c.fine[i][w.index(b)]++
+			sumKept += v * 0
+			sumAll += v
+			which = i
+			nUnd++
+		case hi >= w.lo+w.width:
+			sumKept += v
+			sumAll += v
+		default:
+			sumKept += v * 0
+			sumAll += v * 0
+		}
+	}
+	if !c.signs {
+		return
+	}
+	if nUnd > 1 {
+		if 4*len(c.undecided) >= maxUndecidedBytes {
+			c.overflow = true
+			return
+		}
+		for _, tau := range taus {
+			c.undecided = append(c.undecided, tau[e])
+		}
+		return
+	}
+	sd := signInt(sumKept)
+	c.sure += sd
+	c.extra[which][c.wins[which].index(absBits(taus[which][e]))] += signInt(sumAll) - sd
 }
 
 // signInt is the sign of v as −1, 0 or 1, without branches.
@@ -355,7 +427,7 @@ func signInt(v float32) int64 {
 // total resolves the count once the thresholds are known: an undecided
 // entry is kept when its bits reach the threshold's, that is when its
 // window index reaches fineIdx.
-func (c *majorityCounter) total(fineIdx []int, thr []float32) int64 {
+func (c *windowCounter) total(fineIdx []int, thr []float32) int64 {
 	t := c.sure
 	for i, ex := range c.extra {
 		for f := fineIdx[i]; f < len(ex); f++ {

@@ -40,9 +40,9 @@ func TestMajorityCounterMatchesDirectCount(t *testing.T) {
 		}
 		// Two chunks, as two workers would see them.
 		half := size / 2
-		c := newMajorityCounter(ks, wins)
+		c := newWindowCounter(ks, wins, true)
 		c.add(sliceAll(taus, 0, half))
-		c2 := newMajorityCounter(ks, wins)
+		c2 := newWindowCounter(ks, wins, true)
 		c2.add(sliceAll(taus, half, size))
 		got := c.total(fine, thr) + c2.total(fine, thr)
 

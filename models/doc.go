@@ -56,11 +56,27 @@
 //
 // # Gradients
 //
-// Importing this package installs the fix of models/fastgrad: GoMLX v0.26's
-// gradient of DotGeneral and Dot materialises a [batch, M, N, K]
-// intermediate; the replacement computes two matrix products.
+// Importing this package installs the fixes of models/fastgrad: GoMLX
+// v0.26's gradient of DotGeneral and Dot materialises a [batch, M, N, K]
+// intermediate (the replacement computes two matrix products), and its
+// gradient of Slice needs Pad (the replacement concatenates zero blocks),
+// which second derivatives through Concatenate (package linearize's JVP)
+// reach.
+//
+// # Speed on CPUs
+//
+// Importing this package also installs models/cpukernels: simplego's matrix
+// products and its heaviest elementwise, reduction and layout ops run on
+// editkit's AVX2/AVX-512 kernels (EDITKIT_NOSIMD=1 keeps simplego's pure-Go
+// ones).
 package models
 
-import "github.com/editkit/editkit/models/fastgrad"
+import (
+	"github.com/editkit/editkit/models/cpukernels"
+	"github.com/editkit/editkit/models/fastgrad"
+)
 
-func init() { fastgrad.Install() }
+func init() {
+	fastgrad.Install()
+	cpukernels.Install()
+}

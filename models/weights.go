@@ -2,7 +2,9 @@ package models
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/editkit/editkit/checkpoint"
@@ -77,7 +79,8 @@ func sameUpToOnes(a, b []int) bool {
 // ReadWeights reads the tensors named by specs from c as float32 (F16, BF16
 // and F64 are converted on the host), checking each shape. A stored shape that
 // differs only by size-1 axes ([1, 1, w] for [w], [1] for a scalar) is
-// reshaped to the spec's. Tensors of c that no spec names are ignored.
+// reshaped to the spec's. Tensors of c that no spec names are ignored, except
+// those of blocks past the model's last (see checkUnusedBlocks).
 func ReadWeights(c *checkpoint.Checkpoint, specs []checkpoint.TensorSpec) (Weights, error) {
 	var missing []string
 	for _, s := range specs {
@@ -87,6 +90,9 @@ func ReadWeights(c *checkpoint.Checkpoint, specs []checkpoint.TensorSpec) (Weigh
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%s lacks %d of the model's %d tensors: %s", c.Path, len(missing), len(specs), listNames(missing, 4))
+	}
+	if err := checkUnusedBlocks(c, specs); err != nil {
+		return nil, err
 	}
 	w := make(Weights, len(specs))
 	var raw []byte
@@ -184,6 +190,55 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// blockIndex finds a name's first numeric component, the block index of
+// every naming editkit reads ("encoder.layer.3.", "model.layers.3.",
+// "visual.transformer.resblocks.3.", "h.3.").
+var blockIndex = regexp.MustCompile(`(?:^|\.)(\d+)(?:\.|$)`)
+
+// blockKind returns a name with its block index replaced by "#", and the
+// index; ok is false for names outside blocks.
+func blockKind(name string) (kind string, index int, ok bool) {
+	m := blockIndex.FindStringSubmatchIndex(name)
+	if m == nil {
+		return "", 0, false
+	}
+	i, err := strconv.Atoi(name[m[2]:m[3]])
+	if err != nil {
+		return "", 0, false
+	}
+	return name[:m[2]] + "#" + name[m[3]:], i, true
+}
+
+// checkUnusedBlocks refuses a checkpoint that holds a block tensor the
+// model uses in its own blocks, at a block index past the model's last: a
+// config.json giving fewer layers than the checkpoint holds would otherwise
+// run a truncated model without a word. Other unused tensors (a CLIP text
+// tower when only the image tower is read, a classifier, buffers) are not
+// block tensors of the model and stay ignored.
+func checkUnusedBlocks(c *checkpoint.Checkpoint, specs []checkpoint.TensorSpec) error {
+	blocks := map[string]int{} // kind → blocks the model has
+	for _, s := range specs {
+		if k, i, ok := blockKind(s.Name); ok {
+			blocks[k] = max(blocks[k], i+1)
+		}
+	}
+	var unused []string
+	have, held := 0, 0
+	for _, t := range c.Tensors() {
+		k, i, ok := blockKind(t.Name)
+		if n, used := blocks[k]; ok && used && i >= n {
+			unused = append(unused, checkpoint.ShortName(t.Name))
+			have, held = n, max(held, i+1)
+		}
+	}
+	if len(unused) == 0 {
+		return nil
+	}
+	slices.Sort(unused)
+	return fmt.Errorf("%s holds %d tensors of blocks the model's configuration does not have (it has %d blocks, the checkpoint at least %d), which would go unused: %s; does config.json's layer count (num_hidden_layers) match the checkpoint?",
+		c.Path, len(unused), have, held, listNames(unused, 4))
+}
+
 func listNames(names []string, n int) string {
 	if len(names) <= n {
 		return strings.Join(names, ", ")
@@ -251,4 +306,12 @@ func WeightsFromContext(ctx *context.Context, specs []checkpoint.TensorSpec) (We
 		w[s.Name] = t
 	}
 	return w, w.Check(specs)
+}
+
+// Finalize frees the tensors' memory now rather than at garbage
+// collection; w must not be used afterwards.
+func (w Weights) Finalize() {
+	for _, t := range w {
+		t.FinalizeAll()
+	}
 }

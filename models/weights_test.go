@@ -48,7 +48,7 @@ func TestReadWeights(t *testing.T) {
 		{Name: "cls", DType: checkpoint.F32, Shape: []int64{1, 1, 2}},
 		{Name: "ids", DType: checkpoint.I64, Shape: []int64{2}},
 	}
-	data := map[string][]float32{"a": {1, 2, 3, 4, 5, 6}, "b": {1.5, -2, 1.0 / 3}, "h": {0.1, 1e5}, "s": {2.5}, "cls": {7, 8}}
+	data := map[string][]float32{"a": {1, 2, 3, 4, 5, 6}, "b": {1.5, -2, 1.0 / 3}, "h": {0.1, 6e4}, "s": {2.5}, "cls": {7, 8}}
 	ck, err := checkpoint.Open(writeCheckpoint(t, stored, data))
 	if err != nil {
 		t.Fatal(err)

@@ -4,22 +4,19 @@ import (
 	"fmt"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/internal/simd"
 )
 
 // Combine sets dst = base + scale · Σ_i w_i τ_i elementwise, summing in
-// member order in float32 (base may be nil for a pure task vector). This is
-// task arithmetic's θ_0 + λ Σ_t τ_t (Ilharco et al. 2023, eq. 1).
+// member order in float32 from 0, each product rounded before it is added
+// (base may be nil for a pure task vector). This is task arithmetic's
+// θ_0 + λ Σ_t τ_t (Ilharco et al. 2023, eq. 1).
 func Combine(dst, base []float32, taus [][]float32, w []float32, scale float32) {
-	for k := range dst {
-		var acc float32
-		for i, tau := range taus {
-			acc += w[i] * tau[k]
-		}
-		if base != nil {
-			dst[k] = base[k] + scale*acc
-		} else {
-			dst[k] = scale * acc
-		}
+	simd.WeightedSum(dst, taus, w)
+	if base != nil {
+		simd.ScaleAdd(dst, base, scale)
+	} else {
+		simd.MulScalar(dst, dst, scale)
 	}
 }
 

@@ -3,9 +3,12 @@ package tasks_test
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/editkit/editkit/checkpoint"
@@ -228,6 +231,36 @@ func TestApplyWrongCoefficients(t *testing.T) {
 	}
 }
 
+// TestWriteRefusesUnencodable: a result the output cannot hold (NaN, ±Inf,
+// or beyond its dtype's range, which encoding would turn into ±Inf) is an
+// error naming the tensor, and nothing is written, unless AllowNonfinite.
+func TestWriteRefusesUnencodable(t *testing.T) {
+	f := newFixture(t)
+	inf := float32(math.Inf(1))
+	for _, tc := range []struct {
+		name    string
+		lambdas []float32
+		dtype   checkpoint.DType
+		want    []string
+	}{
+		// |τ| ≤ 200/64 here: 1e5·τ exceeds float16's 65504 in lm_head.
+		{"beyond float16", []float32{1e5, 0}, 0, []string{`"lm_head.weight"`, "does not fit F16", "--dtype"}},
+		{"beyond float16 everywhere", []float32{1e5, 0}, checkpoint.F16, []string{`"model.embed_tokens.weight"`, "does not fit F16"}},
+		{"infinite coefficient", []float32{inf, 0}, 0, []string{`"model.embed_tokens.weight"`, "not finite"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			s := openSet(t, f.base.path, f.tv1, f.ft2.path)
+			wantErr(t, tasks.Apply(s, tc.lambdas, out, tasks.WriteOptions{DType: tc.dtype}, tasks.StreamOptions{ChunkElems: 6}), tc.want...)
+			checkNoOutput(t, out)
+			s.AllowNonfinite = true
+			if err := tasks.Apply(s, tc.lambdas, out, tasks.WriteOptions{DType: tc.dtype}, tasks.StreamOptions{ChunkElems: 6}); err != nil {
+				t.Fatalf("with AllowNonfinite: %v", err)
+			}
+		})
+	}
+}
+
 // Applying a task vector built by Build gives back the fine-tuned model.
 func TestBuildThenApplyRoundTrip(t *testing.T) {
 	f := newFixture(t)
@@ -335,5 +368,41 @@ func TestWriteRefusesInputs(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(f.base.path, "model.safetensors")); err != nil {
 		t.Errorf("base damaged: %v", err)
+	}
+}
+
+// A coefficient so large that θ_base + λτ overflows float32 is an error
+// naming the tensor; with Saturate the infinities become the dtype's
+// largest finite values, counted.
+func TestApplyOverflow(t *testing.T) {
+	f := newFixture(t)
+	s := openSet(t, f.base.path, f.tv1)
+	out := filepath.Join(t.TempDir(), "huge")
+	err := tasks.Apply(s, []float32{3e38}, out, tasks.WriteOptions{}, tasks.StreamOptions{})
+	if err == nil || !strings.Contains(err.Error(), "overflowed") || !strings.Contains(err.Error(), "tensor") {
+		t.Fatalf("error %v, want an overflow naming the tensor", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("the failed apply left %s", out)
+	}
+	var n atomic.Int64
+	wo := tasks.WriteOptions{}
+	wo.Saturate, wo.Saturated = true, &n
+	if err := tasks.Apply(s, []float32{3e38}, out, wo, tasks.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() == 0 {
+		t.Fatal("nothing saturated")
+	}
+	c := mustOpen(t, out)
+	for _, name := range names(c) {
+		if info, _ := c.Tensor(name); !checkpoint.IsFloat(info.DType) {
+			continue
+		}
+		for _, v := range readVals(t, c, name) {
+			if math.IsInf(v, 0) || math.IsNaN(v) {
+				t.Fatalf("%s: %v written despite Saturate", name, v)
+			}
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/internal/simd"
 )
 
 // DefaultChunk is the number of elements per chunk: small enough that a
@@ -144,6 +145,9 @@ func (s *Set) write(out string, specs []checkpoint.TensorSpec, wo WriteOptions, 
 		}
 		wo.Metadata = meta
 	}
+	// Results the output cannot hold are refused by the writer, unless the
+	// set lets non-finite values through.
+	wo.AllowNonfinite = wo.AllowNonfinite || s.AllowNonfinite
 	w, err := checkpoint.Create(out, specs, wo.WriteOptions)
 	if err != nil {
 		return err
@@ -361,7 +365,7 @@ func (r *chunkReader) run(worker int, j *job, fn ChunkFunc) error {
 			}
 			if r.models {
 				r.theta[i] = grow(r.theta[i], len(c.Base))
-				add(r.theta[i], c.Base, c.Taus[i])
+				simd.Add(r.theta[i], c.Base, c.Taus[i])
 				c.Models[i] = r.theta[i]
 			} else {
 				c.Models[i] = nil // not derived: don't expose stale data
@@ -381,7 +385,7 @@ func (r *chunkReader) run(worker int, j *job, fn ChunkFunc) error {
 		if r.theta[i], err = r.read(mem, t.Name, j, r.theta[i]); err != nil {
 			return err
 		}
-		sub(c.Taus[i], r.theta[i], c.Base)
+		simd.Sub(c.Taus[i], r.theta[i], c.Base)
 		c.Models[i] = nil
 		if r.models {
 			c.Models[i] = r.theta[i]
@@ -417,7 +421,7 @@ func (r *chunkReader) read(ck *checkpoint.Checkpoint, name string, j *job, dst [
 		return nil, err
 	}
 	if !checkpoint.IsFloat(info.DType) {
-		return nil, fmt.Errorf("%s: tensor %q has dtype %s where the base has a float tensor", info.File, name, info.DType)
+		return nil, fmt.Errorf("%s: tensor %s has dtype %s where the base has a float tensor", info.File, checkpoint.QuoteName(name), info.DType)
 	}
 	if !r.check {
 		return checkpoint.DecodeFloat32(info.DType, raw, dst)
@@ -451,23 +455,7 @@ func nonFinite(t checkpoint.TensorInfo, start int64, bad int, data []float32) er
 	if bad < 0 {
 		return nil
 	}
-	return fmt.Errorf("%s: tensor %q holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", t.File, t.Name, data[bad], start+int64(bad))
-}
-
-func sub(dst, a, b []float32) {
-	b = b[:len(dst)]
-	a = a[:len(dst)]
-	for k := range dst {
-		dst[k] = a[k] - b[k]
-	}
-}
-
-func add(dst, a, b []float32) {
-	b = b[:len(dst)]
-	a = a[:len(dst)]
-	for k := range dst {
-		dst[k] = a[k] + b[k]
-	}
+	return fmt.Errorf("%s: tensor %s holds a non-finite value (%v at flat index %d): fix the checkpoint, or pass --allow-nonfinite to merge it anyway", t.File, checkpoint.QuoteName(t.Name), data[bad], start+int64(bad))
 }
 
 // grow returns buf resized to n, reallocating only when too small.

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -21,7 +22,7 @@ func (a *app) benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks with results printed as ratios against a baseline run side by side",
 	}
-	c.AddCommand(a.benchMergeCmd(), a.benchViTCmd(), a.benchLlamaCmd(), a.benchMemoirCmd())
+	c.AddCommand(a.benchMergeCmd(), a.benchViTCmd(), a.benchLlamaCmd(), a.benchMemoirCmd(), a.benchLinearizeCmd())
 	return c
 }
 
@@ -32,6 +33,7 @@ func (a *app) benchMergeCmd() *cobra.Command {
 		workers       int
 		cold, keepDir bool
 		cpuProfile    string
+		force         bool
 	)
 	c := &cobra.Command{
 		Use:   "merge",
@@ -43,7 +45,7 @@ arithmetic merge and a TIES merge with the paper's whole-model top-20% trim.
 It prints input throughput, the ratio to the raw read and each phase's peak
 resident memory. Checkpoints are reused from --dir when present.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			n, err := parseSize(size)
 			if err != nil {
 				return fmt.Errorf("--size: %w", err)
@@ -51,24 +53,35 @@ resident memory. Checkpoints are reused from --dir when present.`,
 			if models < 2 {
 				return fmt.Errorf("--models %d: the benchmark needs at least 2 fine-tuned models", models)
 			}
-			if dir == "" {
+			switch {
+			case dir == "" && keepDir:
 				if dir, err = os.MkdirTemp("", "editkit-bench-"); err != nil {
 					return err
 				}
-				if !keepDir {
-					defer os.RemoveAll(dir)
+			case dir == "":
+				// Removed at the end, and on a signal with the partial outputs.
+				var remove func()
+				if dir, remove, err = checkpoint.TempDir("", "editkit-bench-"); err != nil {
+					return err
 				}
+				defer remove()
 			}
 			if cpuProfile != "" {
-				pf, err := os.Create(cpuProfile)
+				// Written atomically: the profile appears once complete.
+				pf, err := checkpoint.CreateFile(cpuProfile, a.outputOptions())
 				if err != nil {
 					return err
 				}
-				defer pf.Close()
+				defer pf.Abort()
 				if err := pprof.StartCPUProfile(pf); err != nil {
 					return err
 				}
-				defer pprof.StopCPUProfile()
+				defer func() {
+					pprof.StopCPUProfile()
+					if err == nil {
+						err = pf.Commit()
+					}
+				}()
 			}
 			log := a.stderr
 			if a.quiet || a.json {
@@ -94,7 +107,20 @@ resident memory. Checkpoints are reused from --dir when present.`,
 	f.BoolVar(&cold, "cold", false, "drop the page cache before each run so data comes from disk (Linux, root)")
 	f.BoolVar(&keepDir, "keep", false, "keep the temporary folder")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	f.BoolVar(&force, "force", false, "replace the --cpuprofile file if it exists")
+	markPaths(f, pathWork, "dir")
+	markPaths(f, pathOutput, "cpuprofile")
 	return c
+}
+
+// printLoad reports the 1-minute load average around a benchmark, with a
+// warning when other work shared the machine.
+func printLoad(w io.Writer, load [2]float64, cpus int) {
+	fmt.Fprintf(w, "load average %.2f before, %.2f after the run, on %d CPUs", load[0], load[1], cpus)
+	if max(load[0], load[1]) > 0.5*float64(cpus) {
+		fmt.Fprint(w, ": warning, other work shared the machine, so the timings (and their ratios) are unreliable")
+	}
+	fmt.Fprintln(w)
 }
 
 type discard struct{}
@@ -124,6 +150,7 @@ func printMergeReport(a *app, r *bench.MergeReport) {
 		fmt.Fprintf(a.stdout, "TIES time / task arithmetic time: %.2f\n", r.Phases[2].Seconds/r.Phases[1].Seconds)
 	}
 	fmt.Fprintf(a.stdout, "largest tensor %s; memory bound 64 MiB + (N+2) x largest = %s\n", bench.MiB(r.Largest), bench.MiB(r.RSSBound()))
+	printLoad(a.stdout, r.LoadAvg, r.CPUs)
 }
 
 // registerTorchFlags registers the flags of a benchmark's PyTorch reference
@@ -136,6 +163,9 @@ func registerTorchFlags(f *pflag.FlagSet, t *bench.TorchOptions, noTorch *bool, 
 	f.BoolVar(noTorch, "no-torch", false, "skip the PyTorch reference")
 	f.StringVar(jsonOut, "json-out", "", "also write the --json result to this file")
 	f.DurationVar(&t.Timeout, "torch-timeout", timeout, "limit for the PyTorch subprocess")
+	f.Bool("force", false, "replace the --json-out file if it exists")
+	markPaths(f, pathInput, "python", "torch-script")
+	markPaths(f, pathOutput, "json-out")
 }
 
 // benchReport writes a benchmark's result to jsonOut (when set), then
@@ -146,7 +176,7 @@ func (a *app) benchReport(r any, jsonOut string, text func()) error {
 		if err != nil {
 			return err
 		}
-		if err := checkpoint.WriteFileAtomic(jsonOut, append(js, '\n')); err != nil {
+		if err := a.writeFile(jsonOut, append(js, '\n')); err != nil {
 			return err
 		}
 	}

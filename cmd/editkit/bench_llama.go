@@ -71,6 +71,7 @@ Without Python or torch the PyTorch side is skipped with the reason.`,
 	f.IntVar(&o.Warmup, "warmup", o.Warmup, "forward: untimed calls before the timed ones (the first compiles)")
 	f.IntVar(&o.GenSteps, "gen-steps", o.GenSteps, "generate: positions from BOS, BOS included (0 skips generation)")
 	registerTorchFlags(f, &t, &noTorch, &jsonOut, "bench_llama.py", 10*time.Minute)
+	markPaths(f, pathInput, "data")
 	return c
 }
 
@@ -78,9 +79,7 @@ Without Python or torch the PyTorch side is skipped with the reason.`,
 func printLlamaReport(w io.Writer, r *bench.LlamaReport) {
 	fmt.Fprintf(w, "model: %s\n       %s\n", r.Model.Source, r.Model)
 	fmt.Fprintf(w, "CPUs: %d; editkit backend: %s (GOMAXPROCS %d)\n", r.CPUs, r.Editkit.Backend, r.Editkit.Threads)
-	if l := max(r.LoadAvg[0], r.LoadAvg[1]); l > 0.5*float64(r.CPUs) {
-		fmt.Fprintf(w, "warning: load average %.2f before, %.2f after the run on %d CPUs: other work shared the machine, so the timings (and their ratio) are unreliable\n", r.LoadAvg[0], r.LoadAvg[1], r.CPUs)
-	}
+	printLoad(w, r.LoadAvg, r.CPUs)
 	if r.Torch != nil {
 		notes := ""
 		for _, k := range slices.Sorted(maps.Keys(r.Torch.Notes)) {

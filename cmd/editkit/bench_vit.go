@@ -87,9 +87,7 @@ time went (the flat time by category and the top functions).`,
 // printViTReport prints the two sides as columns with their ratio.
 func printViTReport(w io.Writer, r *bench.ViTReport) {
 	fmt.Fprintf(w, "CPUs: %d; editkit backend: %s (GOMAXPROCS %d)\n", r.CPUs, r.Editkit.Backend, r.Editkit.Threads)
-	if l := max(r.LoadAvg[0], r.LoadAvg[1]); l > 0.5*float64(r.CPUs) {
-		fmt.Fprintf(w, "warning: load average %.2f before, %.2f after the run on %d CPUs: other work shared the machine, so the timings (and their ratio) are unreliable\n", r.LoadAvg[0], r.LoadAvg[1], r.CPUs)
-	}
+	printLoad(w, r.LoadAvg, r.CPUs)
 	if r.Torch != nil {
 		notes := ""
 		for _, k := range slices.Sorted(maps.Keys(r.Torch.Notes)) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/tasks"
 )
 
@@ -31,6 +32,9 @@ type writeSummary struct {
 	Passes     int            `json:"passes,omitempty"`
 	Seconds    float64        `json:"seconds"`
 	InputBytes int64          `json:"input_bytes"`
+	// Saturated counts the values written as the dtype's largest finite
+	// value (--saturate).
+	Saturated int64 `json:"saturated,omitempty"`
 }
 
 // inputBytes is the size of the set's base and members.
@@ -58,7 +62,11 @@ func (a *app) finish(sum writeSummary, start time.Time) error {
 		if sum.Passes > 0 {
 			passes = fmt.Sprintf(", %d pass(es)", sum.Passes)
 		}
-		fmt.Fprintf(a.stderr, "editkit: %s: wrote %s (%s read%s, %.1fs)\n", what, sum.Output, humanBytes(sum.InputBytes), passes, sum.Seconds)
+		saturated := ""
+		if sum.Saturated > 0 {
+			saturated = fmt.Sprintf(", %d values beyond the dtype's range saturated", sum.Saturated)
+		}
+		fmt.Fprintf(a.stderr, "editkit: %s: wrote %s (%s read%s%s, %.1fs)\n", what, sum.Output, humanBytes(sum.InputBytes), passes, saturated, sum.Seconds)
 	}
 	return nil
 }
@@ -69,17 +77,5 @@ func (a *app) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// humanBytes formats a byte count in decimal units, as file managers and
-// Hugging Face's shard sizes do.
-func humanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTP"[exp])
-}
+// humanBytes formats a byte count in decimal units (checkpoint.FormatBytes).
+func humanBytes(n int64) string { return checkpoint.FormatBytes(n) }

@@ -54,20 +54,21 @@ them with --version 0.`,
 			p := a.newProgress("converting")
 			res, err := llama.ConvertLlama2C(args[0], o.out, llama.Llama2CConvertOptions{
 				Tokenizer: tok, DType: wo.DType, ShardSize: wo.ShardSize, Force: wo.Force,
-				AllowNonfinite: a.allowNonfinite, Progress: p.callback(),
+				AllowNonfinite: a.allowNonfinite, Saturate: wo.Saturate, Saturated: wo.Saturated, Progress: p.callback(),
 			})
 			p.done()
 			if err != nil {
 				return err
 			}
 			return a.finish(writeSummary{
-				Command: "convert llama2c", Output: o.out, InputBytes: res.InputBytes,
+				Command: "convert llama2c", Output: o.out, InputBytes: res.InputBytes, Saturated: o.saturatedCount(),
 				Params: map[string]any{"config": res.Config, "tensors": res.Tensors, "parameters": res.Parameters, "tokenizer": tok},
 			}, start)
 		},
 	}
 	c.Flags().StringVar(&tok, "tokenizer", "", "the model's llama2.c tokenizer.bin, copied into the output (required)")
 	o.register(c.Flags(), "dtype of the output's tensors (default float32)")
+	markPaths(c.Flags(), pathInput, "tokenizer")
 	a.addNonfinite(c)
-	return c
+	return argsAreInputs(c)
 }

@@ -266,10 +266,52 @@ dtype: float32
 		}
 		c.fails(t, "cfg2", []string{"--method conflicts with --config"}, "merge", "--config", "ta.yaml", "--method", "ties", "-o", "cfg2")
 		c.fails(t, "cfg2", []string{"--dtype conflicts with --config"}, "merge", "--config", "ta.yaml", "--dtype", "bf16", "-o", "cfg2")
-		if err := os.WriteFile(c.path("bad.yaml"), []byte("merge_method: slerp\nbase_model: base\nmodels: [{model: ft1}]\nparameters:\n  t: [0, 1]\n"), 0o644); err != nil {
+		if err := os.WriteFile(c.path("bad.yaml"), []byte("merge_method: slerp\nbase_model: base\nmodels: [{model: ft1}]\nparameters:\n  t: [0, .nan]\n  lambda: .inf\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		c.fails(t, "cfg2", []string{"bad.yaml:5", `parameter "t" given as a list`}, "merge", "--config", "bad.yaml", "-o", "cfg2")
+		c.fails(t, "cfg2", []string{"bad.yaml:5: t NaN is not a finite number", "bad.yaml:6: lambda +Inf is not a finite number"}, "merge", "--config", "bad.yaml", "-o", "cfg2")
+
+		// Layer stacking: ft1's two layers, then ft2's second scaled by
+		// 0.5; what mergekit ignores is a warning on stderr.
+		stack := "merge_method: passthrough\nslices:\n  - sources: [{model: ft1, layer_range: [0, 2]}]\n  - sources: [{model: ft2, layer_range: [1, 2], parameters: {scale: 0.5}}]\nparameters: {int8_mask: true}\nfoo: 1\n"
+		if err := os.WriteFile(c.path("stack.yaml"), []byte(stack), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, err := c.run("merge", "--config", "stack.yaml", "-o", "stacked")
+		if err != nil {
+			t.Fatalf("merge --config stack.yaml: %v\n%s", err, errOut)
+		}
+		for _, w := range []string{`editkit: warning: stack.yaml:6: unknown key "foo" ignored`, `editkit: warning: stack.yaml:5: parameter "int8_mask" has no effect on passthrough`} {
+			if !strings.Contains(errOut, w) {
+				t.Errorf("stderr %q does not warn %q", errOut, w)
+			}
+		}
+		for out, in := range map[string]struct {
+			model *model
+			name  string
+			scale float64
+		}{
+			"vit.encoder.layer.0.attention.weight": {c.fts[0], "vit.encoder.layer.0.attention.weight", 1},
+			"vit.encoder.layer.1.output.bias":      {c.fts[0], "vit.encoder.layer.1.output.bias", 1},
+			"vit.encoder.layer.2.attention.weight": {c.fts[1], "vit.encoder.layer.1.attention.weight", 0.5},
+			"vit.encoder.layer.2.output.bias":      {c.fts[1], "vit.encoder.layer.1.output.bias", 0.5},
+		} {
+			got, dt := readFloats(t, c.path("stacked"), out)
+			want := make([]float64, len(in.model.floats[in.name]))
+			for i, v := range in.model.floats[in.name] {
+				want[i] = v * in.scale
+			}
+			checkClose(t, "stacked", out, dt, got, want)
+		}
+		c.fails(t, "pt", []string{"--method passthrough stacks layer ranges", "slices"}, "merge", "--base", "base", "--models", "ft1", "--method", "passthrough", "-o", "pt")
+		// --help documents the YAML parameters from the table, int8_mask's
+		// lack of effect included.
+		help := c.ok(t, "merge", "--help")
+		for _, w := range []string{"int8_mask is accepted", "int8_mask: accepted and without effect", "--density (density)", "nuslerp_flatten", "(default: 0.2 for ties"} {
+			if !strings.Contains(help, w) {
+				t.Errorf("merge --help does not say %q", w)
+			}
+		}
 	})
 
 	t.Run("inspect", func(t *testing.T) {
@@ -411,7 +453,17 @@ dtype: float32
 		// Bad flags are reported before anything is read or written.
 		c.fails(t, "o2", []string{`unknown merge method "tiez"`, "task_arithmetic", "slerp"},
 			"merge", "--base", "base", "--models", "ft1", "--method", "tiez", "-o", "o2")
-		c.fails(t, "o2", []string{"--weights has 1 values for 2 models"}, merge("o2", "--weights", "1")...)
+		c.fails(t, "o2", []string{"--weights 1,2,3 has 3 values for 2 models"}, merge("o2", "--weights", "1,2,3")...)
+		c.fails(t, "o2", []string{"--lambda NaN is not a finite number"}, merge("o2", "--lambda", "NaN")...)
+		c.fails(t, "o2", []string{"--lambda +Inf is not a finite number"}, merge("o2", "--lambda", "Inf")...)
+		c.fails(t, "o2", []string{"--density 0.5 does not apply to task_arithmetic", "task_arithmetic takes weight, lambda"}, merge("o2", "--density", "0.5")...)
+		c.fails(t, "o2", []string{"--lines-beta NaN is not a finite number"}, "merge", "--base", "base", "--models", "ft1", "ft2", "--method", "ties", "--lines-beta", "NaN", "-o", "o2")
+		c.fails(t, "o2", []string{"--t NaN is not a finite number"}, "merge", "--base", "base", "--models", "ft1", "--method", "slerp", "--t", "NaN", "-o", "o2")
+		c.fails(t, "o2", []string{"--tall-lambda -1 is outside ≥ 0"}, "merge", "--base", "base", "--models", "ft1", "ft2", "--method", "consensus", "--lambda", "1", "--tall-lambda", "-1", "-o", "o2")
+		c.fails(t, "o2", []string{"--k 3 must be ≤ N = 2"}, "merge", "--base", "base", "--models", "ft1", "ft2", "--method", "consensus", "--lambda", "1", "--k", "3", "-o", "o2")
+		for _, flag := range [][]string{{"--t", "0.5"}, {"--k", "2"}, {"--gamma", "0.1"}, {"--seed", "0"}} {
+			c.fails(t, "o2", []string{flag[0] + " " + flag[1] + " does not apply to ties"}, append([]string{"merge", "--base", "base", "--models", "ft1", "ft2", "--method", "ties", "-o", "o2"}, flag...)...)
+		}
 		c.fails(t, "o2", []string{"--density 1.5 is outside (0, 1]"},
 			"merge", "--base", "base", "--models", "ft1", "ft2", "--method", "ties", "--density", "1.5", "-o", "o2")
 		c.fails(t, "", []string{"no output given", "-o"},
@@ -438,6 +490,25 @@ dtype: float32
 		c.fails(t, "o4", []string{"classifier.weight", "ftshape", "shape"},
 			"merge", "--base", "base", "--models", "ft1", "ftshape", "--method", "task_arithmetic", "--lambda", "0.5", "-o", "o4")
 		c.noTemps(t)
+	})
+
+	// Values beyond a 16-bit dtype's range, or beyond float32's after the
+	// arithmetic, are errors naming the tensor; --saturate clamps and counts.
+	t.Run("overflow", func(t *testing.T) {
+		big := c.fts[0].clone()
+		big.floats["classifier.weight"][4] += 1e5 // τ beyond float16's ±65504
+		big.write(t, c.path("ftbig"))
+		c.fails(t, "tv16", []string{"tv16", "classifier.weight", "F16", "index 4", "65504", "--saturate", "--dtype"},
+			"taskvector", "--base", "base", "--finetuned", "ftbig", "--dtype", "float16", "-o", "tv16")
+		_, errOut, err := c.run("taskvector", "--base", "base", "--finetuned", "ftbig", "--dtype", "float16", "--saturate", "-o", "tv16")
+		if err != nil || !strings.Contains(errOut, "1 values beyond the dtype's range saturated") {
+			t.Fatalf("--saturate: %v, stderr %q", err, errOut)
+		}
+		if got, _ := readFloats(t, c.path("tv16"), "classifier.weight"); got[4] != 65504 {
+			t.Errorf("--saturate wrote %v, want 65504", got[4])
+		}
+		c.fails(t, "huge", []string{"huge", "vit.embeddings.patch_embeddings.projection.weight", "flat index 0", "overflowed"},
+			"merge", "--base", "base", "--models", "ft1", "ft2", "--method", "task_arithmetic", "--lambda", "1e39", "-o", "huge")
 	})
 }
 

@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models"
@@ -32,8 +31,10 @@ type evalFlags struct {
 	split, data  string
 	limit, batch int
 	md           string
+	force        bool
 	finetunedAcc string
 	finetuned    []string
+	lin          linearizeFlags
 }
 
 func (a *app) evalCmd() *cobra.Command {
@@ -54,14 +55,20 @@ ViT's pooled CLS output.
 Give --dataset and --head once per task, in matching order. Datasets are
 found by name as editkit's datasets package finds them (mnist from the Go
 module cache, other names as folders under --data, $EDITKIT_DATA or
-../shared/data/vision). --split val is the validation set held out of the
-training set (10%, at most 5000, seed 0), as the task-vectors code holds it
-out; --limit evaluates only the first N examples of the split.
+../shared/data/vision). --split val is the validation set: ` + validationHelp + `
+--limit evaluates only the first N examples of the split.
 
 Normalized accuracy (accuracy / the task's fine-tuned accuracy) is shown when
 the fine-tuned accuracies are known: --finetuned-acc task=acc,... (fractions),
 or --finetuned CHECKPOINT once per task, which evaluates that fine-tuned
-model with the same head on the same examples.`,
+model with the same head on the same examples.
+
+--linearize-at BASE evaluates the model linearized around BASE,
+f(x; BASE) + J·(θ − BASE) (post-hoc linearization of a fine-tune or a merge);
+a checkpoint fine-tuned with 'editkit finetune --linearized' is evaluated
+linearized around the base its metadata records by default, and
+--linearize-at must then name a base with the same weights. The --finetuned
+checkpoints are evaluated the same way as the model.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runEval(cmd, f) },
 	}
@@ -76,8 +83,21 @@ model with the same head on the same examples.`,
 	fs.StringVar(&f.md, "md", "", "also write the table as markdown to this file")
 	fs.StringVar(&f.finetunedAcc, "finetuned-acc", "", "fine-tuned accuracies for normalization: task=acc,... (fractions, e.g. mnist=0.996)")
 	fs.StringArrayVar(&f.finetuned, "finetuned", nil, "fine-tuned checkpoint of a task, once per --dataset, evaluated for normalization")
+	fs.BoolVar(&f.force, "force", false, "replace the --md file if it exists")
+	markPaths(fs, pathInput, "model", "head", "finetuned")
+	markPaths(fs, pathDataset, "dataset")
+	markPaths(fs, pathRoot, "data")
+	markPaths(fs, pathOutput, "md")
+	f.lin.register(fs)
 	return c
 }
+
+// validationHelp says how every command's validation split is held out.
+const validationHelp = `10% of the training set,
+at most 5000 examples, chosen with seed 0, as the task-vectors code holds it
+out; where the dataset ships a group file (GTSRB's train-tracks-idx1-int.gz,
+the frames of one physical sign) whole groups are held out, so near-duplicate
+frames never sit on both sides of the split (train is the rest).`
 
 // evalTask is one task of an evaluation: its split, its head and its name.
 type evalTask struct {
@@ -95,6 +115,8 @@ type evalReport struct {
 	Finetuned map[string]eval.Result `json:"finetuned_results,omitempty"`
 	Table     *eval.Table            `json:"table"`
 	Seconds   float64                `json:"seconds"`
+	// LinearizedAt is the base the model was evaluated linearized around.
+	LinearizedAt string `json:"linearized_at,omitempty"`
 }
 
 func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
@@ -123,6 +145,13 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 		return err
 	}
 	defer enc.Close()
+	lin, err := a.linearized("eval", enc, f.lin)
+	if err != nil {
+		return err
+	}
+	if lin != nil {
+		defer lin.Close()
+	}
 	ts, err := loadEvalTasks(f.datasets, f.heads, split, f.data, f.limit, enc)
 	if err != nil {
 		return err
@@ -145,16 +174,20 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	p := a.newCountProgress("evaluating", total)
 	defer p.finish()
 	rep := &evalReport{Model: f.model, Kind: string(enc.Family), Split: f.split}
-	acc := map[string]float64{}
+	if lin != nil {
+		rep.LinearizedAt = lin.Base.Path
+	}
+	hits := map[string][]bool{}
 	for _, t := range ts {
-		r, err := evalAccuracy(enc, enc.Weights, t, f.batch, p)
+		r, err := evalAccuracyLin(enc, lin, enc.Weights, t, f.batch, p)
 		if err != nil {
 			return err
 		}
 		r.Task = t.name
 		rep.Results = append(rep.Results, r)
-		acc[t.name] = r.Accuracy
+		hits[t.name] = r.Hits
 	}
+	ftHits := map[string][]bool{}
 	if len(f.finetuned) > 0 {
 		rep.Finetuned = map[string]eval.Result{}
 		ftAcc = map[string]float64{}
@@ -163,39 +196,59 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 			if err != nil {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
 			}
-			r, err := evalAccuracy(enc, w, ts[i], f.batch, p)
+			r, err := evalAccuracyLin(enc, lin, w, ts[i], f.batch, p)
+			w.Finalize()
 			if err != nil {
 				return fmt.Errorf("--finetuned %s: %w", path, err)
 			}
 			r.Task = ts[i].name
 			rep.Finetuned[ts[i].name] = r
 			ftAcc[ts[i].name] = r.Accuracy
+			ftHits[ts[i].name] = r.Hits
 		}
 	}
 	p.finish()
+	// The model's row, the fine-tuned models' (one per task) when given,
+	// and 95% intervals: of each accuracy, and of the paired difference.
 	rep.Table = &eval.Table{Title: "editkit eval " + displayName(f.model), Split: string(split), Tasks: names, Finetuned: ftAcc}
-	if err := rep.Table.Add(displayName(f.model), acc, nil); err != nil {
+	if err := rep.Table.AddRuns(displayName(f.model), []map[string][]bool{hits}, nil); err != nil {
 		return err
 	}
+	if len(ftHits) > 0 {
+		if err := rep.Table.AddRuns(finetunedRow, []map[string][]bool{ftHits}, nil); err != nil {
+			return err
+		}
+	}
+	if err := rep.Table.Intervals([]string{finetunedRow}, eval.BootstrapOptions{}); err != nil {
+		return err
+	}
+	md := rep.Table.Markdown() + rep.Table.MarkdownIntervals()
 	rep.Seconds = time.Since(start).Seconds()
 	if f.md != "" {
-		if err := checkpoint.WriteFileAtomic(f.md, []byte(rep.Table.Markdown())); err != nil {
+		if err := a.writeFile(f.md, []byte(md)); err != nil {
 			return err
 		}
 	}
 	if a.json {
 		return a.printJSON(rep)
 	}
-	fmt.Fprint(a.stdout, rep.Table.Markdown())
+	fmt.Fprint(a.stdout, md)
 	if !a.quiet {
 		n := 0
 		for _, r := range rep.Results {
 			n += r.Total
 		}
-		fmt.Fprintf(a.stderr, "editkit: eval: %d images on %d task(s) in %.1fs (%s encoder)\n", n, len(ts), rep.Seconds, enc.Family)
+		how := ""
+		if lin != nil {
+			how = ", linearized around " + lin.Base.Path
+		}
+		fmt.Fprintf(a.stderr, "editkit: eval: %d images on %d task(s) in %.1fs (%s encoder%s)\n", n, len(ts), rep.Seconds, enc.Family, how)
 	}
 	return nil
 }
+
+// finetunedRow names eval's row of the --finetuned models.
+const finetunedRow = "fine-tuned (--finetuned)"
 
 // displayName is a checkpoint path's last element, without .safetensors.
 func displayName(path string) string {

@@ -174,6 +174,16 @@ func TestEvalKnownAccuracy(t *testing.T) {
 	if err != nil || !strings.Contains(string(table), "| model | 70.0 (100.0) | 70.0 (100.0) |") {
 		t.Errorf("markdown table (%v):\n%s", err, table)
 	}
+	// Intervals: the accuracy's, and the paired difference with the
+	// fine-tuned model, here the same model: exactly 0.
+	for _, want := range []string{"| model | 70.0 [", "| model − fine-tuned (--finetuned) |", "| model | +0.0 [+0.0, +0.0] | +0.0 [+0.0, +0.0] |"} {
+		if !strings.Contains(string(table), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, table)
+		}
+	}
+	if iv := rep.Table.Rows[0].Interval["toy"]; !(iv.Lo < 0.7 && iv.Hi > 0.7 && iv.Lo >= 0.3) {
+		t.Errorf("accuracy interval %+v", iv)
+	}
 
 	// --limit and --finetuned-acc; plain output is the markdown table.
 	out, errOut, code = evRun(t, "eval", "--model", modelDir, "--dataset", "toy", "--head", headPath, "--data", data,

@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
 	"github.com/editkit/editkit/models/train"
@@ -39,6 +39,7 @@ type finetuneSummary struct {
 	Warmup       int      `json:"warmup"`
 	ClipNorm     float64  `json:"clip_norm"`
 	Seed         uint64   `json:"seed"`
+	Linearized   bool     `json:"linearized,omitempty"`
 	FinalLoss    float64  `json:"final_loss"`
 	MeanLoss     float64  `json:"mean_loss_last_50"`
 	StepsPerSec  float64  `json:"steps_per_sec"`
@@ -46,6 +47,7 @@ type finetuneSummary struct {
 	ValAccuracy  *float64 `json:"val_accuracy,omitempty"`
 	ValExamples  int      `json:"val_examples,omitempty"`
 	Seconds      float64  `json:"seconds"`
+	Saturated    int64    `json:"saturated,omitempty"`
 }
 
 func (a *app) finetuneCmd() *cobra.Command {
@@ -58,6 +60,7 @@ func (a *app) finetuneCmd() *cobra.Command {
 		limit, workers                 int
 		seed                           uint64
 		evalVal, ignoreNames           bool
+		linearized                     bool
 	)
 	c := &cobra.Command{
 		Use:   "finetune --model DIR --head HEAD.safetensors --dataset NAME (--epochs E | --steps S) -o OUT",
@@ -81,11 +84,23 @@ tensors; a bfloat16 input fine-tuned at small learning rates may want
 files, so that 'editkit taskvector --base MODEL --finetuned OUT' works as is;
 a folder output also gets the frozen head as head.safetensors.
 
-The training split is the training set less the validation examples
-(10%, at most 5000, seed 0); --split trainval trains on all of it, --limit N
+The training split is the training set less the validation split, which is
+` + validationHelp + `
+--split trainval trains on all of it, --limit N
 on N examples drawn at random (--seed). --eval-val reports the fine-tuned
 model's accuracy on the validation split. The data order is shuffled anew
-each epoch from --seed: two runs with the same flags train the same model.`,
+each epoch from --seed: two runs with the same flags train the same model.
+
+--linearized fine-tunes in the tangent space of the model (Ortiz-Jimenez et
+al., "Task Arithmetic in the Tangent Space", NeurIPS 2023): it trains θ of
+f_lin(x; θ) = f(x; θ₀) + J_θ f(x; θ₀)(θ − θ₀), the encoder's first-order
+expansion around its own weights θ₀, with the same recipe (weight decay
+pulls θ toward 0, as the reference's AdamW does). The output is an ordinary
+checkpoint of θ (same names, shapes, dtypes; θ₀ is not stored again) whose
+metadata records that it is linearized and around which base (path and
+SHA-256 of its tensors); eval and embed then evaluate it linearized around
+that base. A linearized fine-tune is not linearized again (that would
+linearize around its own weights): fine-tune its base.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
@@ -116,9 +131,13 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 			opts := train.Recipe()
 			opts.LearningRate, opts.WeightDecay, opts.BatchSize = lr, wd, batch
 			opts.Epochs, opts.Steps, opts.Warmup, opts.ClipNorm = epochs, steps, warmup, clipNorm
-			opts.Seed, opts.Workers = seed, workers
-			if err := checkpoint.CheckOutput(o.out, []string{model, headPath}, o.force); err != nil {
-				return err
+			opts.Seed, opts.Workers, opts.Linearized = seed, workers, linearized
+			if linearized {
+				if lin, info, err := linearize.Linearized([]string{model}); err != nil {
+					return err
+				} else if len(lin) > 0 {
+					return fmt.Errorf("--model %s is itself a linearized fine-tune (around %s): --linearized would linearize around its weights, not around that base; fine-tune the base with --linearized instead", model, info.Path)
+				}
 			}
 
 			enc, err := encoder.Load(model)
@@ -162,6 +181,11 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 				"editkit.finetune.recipe": fmt.Sprintf("adamw lr=%g wd=%g batch=%d warmup=%d clip=%g cosine seed=%d",
 					lr, wd, batch, warmup, clipNorm, seed),
 			}
+			if linearized {
+				if err := addLinearizedMeta(meta, model, enc); err != nil {
+					return err
+				}
+			}
 			wo, _ := o.options()
 			// The frozen head travels with the model it was trained for.
 			headBytes, err := os.ReadFile(headPath)
@@ -169,22 +193,24 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 				return err
 			}
 			side := map[string][]byte{"head.safetensors": headBytes}
-			if err := train.WriteFinetuned(model, o.out, res.Weights, train.WriteOptions{DType: o.dtype, ShardSize: wo.ShardSize, Force: o.force, Metadata: meta, SideFiles: side}); err != nil {
+			if err := train.WriteFinetuned(model, o.out, res.Weights, train.WriteOptions{DType: o.dtype, ShardSize: wo.ShardSize, Force: o.force, Metadata: meta, SideFiles: side,
+				Saturate: wo.Saturate, Saturated: wo.Saturated}); err != nil {
 				return err
 			}
 			sum := finetuneSummary{Command: "finetune", Output: o.out, Model: model, Family: string(enc.Family), Head: headPath,
 				Dataset: ds.Name(), Split: string(sp), Examples: ds.Len(), Steps: res.Steps, Epochs: res.Epochs,
-				LearningRate: lr, WeightDecay: wd, BatchSize: batch, Warmup: warmup, ClipNorm: clipNorm, Seed: seed,
+				LearningRate: lr, WeightDecay: wd, BatchSize: batch, Warmup: warmup, ClipNorm: clipNorm, Seed: seed, Linearized: linearized,
 				FinalLoss: res.FinalLoss, MeanLoss: res.MeanLoss, StepsPerSec: res.StepsPerSec, TrainSeconds: res.Seconds}
 			if evalVal {
 				val, err := datasets.Load(dataset, datasets.Validation, dopts)
 				if err != nil {
 					return err
 				}
-				clf, err := enc.Classifier(res.Weights, head)
+				clf, closeClf, err := finetunedClassifier(enc, res.Weights, head, linearized)
 				if err != nil {
 					return err
 				}
+				defer closeClf()
 				ep := a.newEmbProgress("validation", "images")
 				r, err := eval.Accuracy(clf, val, enc.Preprocess, eval.Options{BatchSize: batch, Progress: ep.callback()})
 				ep.done()
@@ -195,6 +221,7 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 				sum.ValAccuracy, sum.ValExamples = &r.Accuracy, r.Total
 			}
 			sum.Seconds = time.Since(start).Seconds()
+			sum.Saturated = o.saturatedCount()
 			if a.json {
 				return a.printJSON(sum)
 			}
@@ -203,6 +230,9 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 				if sum.ValAccuracy != nil {
 					acc := *sum.ValAccuracy
 					val = fmt.Sprintf(", validation accuracy %.2f%% of %d", 100*acc, sum.ValExamples)
+				}
+				if sum.Saturated > 0 {
+					val += fmt.Sprintf(", %d values beyond the dtype's range saturated", sum.Saturated)
 				}
 				fmt.Fprintf(a.stderr, "editkit: finetune: wrote %s (%d steps, %d epoch(s) of %d examples, final loss %.4f, mean of last %d %.4f, %.2f steps/s%s; %.1fs)\n",
 					o.out, sum.Steps, sum.Epochs, sum.Examples, sum.FinalLoss, min(50, sum.Steps), sum.MeanLoss, sum.StepsPerSec, val, sum.Seconds)
@@ -227,8 +257,15 @@ each epoch from --seed: two runs with the same flags train the same model.`,
 	f.IntVar(&limit, "limit", 0, "train on N examples drawn at random from the split (0: all)")
 	f.IntVar(&workers, "workers", 0, "goroutines preprocessing images (0: one per CPU)")
 	f.BoolVar(&evalVal, "eval-val", false, "report the fine-tuned model's accuracy on the validation split")
+	f.BoolVar(&linearized, "linearized", false, "fine-tune the model's linearization around its own weights (tangent-space task arithmetic)")
 	f.BoolVar(&ignoreNames, "ignore-class-names", false, "accept a head whose class names differ from the dataset's (their number must match)")
 	o.register(f, "dtype of the output's float tensors (default: each tensor's dtype in the input)")
+	markPaths(f, pathInput, "model", "head")
+	markPaths(f, pathDataset, "dataset")
+	markPaths(f, pathRoot, "data")
+	markRange(f, "lr", "(0, inf)")
+	markRange(f, "wd", "[0, inf)")
+	markRange(f, "clip", "[0, inf)")
 	return c
 }
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/pflag"
 
@@ -19,6 +20,8 @@ type outFlags struct {
 	dtype     string
 	shardSize string
 	force     bool
+	saturate  bool
+	saturated *atomic.Int64 // values saturated, counted while writing
 }
 
 func (o *outFlags) register(fs *pflag.FlagSet, dtypeHelp string) {
@@ -26,6 +29,16 @@ func (o *outFlags) register(fs *pflag.FlagSet, dtypeHelp string) {
 	fs.StringVar(&o.dtype, "dtype", "", dtypeHelp+" (float32, bfloat16, float16 or float64)")
 	fs.StringVar(&o.shardSize, "shard-size", "5GB", "largest shard of a folder output, e.g. 5GB, 500MB, 2GiB or bytes")
 	fs.BoolVar(&o.force, "force", false, "replace the output if it exists")
+	fs.BoolVar(&o.saturate, "saturate", false, "write values beyond the output dtype's range (float16: ±65504) as its largest finite value instead of failing")
+	markPaths(fs, pathOutput, "output")
+}
+
+// saturatedCount is how many values the write saturated.
+func (o *outFlags) saturatedCount() int64 {
+	if o.saturated == nil {
+		return 0
+	}
+	return o.saturated.Load()
 }
 
 // options checks the output flags and turns them into write options, so a
@@ -48,6 +61,8 @@ func (o *outFlags) options() (tasks.WriteOptions, error) {
 	}
 	wo.ShardSize = n
 	wo.Force = o.force
+	o.saturated = new(atomic.Int64)
+	wo.Saturate, wo.Saturated = o.saturate, o.saturated
 	return wo, nil
 }
 

@@ -57,12 +57,7 @@ stderr.`,
 			if model == "" {
 				return errors.New("no model given: pass --model DIR (a Hugging Face LLaMA-family folder, e.g. one written by 'editkit convert llama2c')")
 			}
-			switch {
-			case temperature < 0:
-				return fmt.Errorf("--temperature %v: it must be 0 (greedy) or positive", temperature)
-			case topP < 0 || topP > 1:
-				return fmt.Errorf("--top-p %v: it must be in [0, 1] (0 or 1 samples from the whole distribution)", topP)
-			case steps < 0:
+			if steps < 0 {
 				return fmt.Errorf("--steps %d: it must be positive (0 means the model's max_position_embeddings)", steps)
 			}
 			m, err := llama.Load(model)
@@ -94,8 +89,13 @@ stderr.`,
 					fmt.Fprintf(a.stderr, "editkit: generate: seed %d\n", seed)
 				}
 			}
+			asked := steps
 			if steps == 0 || steps > m.Config.MaxPositionEmbeddings {
 				steps = m.Config.MaxPositionEmbeddings
+			}
+			if len(ids) > steps {
+				fmt.Fprintf(a.stderr, "editkit: generate: warning: the prompt is %d tokens (BOS included) but only %d positions run (--steps %d; the model's max_position_embeddings is %d): the prompt is cut and nothing is generated; raise --steps above %d\n",
+					len(ids), steps, asked, m.Config.MaxPositionEmbeddings, len(ids))
 			}
 			stop := func(id int) bool {
 				return id == m.Config.BOSTokenID || m.Config.IsEOS(id) || (id >= 0 && (id == tok.BOS() || id == tok.EOS()))
@@ -142,5 +142,8 @@ stderr.`,
 	f.Float32Var(&topP, "top-p", 0.9, "top-p (nucleus) sampling threshold; 0 or 1 samples from the whole distribution")
 	f.Uint64Var(&seed, "seed", 0, "seed of the random generator (default: the time, as run.c)")
 	f.IntVar(&steps, "steps", 256, "positions to run, BOS and prompt included; 0 means the model's max_position_embeddings")
+	markPaths(f, pathInput, "model", "tokenizer", "memory")
+	markRange(f, "temperature", "[0, inf)")
+	markRange(f, "top-p", "[0, 1]")
 	return c
 }

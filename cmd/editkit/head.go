@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/models/heads"
 )
@@ -120,9 +119,6 @@ else the model's folder, else ../shared/data/tokenizers/clip.`,
 			if batch <= 0 {
 				return fmt.Errorf("--batch-size %d: want > 0", batch)
 			}
-			if err := checkpoint.CheckOutput(out, []string{model}, force); err != nil {
-				return err
-			}
 			var classes []string
 			name := dataset
 			if dataset != "" {
@@ -192,6 +188,11 @@ else the model's folder, else ../shared/data/tokenizers/clip.`,
 	f.Float64Var(&scale, "scale", 0, "logit scale instead of the checkpoint's exp(logit_scale)")
 	f.StringVarP(&out, "output", "o", "", "output head .safetensors file (required)")
 	f.BoolVar(&force, "force", false, "replace the output if it exists")
+	markPaths(f, pathInput, "model", "templates", "classes", "tokenizer")
+	markPaths(f, pathDataset, "dataset")
+	markPaths(f, pathRoot, "data")
+	markPaths(f, pathOutput, "output")
+	markRange(f, "scale", "[0, inf)")
 	return c
 }
 
@@ -229,15 +230,9 @@ that a folder dataset ordered by class still gives every class.`,
 			if limit < 0 || batch <= 0 || maxIter <= 0 {
 				return fmt.Errorf("--limit %d, --batch-size %d, --max-iter %d: want a limit ≥ 0 and positive sizes", limit, batch, maxIter)
 			}
-			if l2 < 0 {
-				return fmt.Errorf("--l2 %v: want λ ≥ 0", l2)
-			}
 			sp, err := datasets.ParseSplit(split)
 			if err != nil {
 				return fmt.Errorf("--split: %w", err)
-			}
-			if err := checkpoint.CheckOutput(out, []string{model}, force); err != nil {
-				return err
 			}
 			src, err := datasets.Open(dataset, datasets.Options{DataDir: data})
 			if err != nil {
@@ -310,6 +305,11 @@ that a folder dataset ordered by class still gives every class.`,
 	f.IntVar(&batch, "batch-size", 32, "images per call of the image encoder")
 	f.StringVarP(&out, "output", "o", "", "output head .safetensors file (required)")
 	f.BoolVar(&force, "force", false, "replace the output if it exists")
+	markPaths(f, pathInput, "model")
+	markPaths(f, pathDataset, "dataset")
+	markPaths(f, pathRoot, "data")
+	markPaths(f, pathOutput, "output")
+	markRange(f, "l2", "[0, inf)")
 	return c
 }
 

@@ -83,7 +83,7 @@ layout editkit detects (used by LiNeS and norms --blocks).`,
 	}
 	c.Flags().StringVar(&pattern, "layer-pattern", "", "regular expression with a capture group around the block index, overriding layout detection")
 	c.Flags().BoolVar(&list, "tensors", false, "list every tensor with its dtype, shape and block depth")
-	return c
+	return argsAreInputs(c)
 }
 
 func inspect(path, pattern string, list bool) (*inspectReport, error) {

@@ -12,33 +12,49 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/editkit/editkit/checkpoint"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	sig := exitOnSignal(os.Stderr)
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, interrupted: sig.caught.Load}
+	sig.exit(a.run(os.Args[1:]))
 }
 
 // run executes the command line and returns the exit status; errors are
 // printed as "editkit: <message>".
 func run(args []string, stdout, stderr io.Writer) int {
-	a := &app{stdout: stdout, stderr: stderr}
+	return (&app{stdout: stdout, stderr: stderr}).run(args)
+}
+
+func (a *app) run(args []string) int {
 	root := a.rootCmd()
 	root.SetArgs(expandModels(args))
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintf(stderr, "editkit: %v\n", err)
+		// After a signal the work fails as its outputs vanish: the signal
+		// handler's line says what happened.
+		if a.interrupted == nil || !a.interrupted() {
+			fmt.Fprintf(a.stderr, "editkit: %v\n", err)
+		}
 		return 1
 	}
 	return 0
 }
 
-// app holds the global flags and the output streams.
+// app holds the global flags, the output streams and, once a command's
+// flags are checked, its outputs.
 type app struct {
 	stdout, stderr io.Writer
 	quiet          bool
 	json           bool
 	allowNonfinite bool
+	derived        map[*cobra.Command]derivedPaths
+	out            *checkpoint.Outputs
+	// interrupted reports whether a signal stopped the run (nil: never).
+	interrupted func() bool
 }
 
 func (a *app) rootCmd() *cobra.Command {
@@ -50,12 +66,16 @@ them to a base model, merges fine-tuned models (task arithmetic, TIES, DARE,
 Breadcrumbs, consensus/TALL masks, Model Stock, SLERP, LiNeS) and inspects
 safetensors checkpoints. It streams tensors in chunks, so memory stays bounded
 whatever the model's size. It also fine-tunes and evaluates ViT and CLIP
-image encoders (head, finetune, eval, embed, merge --search), and edits the
-knowledge of LLaMA-family models (convert, generate, memoir).
+image encoders (head, finetune, eval, embed, merge --search), also in the
+tangent space of the pre-trained model (finetune --linearized, --linearize-at,
+disentangle), and edits the knowledge of LLaMA-family models (convert,
+generate, memoir).
 
 A checkpoint is a .safetensors file, a folder holding model.safetensors, or a
 sharded folder with model.safetensors.index.json. Outputs appear only once
-complete: a failed run leaves nothing behind.`,
+complete: a failed run leaves nothing behind, and neither does one stopped by
+SIGINT, SIGTERM or SIGHUP (exit status 130, 143, 129). No output may be an
+input or lie inside one, and an existing output is replaced only with --force.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -82,7 +102,9 @@ complete: a failed run leaves nothing behind.`,
 		a.finetuneCmd(),
 		a.generateCmd(),
 		a.memoirCmd(),
+		a.disentangleCmd(),
 	)
+	a.guardCommands(root)
 	return root
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/memoir"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/llama"
@@ -54,6 +55,7 @@ func (f *memoirFlags) register(c *cobra.Command, withN bool) {
 		fs.IntVarP(&f.n, "n", "n", 0, "apply the first N edits of the file (default: all)")
 		fs.IntVar(&f.layer, "layer", -1, "decoder layer to edit (default: round(27/32 · layers), MEMOIR's relative depth)")
 	}
+	markPaths(fs, pathInput, "model", "tokenizer", "edits")
 }
 
 // load checks the flags and loads the model and the edits.
@@ -156,9 +158,6 @@ edits go into its metadata. Progress goes to stderr.`,
 			if !strings.HasSuffix(out, ".safetensors") {
 				return fmt.Errorf("-o %s: a memory is one file; give a path ending in .safetensors", out)
 			}
-			if err := checkMemoirOutput(out, force, f.model, f.edits); err != nil {
-				return err
-			}
 			if m != memoir.MethodMEMOIR && (cmd.Flags().Changed("top-k") || cmd.Flags().Changed("threshold")) {
 				return fmt.Errorf("--top-k and --threshold are MEMOIR settings; --method is %s", m)
 			}
@@ -219,26 +218,8 @@ edits go into its metadata. Progress goes to stderr.`,
 	fs.BoolVar(&force, "force", false, "replace the output if it exists")
 	fs.IntVar(&topK, "top-k", 0, "MEMOIR: features each mask keeps (default: 4096/14336 of the MLP width, the reference's ratio)")
 	fs.Var(&threshold, "threshold", thresholdUsage)
+	markPaths(fs, pathOutput, "output")
 	return c
-}
-
-// checkMemoryOutput fails early when the memory file exists (without
-// --force) or would overwrite an input.
-func checkMemoirOutput(out string, force bool, inputs ...string) error {
-	for _, in := range inputs {
-		if in == "" {
-			continue
-		}
-		if a, err := filepath.Abs(in); err == nil {
-			if b, err := filepath.Abs(out); err == nil && a == b {
-				return fmt.Errorf("output %s is also an input: choose another path", out)
-			}
-		}
-	}
-	if _, err := os.Stat(out); err == nil && !force {
-		return fmt.Errorf("output %s already exists: pass --force to replace it", out)
-	}
-	return nil
 }
 
 func memoirJSON(v any) string {
@@ -311,6 +292,7 @@ result, per edit included) and, with --per-edit, one line per edit.`,
 	f.register(c, false)
 	c.Flags().StringVar(&mem, "memory", "", "the memory file written by 'editkit memoir edit' (required)")
 	c.Flags().BoolVar(&perEdit, "per-edit", false, "also print one line per edit")
+	markPaths(c.Flags(), pathInput, "memory")
 	return c
 }
 
@@ -344,6 +326,7 @@ func (a *app) memoirCompareCmd() *cobra.Command {
 		methods  []string
 		markdown string
 		perEdit  bool
+		force    bool
 	)
 	c := &cobra.Command{
 		Use:   "compare --model DIR --edits FILE.json [--counts 1,10,100] [--methods memoir,grace,ft-l]",
@@ -390,7 +373,7 @@ edit included); --markdown also writes the table to a file.`,
 			}
 			table := memoir.Markdown(res.Results)
 			if markdown != "" {
-				if err := os.WriteFile(markdown, []byte(table), 0o644); err != nil {
+				if err := a.writeFile(markdown, []byte(table)); err != nil {
 					return err
 				}
 			}
@@ -412,6 +395,8 @@ edit included); --markdown also writes the table to a file.`,
 	fs.StringSliceVar(&methods, "methods", []string{"memoir", "grace", "ft-l"}, "methods to compare")
 	fs.StringVar(&markdown, "markdown", "", "also write the markdown table to this file")
 	fs.BoolVar(&perEdit, "per-edit", false, "with --json, include each edit's scores")
+	fs.BoolVar(&force, "force", false, "replace the --markdown file if it exists")
+	markPaths(fs, pathOutput, "markdown")
 	return c
 }
 
@@ -487,11 +472,11 @@ with the saved file's size.`,
 			}
 			r.MemoryBytes = int64(4 * r.Hidden * r.Intermediate)
 			r.MaskBytesPerEdit = memoir.MaskBytes(r.Intermediate)
-			dir, err := os.MkdirTemp("", "editkit-bench-memoir-")
+			dir, remove, err := checkpoint.TempDir("", "editkit-bench-memoir-")
 			if err != nil {
 				return err
 			}
-			defer os.RemoveAll(dir)
+			defer remove()
 			p := filepath.Join(dir, "m.safetensors")
 			if err := m.Save(p, memoir.SaveOptions{}); err != nil {
 				return err

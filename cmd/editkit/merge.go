@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/merge"
 	"github.com/editkit/editkit/tasks"
 )
@@ -27,30 +28,34 @@ const (
 	inputsKey = "editkit.inputs"
 )
 
-// mergeFlags are the merge command's flags.
+// mergeFlags are the merge command's flags. The recipe's parameters are
+// generated from merge.Params: values holds each one's text as given.
 type mergeFlags struct {
-	o                                       outFlags
-	config, base, method                    string
-	models                                  []string
-	weights, density, tallLambda            string
-	lambda, gamma, t, linesAlpha, linesBeta float64
-	seed                                    uint64
-	k                                       int
-	consensusBase, tiesScope, tiesAggregate string
-	saveMasks, layerPattern                 string
-	filterWise                              bool
+	o                       outFlags
+	config, base, method    string
+	models                  []string
+	values                  map[string]*string
+	bools                   map[string]*bool
+	saveMasks, layerPattern string
 }
 
 // recipeFlags set the recipe, which a --config file sets instead.
-var recipeFlags = []string{"base", "models", "method", "weights", "density", "lambda", "gamma", "t", "seed", "k",
-	"tall-lambda", "consensus-base", "ties-scope", "ties-aggregate", "lines-alpha", "lines-beta", "layer-pattern", "filter-wise"}
+func recipeFlags() []string {
+	names := []string{"base", "models", "method", "layer-pattern"}
+	for _, p := range merge.Params {
+		if p.Flag != "" {
+			names = append(names, p.Flag)
+		}
+	}
+	return names
+}
 
 func (a *app) mergeCmd() *cobra.Command {
-	f := &mergeFlags{}
+	f := &mergeFlags{values: map[string]*string{}, bools: map[string]*bool{}}
 	sf := &searchFlags{}
 	c := &cobra.Command{
 		Use:   "merge --base BASE --models FT1 FT2... --method METHOD -o OUT | merge --config FILE.yaml -o OUT",
-		Short: "Merge fine-tuned models (task arithmetic, TIES, DARE, Breadcrumbs, consensus, Model Stock, SLERP, LiNeS)",
+		Short: "Merge fine-tuned models (task arithmetic, TIES, DARE, Breadcrumbs, DELLA, consensus, Model Stock, SLERP, LiNeS, ...)",
 		Long: `merge combines fine-tuned models of one base into one model.
 
 With flags, methods follow their papers' reference code (see the merge
@@ -60,21 +65,31 @@ per-tensor trimming), dare_linear and dare_ties (need --density, seeded by
 --seed), breadcrumbs and breadcrumbs_ties (need --density, --gamma), consensus
 (TALL masks: --k, --tall-lambda, --consensus-base, --save-masks), linear
 (weighted average of the --models; the base only supplies the layout and the
-integer tensors), model_stock (--filter-wise) and slerp (--t; one model).
---lines-alpha/--lines-beta add LiNeS layer scaling to any task-vector method.
-The models may be fine-tuned checkpoints or stored task vectors.
+integer tensors), model_stock (--filter-wise) and slerp (--t; one model);
+della, della_linear, sce, nuslerp, karcher, multislerp and arcee_fusion as
+mergekit defines them with a base_model (karcher, like linear, averages the
+--models only; a configuration's base_model takes part in its mean, as in
+mergekit). --lines-alpha/--lines-beta add LiNeS layer scaling to
+any method (to its merged θ − θ₀). The models may be fine-tuned checkpoints
+or stored task vectors. A flag the method does not read is an error.
 
 With --config, a mergekit YAML configuration sets the recipe with mergekit's
-semantics: merge_method (any method above; consensus is an editkit extension),
-base_model, models with per-model weight, density and gamma, top-level
-parameters (weight, density, gamma, lambda, normalize, rescale, t,
-filter_wise; editkit's extensions ties_scope, seed, k, tall_lambda,
-consensus_base), dtype/out_dtype and tokenizer_source: base. Anything editkit
-cannot honour exactly (slices, modules, layer gradients, filtered
-parameters, ...) is an error naming it. The recipe flags conflict with
---config. Model paths in the file are used as given, relative to the current
-directory, as mergekit does.
+semantics: merge_method (any method above; consensus is an editkit
+extension), base_model, models with per-model parameters or slices with
+layer_range (passthrough stacks layers: config.json's layer count follows),
+parameters as numbers, gradients over the layers ([0, 0.5, 1]) and
+{filter, value} conditions on tensor names, dtype (the arithmetic's
+precision) and out_dtype, tokenizer_source (base, union or a model) or
+tokenizer, and chat_template. int8_mask is accepted: it only changes how
+mergekit stores its masks, never the result. What mergekit ignores (unknown
+keys, parameters the method does not read) is reported as a warning; what
+editkit cannot do (modules, multi-stage files) is an error, and every
+problem of a file is reported at once with its line. The recipe flags
+conflict with --config. Model paths in the file are used as given, relative
+to the current directory, as mergekit does.
 
+Parameters (--flag, or the YAML key in parentheses):
+` + paramHelp() + `
 The output gets the recipe as ` + mergeSideFile + ` and provenance metadata
 (editkit.method, editkit.params, editkit.inputs).`,
 		Args: func(_ *cobra.Command, args []string) error {
@@ -94,27 +109,93 @@ The output gets the recipe as ` + mergeSideFile + ` and provenance metadata
 	fs.StringVar(&f.config, "config", "", "mergekit YAML configuration (instead of the recipe flags)")
 	fs.StringVar(&f.base, "base", "", "pre-trained checkpoint the models were fine-tuned from")
 	fs.StringSliceVar(&f.models, "models", nil, "fine-tuned checkpoints or task vectors: --models FT1 FT2 ...")
-	fs.StringVar(&f.method, "method", "", "merge method: "+methodNames())
-	fs.StringVar(&f.weights, "weights", "", "per-model weights w1,w2,... (default all 1)")
-	fs.StringVar(&f.density, "density", "", "fraction of entries kept (TIES, DARE, Breadcrumbs): one value or one per model")
-	fs.Float64Var(&f.lambda, "lambda", 0, "scaling coefficient of the merged task vector")
-	fs.Float64Var(&f.gamma, "gamma", 0, "Breadcrumbs: fraction of largest entries dropped (default 0.01)")
-	fs.Float64Var(&f.t, "t", 0, "SLERP interpolation factor: 0 gives the base, 1 the other model")
-	fs.Uint64Var(&f.seed, "seed", 0, "seed of DARE's random drops")
-	fs.IntVar(&f.k, "k", 0, "consensus: number of TALL masks that must keep an entry (default 2)")
-	fs.StringVar(&f.tallLambda, "tall-lambda", "", "consensus: TALL-mask λ, one value or one per model (default 0.4)")
-	fs.StringVar(&f.consensusBase, "consensus-base", "", "consensus: multi-task vector to mask, ta (Σ τ) or ties (default ta)")
-	fs.StringVar(&f.tiesScope, "ties-scope", "", "TIES trimming over the whole model (model, the paper's) or per tensor (tensor)")
-	fs.StringVar(&f.tiesAggregate, "ties-aggregate", "", "TIES disjoint merge: mean (default) or sum")
+	fs.StringVar(&f.method, "method", "", "merge method: "+merge.MethodNames())
+	for _, p := range merge.Params {
+		if p.Flag == "" {
+			continue
+		}
+		if p.Kind == merge.Bool {
+			f.bools[p.Name] = fs.Bool(p.Flag, false, flagHelp(p))
+			continue
+		}
+		f.values[p.Name] = fs.String(p.Flag, "", flagHelp(p))
+	}
 	fs.StringVar(&f.saveMasks, "save-masks", "", "consensus: where to save the TALL and consensus masks, bit-packed (a .safetensors file, or a folder)")
-	fs.Float64Var(&f.linesAlpha, "lines-alpha", 0, "LiNeS: scale of the first block (α)")
-	fs.Float64Var(&f.linesBeta, "lines-beta", 0, "LiNeS: added scale at the last block (β)")
 	fs.StringVar(&f.layerPattern, "layer-pattern", "", "LiNeS: regular expression with a capture group around the block index, overriding layout detection")
-	fs.BoolVar(&f.filterWise, "filter-wise", false, "model_stock: one interpolation ratio per output row instead of per tensor")
 	f.o.register(fs, "dtype of the output's float tensors (default: the base's)")
 	a.addNonfinite(c)
 	sf.register(fs)
+	markPaths(fs, pathInput, "config", "base", "models")
+	markPaths(fs, pathOutput, "save-masks")
+	markPaths(fs, pathRoot, "data")
+	a.derive(c, func(cmd *cobra.Command) ([]string, []checkpoint.Output, error) {
+		if !sf.requested(cmd) || f.o.out == "" {
+			return nil, nil, nil
+		}
+		var ins []string
+		for _, s := range sf.entries {
+			if e, err := parseSearchEntry(s); err == nil {
+				ins = append(ins, e.head, e.dataset)
+				if dir := resolveDataset(e.dataset, []string{sf.data}); dir != "" {
+					ins = append(ins, dir)
+				}
+			}
+		}
+		var outs []checkpoint.Output
+		for _, p := range eval.RecordPaths(f.o.out) {
+			outs = append(outs, checkpoint.Output{Flag: "the search record", Path: p})
+		}
+		return ins, outs, nil
+	})
 	return c
+}
+
+// flagHelp is a parameter's --help line, from the table.
+func flagHelp(p *merge.Param) string {
+	var b strings.Builder
+	b.WriteString(p.Doc)
+	if r := p.Range(); r != "" {
+		b.WriteString(", in " + r)
+	}
+	if len(p.Choices) > 0 {
+		b.WriteString(": " + strings.Join(p.Choices, " or "))
+	}
+	if p.Kind == merge.Floats {
+		b.WriteString("; one value, or one per model (comma-separated)")
+	}
+	methods := p.MethodsUsing(merge.Paper)
+	if len(methods) > 0 {
+		names := make([]string, len(methods))
+		for i, m := range methods {
+			names[i] = string(m)
+		}
+		b.WriteString(" [" + strings.Join(names, ", ") + "]")
+	}
+	if p.Name != "lines_alpha" && p.Name != "lines_beta" {
+		b.WriteString(" (default: " + p.DefaultText(merge.Paper) + ")")
+	}
+	return b.String()
+}
+
+// paramHelp lists the parameters of a mergekit configuration, from the
+// table.
+func paramHelp() string {
+	var b strings.Builder
+	for _, p := range merge.Params {
+		if !p.YAML {
+			continue
+		}
+		name := p.Name
+		if p.Flag != "" {
+			name = "--" + p.Flag + " (" + p.Name + ")"
+		}
+		fmt.Fprintf(&b, "  %s: %s", name, p.Doc)
+		if p.Kind == merge.Floats {
+			b.WriteString("; per model")
+		}
+		fmt.Fprintf(&b, "; mergekit default %s\n", p.DefaultText(merge.Mergekit))
+	}
+	return b.String()
 }
 
 // mergeJob is a merge ready to run: everything checked that can be checked
@@ -126,6 +207,7 @@ type mergeJob struct {
 	wo      tasks.WriteOptions
 	recipe  []byte // the side file
 	dtype   string
+	plan    *merge.YAMLPlan
 	fromCfg bool
 }
 
@@ -135,27 +217,76 @@ func (a *app) runMerge(cmd *cobra.Command, f *mergeFlags) error {
 	if err != nil {
 		return err
 	}
-	s, err := a.openSet(job.base, job.models)
+	if job.plan != nil && !a.quiet {
+		for _, w := range job.plan.Warnings {
+			fmt.Fprintf(a.stderr, "editkit: warning: %s\n", w)
+		}
+	}
+	var s *tasks.Set
+	var inputs []inputRecord
+	if job.plan != nil {
+		prep, err := job.plan.Open(f.o.out)
+		if err != nil {
+			return err
+		}
+		defer prep.Close()
+		s = prep.Set
+		s.AllowNonfinite = a.allowNonfinite
+		job.cfg = &prep.Config
+		for name, data := range prep.SideFiles {
+			job.wo.SideFiles[name] = data
+		}
+		job.wo.Inputs = prep.Inputs
+		if job.wo.DType == 0 {
+			job.wo.DType = prep.OutDType
+		}
+		for i, p := range prep.Inputs {
+			inputs = append(inputs, inputRecord{Path: p, Bytes: prep.InputSizes[i]})
+		}
+	} else {
+		if s, err = a.openSet(job.base, job.models); err != nil {
+			return err
+		}
+		defer s.Close()
+		inputs = setInputs(s)
+	}
+	if err := checkpoint.CheckOutput(f.o.out, append(job.wo.Inputs, s.Inputs()...), f.o.force); err != nil {
+		return err
+	}
+	if err := job.provenance(inputs); err != nil {
+		return err
+	}
+	linMeta, err := a.linearizedMeta("merge", job.base, job.models)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	if err := checkpoint.CheckOutput(f.o.out, s.Inputs(), f.o.force); err != nil {
-		return err
-	}
-	if err := job.provenance(s); err != nil {
-		return err
-	}
+	job.wo.Metadata = withMetadata(job.wo.Metadata, linMeta)
 	p := a.newProgress("merging (" + string(job.cfg.Method) + ")")
 	res, err := merge.Run(s, job.cfg, f.o.out, job.wo, tasks.StreamOptions{Progress: p.callback()})
 	p.done()
 	if err != nil {
-		return err
+		return flagError(err, job.fromCfg)
+	}
+	var read int64
+	for _, in := range inputs {
+		read += in.Bytes
 	}
 	return a.finish(writeSummary{
 		Command: "merge", Output: f.o.out, Method: string(res.Method), Params: res.Params,
-		Passes: res.Passes, InputBytes: inputBytes(s),
+		Passes: res.Passes, InputBytes: read, Saturated: f.o.saturatedCount(),
 	}, start)
+}
+
+// flagError words a merge.ParamError in command-line terms (--density ...).
+func flagError(err error, fromConfig bool) error {
+	var pe *merge.ParamError
+	if fromConfig || !errors.As(err, &pe) {
+		return err
+	}
+	if p := merge.ParamByName(pe.Param); p != nil && p.Flag != "" {
+		return errors.New(pe.Message("--" + p.Flag))
+	}
+	return err
 }
 
 // prepareMerge turns the flags (or the YAML file) into a validated recipe,
@@ -180,19 +311,26 @@ func prepareMerge(cmd *cobra.Command, f *mergeFlags) (*mergeJob, error) {
 			return nil, fmt.Errorf("%s: %w", f.config, err)
 		}
 	}
+	wo.SideFiles = map[string][]byte{}
 	job.wo = wo
+	if job.plan != nil {
+		return job, nil // checked when parsed; resolved per tensor when opened
+	}
 	job.cfg.MasksOut = f.saveMasks
-	if err := job.cfg.Validate(len(job.models)); err != nil {
-		return nil, err
+	if _, err := job.cfg.Resolve(len(job.models)); err != nil {
+		return nil, flagError(err, false)
 	}
 	return job, nil
 }
 
 func (job *mergeJob) fromConfig(cmd *cobra.Command, f *mergeFlags) error {
-	for _, name := range recipeFlags {
+	for _, name := range recipeFlags() {
 		if cmd.Flags().Changed(name) {
 			return fmt.Errorf("--%s conflicts with --config %s: the configuration file sets the recipe; edit it instead", name, f.config)
 		}
+	}
+	if f.saveMasks != "" {
+		return fmt.Errorf("--save-masks works with the recipe flags, not --config %s", f.config)
 	}
 	data, err := os.ReadFile(f.config)
 	if err != nil {
@@ -202,24 +340,32 @@ func (job *mergeJob) fromConfig(cmd *cobra.Command, f *mergeFlags) error {
 	if err != nil {
 		return err
 	}
-	if plan.DType != "" {
+	if plan.OutDType != "" {
 		if cmd.Flags().Changed("dtype") {
-			return fmt.Errorf("--dtype conflicts with --config %s, which sets the output dtype (%s)", f.config, plan.DType)
+			return fmt.Errorf("--dtype conflicts with --config %s, which sets the output dtype (%s)", f.config, plan.OutDType)
 		}
-		job.dtype = plan.DType
+		job.dtype = plan.OutDType
 	}
 	cfg := plan.Config
-	job.cfg, job.base, job.models, job.recipe, job.fromCfg = &cfg, plan.Base, plan.Models, plan.Raw, true
+	job.cfg, job.base, job.recipe, job.fromCfg, job.plan = &cfg, plan.Base, plan.Raw, true, plan
+	for i := range plan.Slices {
+		for _, m := range plan.Members(i) {
+			job.models = append(job.models, m.Model)
+		}
+	}
 	return nil
 }
 
 func (job *mergeJob) fromFlags(cmd *cobra.Command, f *mergeFlags) error {
 	if f.method == "" {
-		return fmt.Errorf("no --method given (one of %s), or pass --config FILE.yaml", methodNames())
+		return fmt.Errorf("no --method given (one of %s), or pass --config FILE.yaml", merge.MethodNames())
 	}
 	m, err := merge.ParseMethod(f.method)
 	if err != nil {
 		return fmt.Errorf("--method: %w", err)
+	}
+	if !m.CLI() {
+		return fmt.Errorf("--method %s stacks layer ranges of models: give it in a configuration with slices: (--config FILE.yaml)", m)
 	}
 	if f.base == "" {
 		return errors.New("no --base given: pass the pre-trained checkpoint the models were fine-tuned from")
@@ -229,47 +375,24 @@ func (job *mergeJob) fromFlags(cmd *cobra.Command, f *mergeFlags) error {
 	}
 	cfg := &merge.Config{Method: m, Semantics: merge.Paper}
 	changed := cmd.Flags().Changed
-	if changed("weights") {
-		if cfg.Weights, err = parseFloats("weights", f.weights); err != nil {
-			return err
+	for _, p := range merge.Params {
+		if p.Flag == "" || !changed(p.Flag) {
+			continue
 		}
-	}
-	if changed("density") {
-		if cfg.Density, err = parseFloats("density", f.density); err != nil {
-			return err
+		var v any
+		if p.Kind == merge.Bool {
+			v = *f.bools[p.Name]
+		} else if v, err = p.ParseFlag(*f.values[p.Name]); err != nil {
+			return flagError(err, false)
 		}
-	}
-	if changed("tall-lambda") {
-		if cfg.TallLambda, err = parseFloats("tall-lambda", f.tallLambda); err != nil {
-			return err
+		if err := m.Applies(p.Name, merge.Paper); err != nil {
+			err.Value = v
+			return errors.New(err.Message("--" + p.Flag))
 		}
+		p.Set(cfg, v)
 	}
-	if changed("lambda") {
-		cfg.Lambda = &f.lambda
-	}
-	if changed("gamma") {
-		cfg.Gamma = &f.gamma
-	}
-	if changed("t") {
-		cfg.T = &f.t
-	}
-	if changed("k") {
-		if f.k <= 0 {
-			return fmt.Errorf("--k %d: give the number of masks (≥ 1) that must keep an entry", f.k)
-		}
-		cfg.K = f.k
-	}
-	cfg.Seed = f.seed
-	cfg.ConsensusBase, cfg.TIESScope, cfg.TIESAggregate = f.consensusBase, f.tiesScope, f.tiesAggregate
-	cfg.FilterWise = f.filterWise
-	if changed("lines-alpha") || changed("lines-beta") {
-		cfg.Lines = &merge.Lines{LayerPattern: f.layerPattern}
-		if changed("lines-alpha") {
-			cfg.Lines.Alpha = &f.linesAlpha
-		}
-		if changed("lines-beta") {
-			cfg.Lines.Beta = &f.linesBeta
-		}
+	if cfg.Lines != nil {
+		cfg.Lines.LayerPattern = f.layerPattern
 	} else if changed("layer-pattern") {
 		return errors.New("--layer-pattern applies to LiNeS: give --lines-alpha and/or --lines-beta")
 	}
@@ -283,17 +406,22 @@ type inputRecord struct {
 	Bytes int64  `json:"bytes"`
 }
 
-// provenance fills the output's metadata and side file. Everything in them
-// is derived from the command line and the inputs' sizes, never from the
-// clock or the working directory, so two runs write identical files.
-func (job *mergeJob) provenance(s *tasks.Set) error {
-	params, err := json.Marshal(job.cfg.Params())
-	if err != nil {
-		return fmt.Errorf("recording merge parameters: %w", err)
-	}
+// setInputs records a set's base and members.
+func setInputs(s *tasks.Set) []inputRecord {
 	inputs := []inputRecord{{Path: s.Base.Path, Bytes: s.Base.Size()}}
 	for _, m := range s.Members {
 		inputs = append(inputs, inputRecord{Path: m.Path, Bytes: m.Size()})
+	}
+	return inputs
+}
+
+// provenance fills the output's metadata and side file. Everything in them
+// is derived from the command line and the inputs' sizes, never from the
+// clock or the working directory, so two runs write identical files.
+func (job *mergeJob) provenance(inputs []inputRecord) error {
+	params, err := json.Marshal(job.cfg.Params())
+	if err != nil {
+		return fmt.Errorf("recording merge parameters: %w", err)
 	}
 	ins, err := json.Marshal(inputs)
 	if err != nil {
@@ -309,7 +437,10 @@ func (job *mergeJob) provenance(s *tasks.Set) error {
 			return err
 		}
 	}
-	job.wo.SideFiles = map[string][]byte{mergeSideFile: job.recipe}
+	if job.wo.SideFiles == nil {
+		job.wo.SideFiles = map[string][]byte{}
+	}
+	job.wo.SideFiles[mergeSideFile] = job.recipe
 	return nil
 }
 
@@ -342,12 +473,4 @@ func (job *mergeJob) recipeYAML() ([]byte, error) {
 		return nil, fmt.Errorf("recording the merge recipe: %w", err)
 	}
 	return b.Bytes(), nil
-}
-
-func methodNames() string {
-	names := make([]string, len(merge.Methods))
-	for i, m := range merge.Methods {
-		names[i] = string(m)
-	}
-	return strings.Join(names, ", ")
 }

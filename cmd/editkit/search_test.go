@@ -100,9 +100,9 @@ func (f *srFixture) srHead(t *testing.T, name string, weight [][]float32, bias [
 	return p
 }
 
-func readRecord(t *testing.T, js string) *searchRecord {
+func readRecord(t *testing.T, js string) *eval.Record {
 	t.Helper()
-	var rec searchRecord
+	var rec eval.Record
 	if err := json.Unmarshal([]byte(js), &rec); err != nil {
 		t.Fatalf("search --json: %v\n%s", err, js)
 	}
@@ -248,6 +248,15 @@ func TestMergeSearchKnownPeak(t *testing.T) {
 					}
 				}
 			}
+			// Intervals: each point's accuracy, and its paired difference
+			// with the chosen point (here λ = 0's against λ = 0.5's).
+			p0, best := rec.Search.Points[0], rec.Search.Points[rec.Search.Best]
+			if iv := best.Interval["a"]; iv.Value != expect[0.5]["a"] || !(iv.Lo <= iv.Value && iv.Value <= iv.Hi) || best.VsChosen != nil {
+				t.Errorf("chosen point's interval %+v, vs itself %+v", iv, best.VsChosen)
+			}
+			if d := p0.VsChosen[eval.Average]; math.Abs(d.Value-((expect[0]["a"]+expect[0]["b"])-(expect[0.5]["a"]+expect[0.5]["b"]))/2) > 1e-12 {
+				t.Errorf("λ = 0 − chosen: %+v", d)
+			}
 			if rec.Written["a"] != expect[0.5]["a"] || rec.Written["b"] != expect[0.5]["b"] {
 				t.Errorf("written checkpoint's accuracy %v, want %v", rec.Written, expect[0.5])
 			}
@@ -258,12 +267,12 @@ func TestMergeSearchKnownPeak(t *testing.T) {
 			if got[0] != 0.5 || got[1] != 0.5 || got[2] != 0 {
 				t.Errorf("written layernorm.bias starts %v, want 0.5(e₀+e₁)", got[:3])
 			}
-			for _, p := range searchRecordPaths(out) {
+			for _, p := range eval.RecordPaths(out) {
 				if st, err := os.Stat(p); err != nil || st.Size() == 0 {
 					t.Errorf("record file %s: %v", p, err)
 				}
 			}
-			if md, _ := os.ReadFile(searchRecordPaths(out)[1]); !strings.Contains(string(md), "| **λ = 0.5 (chosen)** | 40.0 (80.0) | 60.0 (75.0) | 50.0 (77.5) | score=0.775 |") {
+			if md, _ := os.ReadFile(eval.RecordPaths(out)[1]); !strings.Contains(string(md), "| **λ = 0.5 (chosen)** | 40.0 (80.0) | 60.0 (75.0) | 50.0 (77.5) | score=0.775 |") {
 				t.Errorf("markdown record:\n%s", md)
 			}
 			// What the search wrote is what a plain merge at λ = 0.5 writes.
@@ -579,4 +588,49 @@ func srEncode(t *testing.T, m *vit.Model, ds *datasets.Dataset) ([]float32, []in
 		t.Fatalf("images are not %d×%d RGB", size, size)
 	}
 	return evFeatures(t, m, pix, ds.Len()), ds.Labels()
+}
+
+// TestMergeSearchTall: --search-tall on knownPeakFamily. Each task's TALL
+// mask keeps its own LayerNorm-bias entry (|τ_t| = 1 > λ·0) and drops the
+// other's (0 > λ·1 fails), so θ₀ + m_t ⊙ τ_MTL has feature e_t whatever λ
+// (the noise elsewhere is hidden by the zero gain): task a's head predicts
+// class 2 and task b's class 1 at every λ, the accuracies are the label
+// shares, and every task keeps the grid's first λ, 0.2.
+func TestMergeSearchTall(t *testing.T) {
+	f := newSRFixture(t)
+	knownPeakFamily(t, f, 1)
+	f.srDataset(t, "a", 200, 3, peakLabelsA, 1)
+	f.srDataset(t, "b", 200, 2, peakLabelsB, 2)
+	headA := f.srHead(t, "a", [][]float32{{0}, {1}, {2}}, []float32{0, -0.325, -0.95})
+	headB := f.srHead(t, "b", [][]float32{{0}, {0, 1}}, []float32{0, -0.475})
+	args := []string{"merge", "--base", f.path("base"), "--models", f.path("fta"), f.path("ftb"), "--method", "consensus",
+		"--search", "a=" + headA + ":0.5", "--search", "b=" + headB + ":0.8", "--search-tall", "--data", f.data, "--json", "-q"}
+	js, errOut, code := evRun(t, append(args, "-o", f.path("cons"))...)
+	if code != 0 {
+		t.Fatalf("merge --search-tall: %s", errOut)
+	}
+	rec := readRecord(t, js)
+	if rec.Tall == nil || len(rec.Tall.Grid) != 5 || rec.Tall.Lambdas[0] != 0.2 || rec.Tall.Lambdas[1] != 0.2 {
+		t.Fatalf("TALL search %+v", rec.Tall)
+	}
+	for k := range rec.Tall.Grid {
+		if rec.Tall.Accuracy["a"][k] != share(peakLabelsA, 2) || rec.Tall.Accuracy["b"][k] != share(peakLabelsB, 1) {
+			t.Errorf("λ %v: accuracies a %v b %v, want %v %v", rec.Tall.Grid[k], rec.Tall.Accuracy["a"][k], rec.Tall.Accuracy["b"][k], share(peakLabelsA, 2), share(peakLabelsB, 1))
+		}
+	}
+	if tl, _ := rec.MergeParams["tall_lambda"].([]any); len(tl) != 2 || tl[0] != 0.2 || tl[1] != 0.2 {
+		t.Errorf("written tall_lambda %v", rec.MergeParams["tall_lambda"])
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tall-lambda", "0.3"}, "drop --tall-lambda"},
+		{[]string{"--method", "ties"}, "not a parameter of ties"},
+	} {
+		_, errOut, code := evRun(t, append(append(append([]string{}, args...), "-o", f.path("bad")), tc.args...)...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: code %d, %q, want %q", tc.args, code, errOut, tc.want)
+		}
+	}
 }

@@ -75,8 +75,9 @@ operands may be stored task vectors or fine-tuned checkpoints.`,
 	c.Flags().StringVar(&base, "base", "", "the pre-trained checkpoint (required)")
 	c.Flags().BoolVar(&blocks, "blocks", false, "group tensors by residual block")
 	c.Flags().StringVar(&pattern, "layer-pattern", "", "regular expression with a capture group around the block index, overriding layout detection (with --blocks)")
+	markPaths(c.Flags(), pathInput, "base")
 	a.addNonfinite(c)
-	return c
+	return argsAreInputs(c)
 }
 
 func blockRows(s *tasks.Set, stats []tasks.TensorStats, pattern string) ([]normRow, string, error) {
@@ -196,8 +197,9 @@ func (a *app) cosineCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&base, "base", "", "the pre-trained checkpoint (required)")
+	markPaths(c.Flags(), pathInput, "base")
 	a.addNonfinite(c)
-	return c
+	return argsAreInputs(c)
 }
 
 // stats opens the set and runs the statistics pass.

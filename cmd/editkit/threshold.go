@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -29,8 +30,13 @@ func (f *thresholdFlag) Set(s string) error {
 		return nil
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || v < 0 || v > 1 {
-		return fmt.Errorf("%q: give a mask overlap in [0, 1] (the reference's 0.4) or auto", s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("--threshold %s: give a mask overlap in [0, 1] (the reference's 0.4) or auto", s)
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return fmt.Errorf("--threshold %s: give a finite number in [0, 1] (the reference's 0.4) or auto", s)
+	case v < 0 || v > 1:
+		return fmt.Errorf("--threshold %s: it must be in [0, 1] (the reference's 0.4), or auto", s)
 	}
 	f.tau, f.auto = v, false
 	return nil

@@ -33,13 +33,14 @@ result is a checkpoint marked as a task vector, recording its base.`,
 			if err != nil {
 				return err
 			}
-			return a.writeSet("taskvector", base, []string{ft}, o, wo, nil, "building task vector", func(s *tasks.Set, so tasks.StreamOptions) error {
+			return a.writeSet("taskvector", base, []string{ft}, o, wo, nil, "building task vector", func(s *tasks.Set, wo tasks.WriteOptions, so tasks.StreamOptions) error {
 				return tasks.Build(s, o.out, wo, so)
 			})
 		},
 	}
 	c.Flags().StringVar(&base, "base", "", "pre-trained checkpoint (required)")
 	c.Flags().StringVar(&ft, "finetuned", "", "fine-tuned checkpoint (required)")
+	markPaths(c.Flags(), pathInput, "base", "finetuned")
 	o.register(c.Flags(), taskVectorDType)
 	a.addNonfinite(c)
 	return c
@@ -77,7 +78,7 @@ bool tensors, config and tokenizer files come from the base.`,
 			if err != nil {
 				return err
 			}
-			return a.writeSet("apply", base, args, o, wo, map[string]any{"lambda": l}, "applying", func(s *tasks.Set, so tasks.StreamOptions) error {
+			return a.writeSet("apply", base, args, o, wo, map[string]any{"lambda": l}, "applying", func(s *tasks.Set, wo tasks.WriteOptions, so tasks.StreamOptions) error {
 				return tasks.Apply(s, toFloat32(l), o.out, wo, so)
 			})
 		},
@@ -85,8 +86,9 @@ bool tensors, config and tokenizer files come from the base.`,
 	c.Flags().StringVar(&base, "base", "", "pre-trained checkpoint the task vectors are added to (required)")
 	c.Flags().StringVar(&lambda, "lambda", "", "scaling coefficient: one for all task vectors, or a comma-separated list with one per vector; negative negates")
 	o.register(c.Flags(), "dtype of the output's float tensors (default: the base's)")
+	markPaths(c.Flags(), pathInput, "base")
 	a.addNonfinite(c)
-	return c
+	return argsAreInputs(c)
 }
 
 // tvCmd groups the task-vector algebra commands.
@@ -134,7 +136,7 @@ the fly.`,
 				return err
 			}
 			coeffs := op.coeffs(len(args), by)
-			return a.writeSet("tv "+cmd.Name(), base, args, o, wo, map[string]any{"coefficients": coeffs}, cmd.Name(), func(s *tasks.Set, so tasks.StreamOptions) error {
+			return a.writeSet("tv "+cmd.Name(), base, args, o, wo, map[string]any{"coefficients": coeffs}, cmd.Name(), func(s *tasks.Set, wo tasks.WriteOptions, so tasks.StreamOptions) error {
 				return tasks.WriteCombination(s, coeffs, o.out, wo, so)
 			})
 		}
@@ -143,15 +145,20 @@ the fly.`,
 			sub.Flags().Float64Var(&by, "by", 0, "scaling factor (required)")
 		}
 		o.register(sub.Flags(), taskVectorDType)
+		markPaths(sub.Flags(), pathInput, "base")
+		if op.needsBy {
+			markRange(sub.Flags(), "by", "(-inf, inf)")
+		}
 		a.addNonfinite(sub)
-		c.AddCommand(sub)
+		c.AddCommand(argsAreInputs(sub))
 	}
 	return c
 }
 
 // writeSet opens the set, checks the output early, runs write with progress
-// and reports the result.
-func (a *app) writeSet(command, base string, members []string, o outFlags, wo tasks.WriteOptions, params map[string]any, desc string, write func(*tasks.Set, tasks.StreamOptions) error) error {
+// and reports the result. The output of linearized fine-tunes (or of their
+// task vectors) is marked linearized around base, as merge's is.
+func (a *app) writeSet(command, base string, members []string, o outFlags, wo tasks.WriteOptions, params map[string]any, desc string, write func(*tasks.Set, tasks.WriteOptions, tasks.StreamOptions) error) error {
 	start := time.Now()
 	s, err := a.openSet(base, members)
 	if err != nil {
@@ -161,13 +168,18 @@ func (a *app) writeSet(command, base string, members []string, o outFlags, wo ta
 	if err := checkpoint.CheckOutput(o.out, s.Inputs(), o.force); err != nil {
 		return err
 	}
+	linMeta, err := a.linearizedMeta(command, base, members)
+	if err != nil {
+		return err
+	}
+	wo.Metadata = withMetadata(wo.Metadata, linMeta)
 	p := a.newProgress(desc)
-	err = write(s, tasks.StreamOptions{Progress: p.callback()})
+	err = write(s, wo, tasks.StreamOptions{Progress: p.callback()})
 	p.done()
 	if err != nil {
 		return err
 	}
-	return a.finish(writeSummary{Command: command, Output: o.out, Params: params, InputBytes: inputBytes(s)}, start)
+	return a.finish(writeSummary{Command: command, Output: o.out, Params: params, InputBytes: inputBytes(s), Saturated: o.saturatedCount()}, start)
 }
 
 func repeat(v float32, n int) []float32 {

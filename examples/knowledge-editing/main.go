@@ -68,10 +68,10 @@ func quickSettings() settings {
 }
 
 func fullSettings() settings {
-	return settings{People: 2000, Bios: 40, Seed: 1, Vocab: 2048,
-		Hidden: 64, Intermediate: 768, Layers: 4, Heads: 4,
-		Batch: 64, Epochs: 1, Warmup: 100, LR: 3e-3, WeightDecay: 0.1, RecallPeople: 300,
-		EditLayer: 2, Singles: 100, Counts: []int{10, 100, 300, 1000}, BackgroundPeople: 100, Locality: 2, Calibration: 20}
+	return settings{People: 1000, Bios: 70, Seed: 1, Vocab: 2048,
+		Hidden: 64, Intermediate: 768, Layers: 3, Heads: 4,
+		Batch: 16, Epochs: 1, Warmup: 100, LR: 1e-2, WeightDecay: 0.01, RecallPeople: 300,
+		EditLayer: 1, Singles: 50, Counts: []int{10, 100, 300}, BackgroundPeople: 100, Locality: 2, Calibration: 20}
 }
 
 type options struct {

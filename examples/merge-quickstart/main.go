@@ -166,7 +166,8 @@ func defaultMerges() []mergeSpec {
 			return &merge.Config{Method: merge.DARETIES, Density: []float64{0.5}, Seed: 0}
 		}},
 		{"consensus", "--method consensus --lambda 1 --k 2", func() *merge.Config {
-			return &merge.Config{Method: merge.Consensus, Lambda: f64(1), K: 2}
+			k := 2
+			return &merge.Config{Method: merge.Consensus, Lambda: f64(1), K: &k}
 		}},
 		{"model_stock", "--method model_stock", func() *merge.Config {
 			return &merge.Config{Method: merge.ModelStock}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 
 	"github.com/editkit/editkit/merge"
@@ -35,6 +36,10 @@ type MergeReport struct {
 	Models     int
 	Cold       bool
 	Phases     []Phase
+	// LoadAvg is the 1-minute load average before and after the run, on
+	// CPUs CPUs.
+	LoadAvg [2]float64
+	CPUs    int
 }
 
 // RSSBound is the memory target: 64 MiB + (N+2) × the largest tensor.
@@ -53,7 +58,9 @@ func measureMaybeCold(cold bool, name string, inputBytes int64, fn func() error)
 // a raw read of them, task arithmetic and TIES with a whole-model threshold.
 func RunMerge(o MergeOptions) (*MergeReport, error) {
 	f := FamilyForBytes(o.Size)
-	rep := &MergeReport{Family: f, Tensors: len(f.Specs()), Models: o.Models}
+	rep := &MergeReport{Family: f, Tensors: len(f.Specs()), Models: o.Models, CPUs: runtime.NumCPU()}
+	rep.LoadAvg[0] = loadAverage()
+	defer func() { rep.LoadAvg[1] = loadAverage() }()
 	for _, s := range f.Specs() {
 		rep.Largest = max(rep.Largest, s.Bytes())
 	}

@@ -316,8 +316,16 @@ func (e *Encoder) Classifier(w models.Weights, head *heads.Head) (eval.Classifie
 	if err := w.Check(e.Specs); err != nil {
 		return nil, err
 	}
-	if head.Dim != e.Dim {
-		return nil, fmt.Errorf("the head takes %d-d features but the encoder gives %d-d ones", head.Dim, e.Dim)
+	return ClassifierOf(func(px *tensors.Tensor) ([]float32, error) { return e.Encode(w, px) }, e.Dim, head)
+}
+
+// ClassifierOf returns an eval.Classifier that computes the features
+// [batch, dim] of a batch's pixels with encode (e.g. Encode with some
+// weights, or a linearized encoder's) and classifies them with the head on
+// the host.
+func ClassifierOf(encode func(pixels *tensors.Tensor) ([]float32, error), dim int, head *heads.Head) (eval.Classifier, error) {
+	if head.Dim != dim {
+		return nil, fmt.Errorf("the head takes %d-d features but the encoder gives %d-d ones", head.Dim, dim)
 	}
 	return func(b *datasets.Batch) ([]float32, error) {
 		px, err := models.Pixels(b.Images, b.Size, b.Height, b.Width)
@@ -325,7 +333,7 @@ func (e *Encoder) Classifier(w models.Weights, head *heads.Head) (eval.Classifie
 			return nil, err
 		}
 		defer px.FinalizeAll()
-		feats, err := e.Encode(w, px)
+		feats, err := encode(px)
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/models/tokenizers"
@@ -364,6 +365,10 @@ type Llama2CConvertOptions struct {
 	Force bool
 	// AllowNonfinite lets NaN and ±Inf weights through.
 	AllowNonfinite bool
+	// Saturate and Saturated are checkpoint.WriteOptions': values beyond
+	// the range of DType are saturated (and counted) instead of failing.
+	Saturate  bool
+	Saturated *atomic.Int64
 	// Progress, when set, is called with the bytes read so far and the total.
 	Progress func(done, total int64)
 }
@@ -423,6 +428,7 @@ func ConvertLlama2C(model, out string, opts Llama2CConvertOptions) (*Llama2CConv
 	}
 	w, err := checkpoint.Create(out, specs, checkpoint.WriteOptions{
 		ShardSize: opts.ShardSize, Force: opts.Force, Inputs: inputs,
+		AllowNonfinite: opts.AllowNonfinite, Saturate: opts.Saturate, Saturated: opts.Saturated,
 		Metadata: map[string]string{"editkit.converted_from": "llama2.c", "editkit.source": filepath.Base(model)},
 	})
 	if err != nil {

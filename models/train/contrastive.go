@@ -85,6 +85,9 @@ func Contrastive(m *clip.Model, tasks []Task, tok TokenizeFunc, o Options) (*Res
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	if o.Linearized {
+		return nil, errors.New("train: linearized training is for fine-tuning (Finetune), not contrastive training")
+	}
 	c := m.Config
 	if c.Vision == nil || c.Text == nil {
 		return nil, errors.New("train: contrastive training needs a CLIP model with both towers")

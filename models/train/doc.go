@@ -31,6 +31,20 @@
 // dtypes and order; untouched tensors byte-identical; config files copied),
 // so `editkit taskvector --base IN --finetuned OUT` works directly.
 //
+// # Linearized fine-tuning
+//
+// With Options.Linearized, Finetune trains θ of the encoder's linearization
+// around its own weights θ₀, f_lin(x; θ) = f(x; θ₀) + J_θ f(x; θ₀)(θ − θ₀)
+// (package linearize; Ortiz-Jimenez et al., "Task Arithmetic in the
+// Tangent Space", gortizji/tangent_task_arithmetic src/finetune.py with
+// --finetuning-mode linear). The head stays non-linear and frozen, θ
+// starts at θ₀, and the recipe is the same: the reference trains its
+// LinearizedModel with the same loop, the same AdamW over the trainable
+// parameters (θ, not θ₀), so weight decay multiplies θ by 1 − lr·wd and
+// pulls it toward 0, not toward θ₀; Finetune does the same. θ₀ is an input
+// of the compiled step, not a trained tensor, and the result holds θ only
+// (the reference's checkpoints hold both).
+//
 // Not reproduced: the reference's train-time augmentation (open_clip's
 // RandomResizedCrop with scale (0.9, 1.0)); images go through the model's
 // evaluation preprocessing.

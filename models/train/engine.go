@@ -58,8 +58,12 @@ type engine struct {
 	step    *graph.Exec
 	grads   *graph.Exec
 	p, m, v []*tensors.Tensor
-	f       []*tensors.Tensor
-	t       int // steps taken
+	// frozen are graph inputs the loss reads but training does not change
+	// (θ₀ of a linearized model), passed before each batch's inputs;
+	// ownFrozen says whether the engine made them (and frees them).
+	frozen    []*tensors.Tensor
+	ownFrozen bool
+	t         int // steps taken
 }
 
 // stepOut is what a step reports.
@@ -103,6 +107,28 @@ func newEngine(params []param, w models.Weights, loss lossFn, opt adamW, dtype d
 	return e, nil
 }
 
+// freeze makes the tensors of specs, from w, inputs of every step's loss
+// ahead of the batch's: the loss finds them first in its inputs, in the
+// order of specs. They are shared with w when already in the training
+// dtype, else converted.
+func (e *engine) freeze(specs []checkpoint.TensorSpec, w models.Weights) error {
+	if err := w.Check(specs); err != nil {
+		return fmt.Errorf("train: frozen weights: %w", err)
+	}
+	e.ownFrozen = e.dtype != dtypes.Float32
+	for _, s := range specs {
+		t := w[s.Name]
+		if e.ownFrozen {
+			var err error
+			if t, err = convert(t, e.dtype); err != nil {
+				return err
+			}
+		}
+		e.frozen = append(e.frozen, t)
+	}
+	return nil
+}
+
 // convert returns a copy of t in dtype (float32 or float64).
 func convert(t *tensors.Tensor, dtype dtypes.DType) (*tensors.Tensor, error) {
 	dims := t.Shape().Dimensions
@@ -139,7 +165,7 @@ func (e *engine) bind(trained []*graph.Node) models.Params {
 
 // Step graph arguments: trained (n), m (n), v (n), then the scalars
 // decayMul = 1 − lr·wd, stepSize = lr/(1 − β1ᵗ), sqrtBC2 = √(1 − β2ᵗ),
-// then the batch inputs. Outputs: loss, gradient norm, accuracy, new
+// then the frozen tensors and the batch inputs (the loss's inputs). Outputs: loss, gradient norm, accuracy, new
 // trained (n), new m (n), new v (n).
 func (e *engine) buildStep(all []*graph.Node) []*graph.Node {
 	n := len(e.params)
@@ -209,7 +235,7 @@ func (e *engine) Step(lr float64, inputs ...any) (out stepOut, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t := float64(e.t + 1)
-	args := make([]any, 0, 3*len(e.p)+3+len(inputs))
+	args := make([]any, 0, 3*len(e.p)+3+len(e.frozen)+len(inputs))
 	for _, l := range [][]*tensors.Tensor{e.p, e.m, e.v} {
 		for _, x := range l {
 			args = append(args, x)
@@ -219,6 +245,9 @@ func (e *engine) Step(lr float64, inputs ...any) (out stepOut, err error) {
 		e.scalar(1-lr*e.opt.weightDecay),
 		e.scalar(lr/(1-math.Pow(e.opt.beta1, t))),
 		e.scalar(math.Sqrt(1-math.Pow(e.opt.beta2, t))))
+	for _, x := range e.frozen {
+		args = append(args, x)
+	}
 	args = append(args, inputs...)
 	res, err := execSafe(e.step, args)
 	if err != nil {
@@ -278,8 +307,11 @@ func (e *engine) Gradients(inputs ...any) (loss float64, grads map[string]*tenso
 			return 0, nil, err
 		}
 	}
-	args := make([]any, 0, len(e.p)+len(inputs))
+	args := make([]any, 0, len(e.p)+len(e.frozen)+len(inputs))
 	for _, x := range e.p {
+		args = append(args, x)
+	}
+	for _, x := range e.frozen {
 		args = append(args, x)
 	}
 	args = append(args, inputs...)
@@ -318,7 +350,12 @@ func (e *engine) Close() {
 			x.FinalizeAll()
 		}
 	}
-	e.p, e.m, e.v = nil, nil, nil
+	if e.ownFrozen {
+		for _, x := range e.frozen {
+			x.FinalizeAll()
+		}
+	}
+	e.p, e.m, e.v, e.frozen = nil, nil, nil, nil
 	if e.step != nil {
 		e.step.Finalize()
 	}

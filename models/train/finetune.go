@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
+	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
@@ -127,18 +129,45 @@ func finetune(enc *encoder.Encoder, head *heads.Head, ds *datasets.Dataset, o Op
 	for i, s := range enc.Specs {
 		params[i] = param{TensorSpec: s, decay: true}
 	}
-	dt := o.dtype
-	loss := func(p models.Params, in []*graph.Node) (*graph.Node, *graph.Node) {
-		logits := applyHead(head, enc.Forward(p, pixelsIn(in[0], dt)))
-		return crossEntropy(logits, in[1]), accuracy(logits, in[1])
+	loss := finetuneLoss(enc, head, o)
+	var frozen []checkpoint.TensorSpec
+	if o.Linearized {
+		frozen = enc.Specs
 	}
-	pre := enc.Preprocess
-	return run(params, enc.Weights, loss, ds, pre, o)
+	return run(params, enc.Weights, frozen, loss, ds, enc.Preprocess, o)
+}
+
+// finetuneLoss is the cross-entropy of the head on the encoder's features
+// of in[0] against the labels in[1], or with o.Linearized of the features
+// of f_lin around θ₀, which then come first in the inputs (in[:n], n the
+// encoder's tensors, in the order of its specs), pixels and labels after.
+func finetuneLoss(enc *encoder.Encoder, head *heads.Head, o Options) lossFn {
+	dt := o.dtype
+	if !o.Linearized {
+		return func(p models.Params, in []*graph.Node) (*graph.Node, *graph.Node) {
+			logits := applyHead(head, enc.Forward(p, pixelsIn(in[0], dt)))
+			return crossEntropy(logits, in[1]), accuracy(logits, in[1])
+		}
+	}
+	f := func(p models.Params, in []*graph.Node) []*graph.Node {
+		return []*graph.Node{enc.Forward(p, in[0])}
+	}
+	n := len(enc.Specs)
+	return func(p models.Params, in []*graph.Node) (*graph.Node, *graph.Node) {
+		base := make(models.Params, n)
+		for i, s := range enc.Specs {
+			base[s.Name] = in[i]
+		}
+		feats := linearize.Forward(f, p, base, []*graph.Node{pixelsIn(in[n], dt)})[0]
+		logits := applyHead(head, feats)
+		return crossEntropy(logits, in[n+1]), accuracy(logits, in[n+1])
+	}
 }
 
 // run trains params on a labelled dataset: the loop Finetune and
-// Supervised share.
-func run(params []param, w models.Weights, loss lossFn, ds *datasets.Dataset, pre datasets.Preprocess, o Options) (*Result, error) {
+// Supervised share. The tensors frozen names (from w) are inputs of every
+// step ahead of the batch (see engine.freeze).
+func run(params []param, w models.Weights, frozen []checkpoint.TensorSpec, loss lossFn, ds *datasets.Dataset, pre datasets.Preprocess, o Options) (*Result, error) {
 	if ds.Len() == 0 {
 		return nil, fmt.Errorf("train: dataset %s is empty", ds.Name())
 	}
@@ -147,6 +176,11 @@ func run(params []param, w models.Weights, loss lossFn, ds *datasets.Dataset, pr
 		return nil, err
 	}
 	defer eng.Close()
+	if len(frozen) > 0 {
+		if err := eng.freeze(frozen, w); err != nil {
+			return nil, err
+		}
+	}
 	total := o.totalSteps(ds.Len())
 	tr := newTracker(o, total)
 	ld := newLoader(ds, pre, o, total)
@@ -182,6 +216,9 @@ func Supervised(enc *encoder.Encoder, ds *datasets.Dataset, o Options) (*Result,
 	if err := o.validate(); err != nil {
 		return nil, nil, err
 	}
+	if o.Linearized {
+		return nil, nil, errors.New("train: linearized training is for fine-tuning (Finetune), not training from scratch")
+	}
 	c, d := ds.NumClasses(), enc.Dim
 	if c == 0 {
 		return nil, nil, fmt.Errorf("train: dataset %s has no classes", ds.Name())
@@ -204,7 +241,7 @@ func Supervised(enc *encoder.Encoder, ds *datasets.Dataset, o Options) (*Result,
 		logits := models.Linear(enc.Forward(p, pixelsIn(in[0], dt)), p.Linear("editkit.classifier"))
 		return crossEntropy(logits, in[1]), accuracy(logits, in[1])
 	}
-	res, err := run(params, w, loss, ds, enc.Preprocess, o)
+	res, err := run(params, w, nil, loss, ds, enc.Preprocess, o)
 	if err != nil {
 		return nil, nil, err
 	}

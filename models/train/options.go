@@ -49,6 +49,14 @@ type Options struct {
 	// task the loss can fall only by telling the task's classes apart.
 	// Default (false): the examples of all tasks are shuffled together.
 	PerTaskBatches bool
+	// Linearized (Finetune only) trains θ of the encoder's linearization
+	// around its own weights θ₀ (package linearize): the features are
+	// f(x; θ₀) + J_θ f(x; θ₀)(θ − θ₀), θ starts at θ₀, and everything else
+	// is as in non-linear fine-tuning, weight decay included, which pulls
+	// θ toward 0 as the reference's AdamW over the linearized model's
+	// trainable parameters does (gortizji/tangent_task_arithmetic
+	// src/finetune.py), not toward θ₀.
+	Linearized bool
 	// Workers preprocess images in parallel (0: GOMAXPROCS).
 	Workers int
 	// Progress, when set, is called after every step.

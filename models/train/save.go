@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/models"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -32,6 +34,10 @@ type WriteOptions struct {
 	// SideFiles are added to a folder output (name → content), before the
 	// input's own side files, which do not replace them.
 	SideFiles map[string][]byte
+	// Saturate and Saturated are checkpoint.WriteOptions': values beyond
+	// the range of DType are saturated (and counted) instead of failing.
+	Saturate  bool
+	Saturated *atomic.Int64
 }
 
 // WriteFinetuned writes a copy of the checkpoint in with the trained
@@ -81,14 +87,17 @@ func WriteFinetuned(in, out string, trained models.Weights, o WriteOptions) erro
 	}
 	meta := map[string]string{}
 	for k, v := range ck.Metadata {
-		if k != "format" {
+		// A fine-tune of a linearized checkpoint is linearized only when
+		// o.Metadata says so (around which base, then).
+		if k != "format" && !strings.HasPrefix(k, linearize.MetaLinearized) {
 			meta[k] = v
 		}
 	}
 	for k, v := range o.Metadata {
 		meta[k] = v
 	}
-	w, err := checkpoint.Create(out, specs, checkpoint.WriteOptions{ShardSize: o.ShardSize, Metadata: meta, Force: o.Force, Inputs: []string{in}})
+	w, err := checkpoint.Create(out, specs, checkpoint.WriteOptions{ShardSize: o.ShardSize, Metadata: meta, Force: o.Force, Inputs: []string{in},
+		Saturate: o.Saturate, Saturated: o.Saturated})
 	if err != nil {
 		return err
 	}

@@ -57,29 +57,11 @@ def fail(msg):
     sys.exit(3)
 
 
-def main():
-    args = parse_args()
-    try:
-        import torch
-        import torch.nn as nn
-        import torch.nn.functional as F
-    except Exception as e:  # no torch: say so in the JSON, editkit reports it
-        fail("PyTorch is not importable by %s: %s" % (sys.executable, e))
-
-    threads = args.threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    if args.device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            fail("torch %s sees no CUDA device" % torch.__version__)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    device = torch.device(args.device)
-    has_sdpa = hasattr(F, "scaled_dot_product_attention")
-    attention = args.attention
-    if attention == "auto":
-        attention = "sdpa" if has_sdpa else "eager"
-    if attention == "sdpa" and not has_sdpa:
-        fail("torch %s has no scaled_dot_product_attention" % torch.__version__)
+def vit_class(attention):
+    """The ViT module (Hugging Face ViTModel's layout) with the given attention ("sdpa" or "eager")."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
 
     class Attention(nn.Module):
         def __init__(self, width, heads):
@@ -137,6 +119,35 @@ def main():
                 x = blk(x)
             pooled = self.layernorm(x)[:, 0]
             return self.classifier(pooled) if self.classifier is not None else pooled
+
+    return ViT
+
+
+def main():
+    args = parse_args()
+    try:
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+    except Exception as e:  # no torch: say so in the JSON, editkit reports it
+        fail("PyTorch is not importable by %s: %s" % (sys.executable, e))
+
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    if args.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            fail("torch %s sees no CUDA device" % torch.__version__)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    device = torch.device(args.device)
+    has_sdpa = hasattr(F, "scaled_dot_product_attention")
+    attention = args.attention
+    if attention == "auto":
+        attention = "sdpa" if has_sdpa else "eager"
+    if attention == "sdpa" and not has_sdpa:
+        fail("torch %s has no scaled_dot_product_attention" % torch.__version__)
+
+    ViT = vit_class(attention)
 
     def sync():
         if device.type == "cuda":

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/datasets"
+	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/merge"
+	"github.com/editkit/editkit/models/clip"
+	"github.com/editkit/editkit/models/heads"
+	"github.com/editkit/editkit/models/train"
+)
+
+// experiment holds what the stages share.
+type experiment struct {
+	preDir string
+	model  *clip.Model
+	tok    *clip.Tokenizer
+	ev     *evaluator
+	// zeroShotTest holds the pre-trained model's test outcomes by probe.
+	zeroShotTest map[string][]bool
+	// finetunedTest[s-1][task] holds seed s's fine-tuned model's test
+	// outcomes on its own task (chosen learning rate).
+	finetunedTest []map[string][]bool
+	finetunedVal  []map[string]float64
+}
+
+// pretrain trains the CLIP model from scratch on the pre-training halves
+// (images of the pre-training classes, captions naming them only), or
+// reuses OUT/pretrained.
+func pretrain(o options, st *settings, ts []*task, rep *report, logf func(string, ...any)) (*experiment, error) {
+	tok, vocab, context, tokFile, err := loadTokenizer(datasets.Options{DataDir: o.Data})
+	if err != nil {
+		return nil, err
+	}
+	st.Vocab, st.Context = vocab, context
+	if err := stampSettings(o, *st); err != nil {
+		return nil, err
+	}
+	logf("tokenizer: %s", tokFile)
+	x := &experiment{preDir: filepath.Join(o.Out, "pretrained"), tok: tok}
+	if exists(filepath.Join(x.preDir, "config.json")) && !o.Redo {
+		logf("reusing %s", x.preDir)
+		x.model, err = clip.Load(x.preDir)
+		return x, err
+	}
+	if x.model, err = clip.NewRandom(st.clipConfig(), 1); err != nil {
+		return nil, err
+	}
+	if ls, ok := x.model.Weights["logit_scale"]; ok && st.LogitScale > 0 {
+		tensors.MustMutableFlatData(ls, func(v []float32) {
+			for i := range v {
+				v[i] = float32(math.Log(st.LogitScale))
+			}
+		})
+	}
+	var pts []train.Task
+	for _, t := range ts {
+		tpl, _ := heads.DefaultTemplates(t.name)
+		if len(tpl) > st.PreTemplates {
+			tpl = tpl[:st.PreTemplates]
+		}
+		pts = append(pts, train.Task{Data: t.pre, Templates: tpl}) // captions: t.pre's classes, the pre-training half
+	}
+	opt := train.Options{LearningRate: st.PreLR, WeightDecay: 0.1, Warmup: st.PreSteps / 20, ClipNorm: 1, BatchSize: st.PreBatch, Steps: st.PreSteps, Seed: 1,
+		Progress: func(p train.Progress) {
+			if p.Step%max(1, p.Steps/10) == 0 || p.Step == p.Steps {
+				logf("pre-training step %d/%d loss %.3f acc %.2f", p.Step, p.Steps, p.AvgLoss, p.Accuracy)
+			}
+		}}
+	logf("pre-training CLIP (width %d, %d layers, %d px) on %d examples of the pre-training classes per dataset, %d steps", st.Width, st.Layers, st.ImageSize, st.PreN, st.PreSteps)
+	res, err := train.Contrastive(x.model, pts, train.CLIPTokenize(tok), opt)
+	if err != nil {
+		return nil, err
+	}
+	rep.PretrainLoss = res.MeanLoss
+	if x.model, err = clip.New(x.model.Config, res.Weights); err != nil {
+		return nil, err
+	}
+	return x, x.model.Save(x.preDir, checkpoint.WriteOptions{Force: true})
+}
+
+func (s settings) clipConfig() clip.Config {
+	return clip.Config{Naming: clip.HF,
+		Vision: &clip.VisionConfig{Tower: clip.Tower{Width: s.Width, Layers: s.Layers, Heads: s.Heads, MLP: s.MLP, Act: "quick_gelu", Eps: 1e-5},
+			ImageSize: s.ImageSize, PatchSize: s.Patch, Channels: 3},
+		Text: &clip.TextConfig{Tower: clip.Tower{Width: s.TextWidth, Layers: s.Layers, Heads: s.Heads, MLP: 2 * s.TextWidth, Act: "quick_gelu", Eps: 1e-5},
+			ContextLength: s.Context, VocabSize: s.Vocab},
+		EmbedDim: s.Embed}
+}
+
+// buildHeads makes each task's zero-shot heads from all shipped templates:
+// over its task classes' names, and over its pre-training classes' names.
+func buildHeads(o options, x *experiment, ts []*task) error {
+	for _, t := range ts {
+		for _, h := range []struct {
+			file    string
+			classes []string
+			dst     **heads.Head
+		}{{t.name, t.ft.Classes(), &t.head}, {t.name + "-pre", t.pre.Classes(), &t.knownHead}} {
+			p := filepath.Join(o.Out, "heads", h.file+".safetensors")
+			if exists(p) && !o.Redo {
+				var err error
+				if *h.dst, err = heads.Load(p); err != nil {
+					return err
+				}
+				continue
+			}
+			tpl, _ := heads.DefaultTemplates(t.name)
+			head, err := heads.ZeroShot(x.model, x.tok, h.classes, tpl, heads.ZeroShotOptions{Dataset: h.file, Model: x.preDir, TemplatesSource: "editkit default"})
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			if err := head.Save(p, true); err != nil {
+				return err
+			}
+			*h.dst = head
+		}
+	}
+	return nil
+}
+
+func lrLabel(lr float64) string { return "lr " + strconv.FormatFloat(lr, 'g', -1, 64) }
+
+// ftPath is where a task's fine-tuned model at a learning rate and seed
+// lives.
+func ftPath(out string, t *task, lr float64, seed int) string {
+	return filepath.Join(out, "finetuned", strconv.FormatFloat(lr, 'g', -1, 64), fmt.Sprintf("seed%d", seed), t.name)
+}
+
+func (x *experiment) members(ts []*task, lr float64, seed int) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, ftPath(filepath.Dir(x.preDir), t, lr, seed))
+	}
+	return out
+}
+
+// finetune fine-tunes the image encoder on ds through the frozen head, or
+// reuses the checkpoint at p.
+func (x *experiment) finetune(o options, st settings, ds *datasets.Dataset, head *heads.Head, lr float64, seed int, p string, logf func(string, ...any)) error {
+	if exists(filepath.Join(p, "config.json")) && !o.Redo {
+		return nil
+	}
+	opt := train.Options{LearningRate: lr, WeightDecay: 0.1, Warmup: st.FtSteps / 10, ClipNorm: 1, BatchSize: st.FtBatch, Steps: st.FtSteps, Seed: uint64(seed)}
+	res, err := train.Finetune(x.ev.enc, head, ds, opt)
+	if err != nil {
+		return fmt.Errorf("fine-tuning on %s: %w", ds.Name(), err)
+	}
+	logf("fine-tuned %s (lr %g, seed %d): %d steps, loss %.3f (%.1fs)", ds.Name(), lr, seed, res.Steps, res.MeanLoss, res.Seconds)
+	return train.WriteFinetuned(x.preDir, p, res.Weights, train.WriteOptions{Force: true})
+}
+
+func (x *experiment) finetuneAll(o options, st settings, ts []*task, lr float64, seed int, logf func(string, ...any)) error {
+	for _, t := range ts {
+		if err := x.finetune(o, st, t.ft, t.head, lr, seed, ftPath(o.Out, t, lr, seed), logf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lrChoice records the choice of the fine-tuning learning rate: each rate
+// tried with the first seed, the fine-tuned models' mean validation
+// accuracy, and task arithmetic's (λ chosen on validation), the quantity
+// the experiment is about: the rate with the higher merged validation
+// accuracy is kept.
+type lrChoice struct {
+	Tried       []float64 `json:"tried"`
+	PreLR       float64   `json:"pretraining_lr"`
+	FinetuneVal []float64 `json:"finetuned_val_mean"`
+	MergedVal   []float64 `json:"task_arithmetic_val_mean"`
+	Lambda      []float64 `json:"task_arithmetic_lambda"`
+	Chosen      float64   `json:"chosen"`
+}
+
+func chooseLR(o options, st settings, x *experiment, ts []*task, rep *report, logf func(string, ...any)) error {
+	c := &lrChoice{Tried: []float64{st.FtLR}, PreLR: st.PreLR, Chosen: st.FtLR}
+	if st.FtLRAlt > 0 {
+		c.Tried = append(c.Tried, st.FtLRAlt)
+	}
+	probes := taskProbes(ts)
+	var names []string
+	for _, p := range probes {
+		names = append(names, p.name())
+	}
+	best := -1.0
+	for _, lr := range c.Tried {
+		if err := x.finetuneAll(o, st, ts, lr, 1, logf); err != nil {
+			return err
+		}
+		members := x.members(ts, lr, 1)
+		ftVal := map[string]float64{}
+		for i, t := range ts {
+			acc, _, err := x.ev.checkpointAt(members[i], []probe{{t: t}}, false)
+			if err != nil {
+				return err
+			}
+			ftVal[t.name] = acc[t.name]
+		}
+		d, err := x.ev.direction(x.preDir, members, merge.Config{Method: merge.TaskArithmetic}, merge.CoefLambda, false)
+		if err != nil {
+			return err
+		}
+		srch, err := eval.SearchDirection(d, x.ev.enc.Weights, eval.Steps{Values: st.LambdaGrid}, eval.Addition(names, ftVal), x.ev.on(probes, false))
+		if err != nil {
+			return err
+		}
+		merged := mean(srch.Points[srch.Best].Accuracy)
+		c.FinetuneVal, c.MergedVal, c.Lambda = append(c.FinetuneVal, mean(ftVal)), append(c.MergedVal, merged), append(c.Lambda, srch.Chosen())
+		logf("fine-tuning lr %g (%.3g of pre-training's): fine-tuned %.2f%%, task arithmetic %.2f%% at λ %g (validation means)",
+			lr, lr/st.PreLR, 100*mean(ftVal), 100*merged, srch.Chosen())
+		if merged > best {
+			best, c.Chosen = merged, lr
+		}
+	}
+	rep.LR = c
+	return nil
+}
+
+// measureFinetuned measures every seed's fine-tuned models on their own
+// tasks (validation and test) at the chosen learning rate.
+func (x *experiment) measureFinetuned(st settings, ts []*task, rep *report) error {
+	x.finetunedTest = nil
+	x.finetunedVal = nil
+	for s := 1; s <= st.Seeds; s++ {
+		members := x.members(ts, rep.LR.Chosen, s)
+		hits, val := map[string][]bool{}, map[string]float64{}
+		for i, t := range ts {
+			acc, _, err := x.ev.checkpointAt(members[i], []probe{{t: t}}, false)
+			if err != nil {
+				return err
+			}
+			val[t.name] = acc[t.name]
+			_, h, err := x.ev.checkpointAt(members[i], []probe{{t: t}}, true)
+			if err != nil {
+				return err
+			}
+			hits[t.name] = h[t.name]
+		}
+		x.finetunedTest, x.finetunedVal = append(x.finetunedTest, hits), append(x.finetunedVal, val)
+	}
+	share := 0.0
+	for _, t := range ts {
+		var v, te float64
+		for s := range st.Seeds {
+			v += x.finetunedVal[s][t.name] / float64(st.Seeds)
+			te += eval.Share(x.finetunedTest[s][t.name]) / float64(st.Seeds)
+		}
+		rep.FinetunedVal[t.name], rep.Finetuned[t.name] = v, te
+		share += rep.ZeroShot[t.name] / te / float64(len(ts))
+	}
+	rep.ZeroShotShare = share
+	return nil
+}
