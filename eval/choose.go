@@ -285,7 +285,7 @@ func SearchMerge(s *tasks.Set, cfg merge.Config, base models.Weights, o MergeSea
 		topt := o.Direction
 		topt.Stream = tasks.StreamOptions{}
 		var err error
-		if rec.Tall, err = SearchTallLambdas(s, cfg, base, o.Metrics, TallLambdaGrid, evs, topt); err != nil {
+		if rec.Tall, err = SearchTallLambdas(s, cfg, base, o.Metrics, TallLambdaGrid(), evs, topt); err != nil {
 			return nil, nil, err
 		}
 		cfg.TallLambda = rec.Tall.Lambdas

@@ -85,7 +85,7 @@ func (p *yamlParser) params(n *yaml.Node, model string) map[string]*setting {
 
 func yamlParamNames() string {
 	var names []string
-	for _, p := range Params {
+	for _, p := range paramTable {
 		if p.YAML {
 			names = append(names, p.Name)
 		}

@@ -407,13 +407,13 @@ func newSearchPlan(cmd *cobra.Command, f *mergeFlags, sf *searchFlags) (*searchP
 	case sf.grid != "":
 		sp.grid, err = parseGrid(sf.grid)
 	case sp.coef == merge.CoefLinesBeta && strings.EqualFold(f.method, string(merge.TIES)):
-		sp.grid = eval.LinesBetaGridTIES
+		sp.grid = eval.LinesBetaGridTIES()
 	case sp.coef == merge.CoefLinesBeta:
-		sp.grid = eval.LinesBetaGrid
+		sp.grid = eval.LinesBetaGrid()
 	case sp.coef == merge.CoefLinesAlpha:
-		sp.grid = eval.LinesAlphaGrid
+		sp.grid = eval.LinesAlphaGrid()
 	default:
-		sp.grid = eval.LambdaGrid
+		sp.grid = eval.LambdaGrid()
 	}
 	if err != nil {
 		return nil, err
@@ -489,7 +489,7 @@ func (sp *searchPlan) images(ts []evalTask, tall bool, ft map[string]float64, fr
 	}
 	total := perPass * (len(sp.grid) + 1)
 	if tall {
-		total += perPass * len(eval.TallLambdaGrid)
+		total += perPass * len(eval.TallLambdaGrid())
 	}
 	for _, m := range goal.NeedsFinetuned(sp.names) {
 		if from[m] != "" && ft[m] == 0 {

@@ -94,7 +94,7 @@ func fullSettings() settings {
 		PreN: 4000, PreSteps: 2000, PreBatch: 32, PreLR: 3e-3, PreTemplates: 8, LogitScale: 50,
 		FtN: 6000, FtSteps: 400, FtBatch: 32, FtLR: 1e-3, FtLRAlt: 6e-5, Seeds: 3,
 		ValLimit: 300, TestLimit: 1500,
-		LambdaGrid: eval.LambdaGrid, BetaGrid: eval.LinesBetaGrid, BetaGridTIES: eval.LinesBetaGridTIES, AlphaGrid: eval.LinesAlphaGrid,
+		LambdaGrid: eval.LambdaGrid(), BetaGrid: eval.LinesBetaGrid(), BetaGridTIES: eval.LinesBetaGridTIES(), AlphaGrid: eval.LinesAlphaGrid(),
 		Replicates:   eval.DefaultReplicates,
 		TangentSeeds: 1, NegTargets: 4, XiGrid: eval.Grid(-3, 3, 0.5), XiN: 150, NtkN: 40, NtkTop: 20}
 }
