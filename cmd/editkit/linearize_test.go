@@ -244,6 +244,11 @@ func TestLinearizedFinetuneAndEvalCLI(t *testing.T) {
 	evalArgs := []string{"eval", "--dataset", f.p("toy"), "--head", f.p("head.safetensors")}
 	f.fails("expected "+absBase, append(evalArgs, "--model", f.p("lin"), "--linearize-at", f.p("other"))...)
 	f.fails("not both", append(evalArgs, "--model", f.p("lin"), "--linearize-at", f.p("base"), "--no-linearize")...)
+	// --finetuned checkpoints are evaluated as the model is: a linearized
+	// fine-tune normalizing a plain model needs to be told how.
+	f.fails("is a linearized fine-tune but", append(evalArgs, "--model", f.p("plain"), "--finetuned", f.p("lin"))...)
+	f.fails("is a linearized fine-tune but", append(evalArgs, "--model", f.p("lin"), "--finetuned", f.p("plain"))...)
+	f.ok(append(evalArgs, "--model", f.p("plain"), "--finetuned", f.p("lin"), "--no-linearize")...)
 
 	// Post-hoc linearization of a non-linear fine-tune.
 	r, _ = f.evalJSON(f.p("plain"), "--linearize-at", f.p("base"))

@@ -230,6 +230,11 @@ func (a *app) runMerge(cmd *cobra.Command, f *mergeFlags) error {
 			return err
 		}
 		defer prep.Close()
+		if !a.quiet {
+			for _, w := range prep.Warnings {
+				fmt.Fprintf(a.stderr, "editkit: warning: %s\n", w)
+			}
+		}
 		s = prep.Set
 		s.AllowNonfinite = a.allowNonfinite
 		job.cfg = &prep.Config
