@@ -157,3 +157,37 @@ func TestCheckTaskVector(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckShapes(t *testing.T) {
+	spec := func(name string, dt DType, shape ...int64) TensorSpec {
+		return TensorSpec{Name: name, DType: dt, Shape: shape}
+	}
+	base := []TensorSpec{spec("a", F32, 2, 3), spec("b", F32, 4), spec("c", F32, 5)}
+	tests := []struct {
+		name  string
+		other []TensorSpec
+		has   []string
+	}{
+		{"identical", base, nil},
+		{"dtypes are not compared", []TensorSpec{spec("a", BF16, 2, 3), spec("b", I64, 4), spec("c", F64, 5)}, nil},
+		{"order does not matter", []TensorSpec{base[2], base[0], base[1]}, nil},
+		{"every kind of mismatch", []TensorSpec{spec("a", F32, 3, 2), spec("c", F32, 5), spec("d", F32, 1)},
+			[]string{"model and base are not the same architecture", "1 tensor(s) of model missing from base:\n    b",
+				"1 tensor(s) of base not in model:\n    d", "1 shape mismatch(es):\n    a: [2 3] in model, [3 2] in base"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckShapes("model", base, "base", tc.other)
+			if tc.has == nil {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			wantErr(t, err, tc.has...)
+			if strings.Contains(err.Error(), "dtype") {
+				t.Errorf("error mentions dtypes:\n%v", err)
+			}
+		})
+	}
+}

@@ -247,3 +247,42 @@ func WriteFile(path string, data []byte, opts WriteOptions) error {
 func WriteFileAtomic(path string, data []byte) error {
 	return WriteFile(path, data, WriteOptions{Force: true})
 }
+
+// WriteFiles writes several files as a unit, each as [WriteFile] would:
+// every one is written and synced to a temporary beside its path first,
+// and only then are they renamed into place, in order. A failure while
+// writing leaves none of them; a rename that fails removes the files
+// renamed before it, so no failure leaves part of the set.
+func WriteFiles(paths []string, data [][]byte, opts WriteOptions) error {
+	if len(paths) != len(data) {
+		return fmt.Errorf("writing %d files with %d contents", len(paths), len(data))
+	}
+	files := make([]*File, 0, len(paths))
+	defer func() {
+		for _, f := range files {
+			f.Abort()
+		}
+	}()
+	for i, p := range paths {
+		f, err := CreateFile(p, opts)
+		if err != nil {
+			return err
+		}
+		files = append(files, f)
+		if _, err := f.Write(data[i]); err != nil {
+			return fmt.Errorf("writing %s: %w", p, err)
+		}
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("writing %s: %w", p, err)
+		}
+	}
+	for i, f := range files {
+		if err := f.Commit(); err != nil {
+			for _, p := range paths[:i] {
+				os.Remove(p)
+			}
+			return err
+		}
+	}
+	return nil
+}

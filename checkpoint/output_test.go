@@ -201,3 +201,40 @@ func TestRemoveTemporaries(t *testing.T) {
 		t.Errorf("left %v", names)
 	}
 }
+
+// TestWriteFiles: the files of a set appear together, and a failure on any
+// of them leaves none of them and no temporary.
+func TestWriteFiles(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.png")
+	if err := WriteFiles([]string{a, b}, [][]byte{[]byte("json"), []byte("png")}, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{a: "json", b: "png"} {
+		if got, _ := os.ReadFile(p); string(got) != want {
+			t.Errorf("%s holds %q, want %q", p, got, want)
+		}
+	}
+	blocker := writeBytes(t, dir, "file", []byte("x"))
+	for _, tc := range []struct {
+		name   string
+		second string
+	}{
+		{"the second cannot be created", filepath.Join(blocker, "r.png")},
+		{"the second exists", b},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			first := filepath.Join(dir, "new.json")
+			err := WriteFiles([]string{first, tc.second}, [][]byte{[]byte("1"), []byte("2")}, WriteOptions{})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if _, err := os.Stat(first); err == nil {
+				t.Errorf("%s was left behind (%v)", first, err)
+			}
+			if got := listDir(t, dir); !slices.Equal(got, []string{"file", "r.json", "r.png"}) {
+				t.Errorf("the folder holds %v", got)
+			}
+		})
+	}
+}

@@ -46,6 +46,26 @@ type Disentanglement struct {
 // At returns ξ at grid point (i, j).
 func (d *Disentanglement) At(i, j int) float64 { return d.Xi[i][j] }
 
+// Box returns the mean and the maximum of ξ over the grid points in
+// [0, 1]², where task addition searches its coefficients (0, 0 when none
+// is).
+func (d *Disentanglement) Box() (mean, most float64) {
+	n := 0
+	for i, a1 := range d.Alpha1 {
+		for j, a2 := range d.Alpha2 {
+			if a1 >= 0 && a1 <= 1 && a2 >= 0 && a2 <= 1 {
+				mean += d.Xi[i][j]
+				most = max(most, d.Xi[i][j])
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		mean /= float64(n)
+	}
+	return mean, most
+}
+
 // Disentangle computes ξ over the grid alpha1 × alpha2, one call of predict
 // per task and grid point (each evaluating both models of the term).
 // progress, when set, is called after each grid point.

@@ -107,3 +107,17 @@ func TestDisentangleProperties(t *testing.T) {
 		t.Error("not a PNG")
 	}
 }
+
+func TestDisentanglementBox(t *testing.T) {
+	// Grid −1, 0, 1 on both axes: the box [0, 1]² holds the four points
+	// (0,0), (0,1), (1,0), (1,1).
+	d := &Disentanglement{Alpha1: []float64{-1, 0, 1}, Alpha2: []float64{-1, 0, 1},
+		Xi: [][]float64{{2, 2, 2}, {2, 0, 0.4}, {2, 0.2, 1}}}
+	mean, most := d.Box()
+	if want := (0 + 0.4 + 0.2 + 1) / 4.0; mean != want || most != 1 {
+		t.Errorf("Box() = %v, %v, want %v, 1", mean, most, want)
+	}
+	if mean, most := (&Disentanglement{Alpha1: []float64{2}, Alpha2: []float64{3}, Xi: [][]float64{{1}}}).Box(); mean != 0 || most != 0 {
+		t.Errorf("no point in the box: %v, %v", mean, most)
+	}
+}

@@ -27,6 +27,17 @@
 //     b ≥ floor, ties to the higher b (backdoor removal: a = attack success
 //     rate, b = clean accuracy).
 //
+// Choose is the one coefficient search every caller runs (merge --search,
+// the examples, backdoor removal, linearized evaluation): given a Goal
+// (GoalAddition, GoalNegation, GoalTradeoff, GoalLowest), it measures what
+// the goal is relative to (each task's fine-tuned accuracy, θ₀'s accuracy
+// on the constrained or control metrics), builds the objective above and
+// searches the direction. SearchMerge wraps it for a merge recipe: TALL
+// masks first for consensus, the direction from one unit merge, the
+// choice, then the merge written at the chosen value through the caller's
+// writer and measured again, all recorded in a Record. The evaluator is
+// the caller's, so a linearized model is searched the same way.
+//
 // A grid may extend past its last value by a step while its last point is
 // still feasible (Steps.Step, Steps.Max), so a constrained search walks on
 // until its floor is crossed. Record is the account of a search written

@@ -80,11 +80,11 @@ func TestArgmax(t *testing.T) {
 }
 
 func TestGrid(t *testing.T) {
-	if len(LambdaGrid) != 21 || LambdaGrid[0] != 0 || LambdaGrid[20] != 1 || LambdaGrid[7] != 0.35 {
-		t.Errorf("LambdaGrid = %v", LambdaGrid)
+	if len(LambdaGrid()) != 21 || LambdaGrid()[0] != 0 || LambdaGrid()[20] != 1 || LambdaGrid()[7] != 0.35 {
+		t.Errorf("LambdaGrid = %v", LambdaGrid())
 	}
-	if len(LinesBetaGridTIES) != 15 || LinesBetaGridTIES[14] != 1.5 || LinesBetaGrid[2] != 0.3 {
-		t.Errorf("LiNeS grids = %v, %v", LinesBetaGrid, LinesBetaGridTIES)
+	if len(LinesBetaGridTIES()) != 15 || LinesBetaGridTIES()[14] != 1.5 || LinesBetaGrid()[2] != 0.3 {
+		t.Errorf("LiNeS grids = %v, %v", LinesBetaGrid(), LinesBetaGridTIES())
 	}
 	if got := Grid(1, 0, 0.1); got != nil {
 		t.Errorf("empty grid = %v", got)

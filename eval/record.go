@@ -156,9 +156,9 @@ func (r *Record) markdown(tab *Table) string {
 }
 
 // Write writes the record's JSON, markdown and plot to paths (see
-// RecordPaths), each through checkpoint.WriteFile (atomically; refused over
-// one of opts.Inputs and, without opts.Force, over an existing file),
-// records them in Files and returns the markdown.
+// RecordPaths) as a unit, through checkpoint.WriteFiles (atomically, all
+// or none; refused over one of opts.Inputs and, without opts.Force, over
+// an existing file), records them in Files and returns the markdown.
 func (r *Record) Write(paths []string, opts checkpoint.WriteOptions) (string, error) {
 	r.Files = paths
 	tab, err := r.table()
@@ -182,10 +182,8 @@ func (r *Record) Write(paths []string, opts checkpoint.WriteOptions) (string, er
 	if err != nil {
 		return "", err
 	}
-	for i, data := range [][]byte{js, []byte(md), png} {
-		if err := checkpoint.WriteFile(paths[i], data, opts); err != nil {
-			return "", err
-		}
+	if err := checkpoint.WriteFiles(paths, [][]byte{js, []byte(md), png}, opts); err != nil {
+		return "", err
 	}
 	return md, nil
 }

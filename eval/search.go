@@ -23,17 +23,20 @@ func Grid(from, to, step float64) []float64 {
 
 func round9(x float64) float64 { return math.Round(x*1e9) / 1e9 }
 
-// The published grids.
-var (
-	// LambdaGrid is task arithmetic's λ ∈ {0, 0.05, ..., 1} (task_vectors).
-	LambdaGrid = Grid(0, 1, 0.05)
-	// LinesBetaGrid is LiNeS's multi-task β ∈ {0.1, ..., 1.0}.
-	LinesBetaGrid = Grid(0.1, 1, 0.1)
-	// LinesBetaGridTIES is LiNeS's β grid on top of TIES, {0.1, ..., 1.5}.
-	LinesBetaGridTIES = Grid(0.1, 1.5, 0.1)
-	// LinesAlphaGrid is LiNeS's single-task α ∈ {0, 0.1, ..., 1} (β = 1 − α).
-	LinesAlphaGrid = Grid(0, 1, 0.1)
-)
+// LambdaGrid() is task arithmetic's published λ ∈ {0, 0.05, ..., 1}
+// (task_vectors).
+func LambdaGrid() []float64 { return Grid(0, 1, 0.05) }
+
+// LinesBetaGrid() is LiNeS's published multi-task β ∈ {0.1, ..., 1.0}.
+func LinesBetaGrid() []float64 { return Grid(0.1, 1, 0.1) }
+
+// LinesBetaGridTIES() is LiNeS's published β grid on top of TIES,
+// {0.1, ..., 1.5}.
+func LinesBetaGridTIES() []float64 { return Grid(0.1, 1.5, 0.1) }
+
+// LinesAlphaGrid() is LiNeS's published single-task α ∈ {0, 0.1, ..., 1}
+// (β = 1 − α).
+func LinesAlphaGrid() []float64 { return Grid(0, 1, 0.1) }
 
 // Steps are the coefficients a search evaluates: Values in order, then,
 // when Step > 0, Values' last + Step, + 2·Step, ... for as long as the last

@@ -12,9 +12,9 @@ import (
 	"github.com/editkit/editkit/tasks"
 )
 
-// TallLambdaGrid is the TALL-mask λ grid of nik-dim/tall_masks
+// TallLambdaGrid() is the TALL-mask λ grid of nik-dim/tall_masks
 // (construct_tall_mask): {0.2, 0.3, 0.4, 0.5, 0.6}.
-var TallLambdaGrid = Grid(0.2, 0.6, 0.1)
+func TallLambdaGrid() []float64 { return Grid(0.2, 0.6, 0.1) }
 
 // TallSearch is the outcome of SearchTallLambdas.
 type TallSearch struct {

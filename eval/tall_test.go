@@ -47,7 +47,7 @@ func TestSearchTallLambdas(t *testing.T) {
 		}
 		return map[string][]bool{"b": outcomes(share, 10)}, nil
 	}
-	res, err := SearchTallLambdas(s, merge.Config{Method: merge.Consensus}, base, []string{"a", "b"}, TallLambdaGrid, []ModelEval{evalA, evalB}, merge.DirectionOptions{})
+	res, err := SearchTallLambdas(s, merge.Config{Method: merge.Consensus}, base, []string{"a", "b"}, TallLambdaGrid(), []ModelEval{evalA, evalB}, merge.DirectionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestSearchTallLambdas(t *testing.T) {
 	if want := []float32{1, 1.5, 1.45, 0}; !slices.Equal(seenA[0], want) {
 		t.Errorf("task a at λ 0.2 measured %v, want %v", seenA[0], want)
 	}
-	if _, err := SearchTallLambdas(s, merge.Config{Method: merge.Consensus}, base, []string{"a"}, TallLambdaGrid, []ModelEval{evalA}, merge.DirectionOptions{}); err == nil {
+	if _, err := SearchTallLambdas(s, merge.Config{Method: merge.Consensus}, base, []string{"a"}, TallLambdaGrid(), []ModelEval{evalA}, merge.DirectionOptions{}); err == nil {
 		t.Error("one task for two members: no error")
 	}
 }

@@ -46,7 +46,7 @@ func matchEncoders(enc, base *encoder.Encoder) error {
 	if enc.Family != base.Family {
 		return fmt.Errorf("the model is a %s encoder, the base a %s one", enc.Family, base.Family)
 	}
-	return CheckBase(enc.Specs, base.Specs)
+	return checkpoint.CheckShapes(enc.Path, enc.Specs, base.Path, base.Specs)
 }
 
 // Model returns the compiled linearized forward pass (θ → features).

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -237,37 +236,6 @@ func (m *Model) diagnose(theta models.Weights, inputs []any, k int) error {
 		return fmt.Errorf("linearized output %d is not finite: the JVP in the direction of tensor %q (θ − θ₀ of that tensor alone) overflows; is the model far from the base, or the base the wrong one?: %w", k, set[0], ErrNonFinite)
 	}
 	return fmt.Errorf("linearized output %d is not finite: the JVP overflows in the direction of tensors %s together: %w", k, listNames(set, 4), ErrNonFinite)
-}
-
-// CheckBase reports whether base can be the linearization point of a model
-// with the given specs: the same tensor names with the same shapes. The
-// error names the first mismatches.
-func CheckBase(specs, base []checkpoint.TensorSpec) error {
-	have := make(map[string]checkpoint.TensorSpec, len(base))
-	for _, s := range base {
-		have[s.Name] = s
-	}
-	want := make(map[string]bool, len(specs))
-	var problems []string
-	for _, s := range specs {
-		want[s.Name] = true
-		b, ok := have[s.Name]
-		switch {
-		case !ok:
-			problems = append(problems, fmt.Sprintf("%q is missing from the base", s.Name))
-		case !slices.Equal(b.Shape, s.Shape):
-			problems = append(problems, fmt.Sprintf("%q is %v in the base, %v in the model", s.Name, b.Shape, s.Shape))
-		}
-	}
-	for _, s := range base {
-		if !want[s.Name] {
-			problems = append(problems, fmt.Sprintf("the base has %q, the model does not", s.Name))
-		}
-	}
-	if len(problems) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%d tensor(s) differ: %s", len(problems), listNames(problems, 3))
 }
 
 func listNames(names []string, n int) string {

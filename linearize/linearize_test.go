@@ -11,7 +11,6 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/encoder"
 )
@@ -334,23 +333,6 @@ func TestNonFinite(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestCheckBase(t *testing.T) {
-	specs := []checkpoint.TensorSpec{models.Spec("a", 2, 3), models.Spec("b", 4), models.Spec("c", 5)}
-	if err := CheckBase(specs, slices.Clone(specs)); err != nil {
-		t.Errorf("identical specs: %v", err)
-	}
-	base := []checkpoint.TensorSpec{models.Spec("a", 3, 2), models.Spec("c", 5), models.Spec("d", 1)}
-	err := CheckBase(specs, base)
-	if err == nil {
-		t.Fatal("no error for mismatched specs")
-	}
-	for _, want := range []string{"3 tensor(s) differ", `"a" is [3 2] in the base, [2 3] in the model`, `"b" is missing from the base`, `the base has "d"`} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q lacks %q", err, want)
-		}
 	}
 }
 

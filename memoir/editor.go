@@ -16,7 +16,7 @@ const (
 )
 
 // Methods lists the methods in the order tables show them.
-var Methods = []Method{MethodMEMOIR, MethodGRACE, MethodFTL}
+func Methods() []Method { return []Method{MethodMEMOIR, MethodGRACE, MethodFTL} }
 
 // ParseMethod reads a method name (case-insensitive; "ft", "ftl" and
 // "ft_l" are FT-L).

@@ -175,7 +175,7 @@ func (c Config) Resolve(n int) (Config, error) {
 	if n < row.minModels || (row.maxModels > 0 && n > row.maxModels) {
 		return c, modelCountError(row, n)
 	}
-	for _, p := range Params {
+	for _, p := range paramTable {
 		if err := c.resolveParam(p, row, n); err != nil {
 			return c, err
 		}
@@ -357,7 +357,7 @@ func checkLines(c *Config, n int) error {
 // by their table names, for provenance and --json output.
 func (c Config) Params() map[string]any {
 	p := map[string]any{"method": string(c.Method), "semantics": c.Semantics.String()}
-	for _, prm := range Params {
+	for _, prm := range paramTable {
 		if !c.Method.Affects(prm.Name, c.Semantics) {
 			continue
 		}

@@ -812,3 +812,28 @@ func refArceeFusion(base, model []float64, shape []int64) (out []float64, unsure
 	}
 	return out, unsure, alt
 }
+
+// TestSlicesWithoutConfigWarn: restacking layers of a checkpoint that has no
+// config.json cannot record the output's layer count, and says so.
+func TestSlicesWithoutConfigWarn(t *testing.T) {
+	t.Chdir(t.TempDir())
+	newLlama(3, 1).write(t, "a", "Llama")
+	if err := os.Remove(filepath.Join("a", "config.json")); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := ParseMergekitYAML([]byte("merge_method: passthrough\nslices:\n  - sources: [{model: a, layer_range: [0, 2]}]\n"), "config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prep, err := plan.Open("out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prep.Close()
+	if len(prep.Warnings) != 1 || !strings.Contains(prep.Warnings[0], "a has no config.json") || !strings.Contains(prep.Warnings[0], "num_hidden_layers 2") {
+		t.Errorf("warnings %q, want one naming the missing config.json and the 2 layers", prep.Warnings)
+	}
+	if _, ok := prep.SideFiles["config.json"]; ok {
+		t.Error("a config.json was made up")
+	}
+}

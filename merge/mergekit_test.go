@@ -367,6 +367,7 @@ func TestParseMergekitYAMLRejects(t *testing.T) {
 		{"k above N", "merge_method: consensus\nparameters: {k: 3, lambda: 1}\n" + head, []string{"config.yaml:2", "k 3 must be ≤ N = 2"}},
 		{"k zero", "merge_method: consensus\nparameters: {k: 0, lambda: 1}\n" + head, []string{"config.yaml:2", "k 0 is outside ≥ 1"}},
 		{"weight not a number", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft1, parameters: {weight: heavy}}\n", []string{"config.yaml:4", `weight must be a number, got "heavy"`}},
+		{"weight quoted", "merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft1, parameters: {weight: \"0.5\"}}\n", []string{"config.yaml:4", `weight must be a number, got "0.5" (a quoted string: write the number without quotes)`}},
 		{"normalize not a bool", "merge_method: ties\nparameters: {normalize: 1}\n" + head, []string{`normalize must be true or false`}},
 		{"seed negative", "merge_method: dare_ties\nparameters: {seed: -1}\n" + head, []string{`seed must be a non-negative whole number`}},
 		{"ties_scope bad", "merge_method: ties\nparameters: {ties_scope: layer}\n" + head, []string{"config.yaml:2", `ties_scope layer is not one of model, tensor`}},

@@ -230,13 +230,13 @@ const (
 )
 
 // Methods lists every method, in the table's order.
-var Methods = func() []Method {
+func Methods() []Method {
 	out := make([]Method, len(methods))
 	for i, r := range methods {
 		out[i] = r.method
 	}
 	return out
-}()
+}
 
 // MethodNames joins the method names with ", ".
 func MethodNames() string {

@@ -32,6 +32,9 @@ type Prepared struct {
 	// Layers is the output's number of layers when the configuration
 	// restacks them (slices), else 0.
 	Layers int
+	// Warnings are what the output lacks that a loader may need, each a
+	// sentence for the user.
+	Warnings []string
 
 	vocabSize int // the rebuilt vocabulary's size, 0 when unchanged
 	closers   []func() error
@@ -447,6 +450,19 @@ func (plan *YAMLPlan) outConfig(donor *checkpoint.Checkpoint, prep *Prepared) ([
 	path := filepath.Join(donor.Dir, "config.json")
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
+		var lost []string
+		if prep.Layers > 0 {
+			lost = append(lost, fmt.Sprintf("num_hidden_layers %d", prep.Layers))
+		}
+		if prep.vocabSize > 0 {
+			lost = append(lost, fmt.Sprintf("vocab_size %d", prep.vocabSize))
+		}
+		if plan.OutDType != "" {
+			lost = append(lost, "torch_dtype "+plan.OutDType)
+		}
+		if len(lost) > 0 {
+			prep.Warnings = append(prep.Warnings, fmt.Sprintf("%s has no config.json, so the output has none recording its %s: add one before loading the output with a library that needs it", donor.Dir, strings.Join(lost, ", ")))
+		}
 		return nil, nil
 	}
 	if err != nil {

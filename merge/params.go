@@ -72,8 +72,18 @@ type fieldRef struct {
 	get func() any
 }
 
-// Params is the parameter table.
-var Params = []*Param{
+// Params returns the parameter table, a copy callers may keep.
+func Params() []Param {
+	out := make([]Param, len(paramTable))
+	for i, p := range paramTable {
+		out[i] = *p
+	}
+	return out
+}
+
+// paramTable is the parameter table; [Params] and [ParamByName] hand out
+// copies, so no caller can change what the others read.
+var paramTable = []*Param{
 	{Name: "weight", Flag: "weights", Kind: Floats, Mergekit: true, YAML: true, Min: math.Inf(-1), Max: math.Inf(1),
 		Doc:    "per-model weight of each model (or task vector)",
 		Source: "mergekit tensor parameter `weight`",
@@ -204,9 +214,10 @@ func linesFloat(c *Config, at func(*Lines) **float64) fieldRef {
 
 // ParamByName returns the named parameter, or nil.
 func ParamByName(name string) *Param {
-	for _, p := range Params {
+	for _, p := range paramTable {
 		if p.Name == name {
-			return p
+			q := *p
+			return &q
 		}
 	}
 	return nil
@@ -214,9 +225,10 @@ func ParamByName(name string) *Param {
 
 // ParamByFlag returns the parameter a command-line flag sets, or nil.
 func ParamByFlag(flag string) *Param {
-	for _, p := range Params {
+	for _, p := range paramTable {
 		if p.Flag != "" && p.Flag == flag {
-			return p
+			q := *p
+			return &q
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package merge
 
 import (
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -85,7 +86,7 @@ func (p *yamlParser) params(n *yaml.Node, model string) map[string]*setting {
 
 func yamlParamNames() string {
 	var names []string
-	for _, p := range Params {
+	for _, p := range paramTable {
 		if p.YAML {
 			names = append(names, p.Name)
 		}
@@ -206,21 +207,21 @@ func (p *yamlParser) scalar(n *yaml.Node, prm *Param) (any, bool) {
 	case Float, Floats:
 		var f float64
 		if (n.Tag != "!!float" && n.Tag != "!!int") || n.Decode(&f) != nil {
-			p.errf(n, "%s must be a number, got %q", prm.Name, n.Value)
+			p.errf(n, "%s must be a number, got %q%s", prm.Name, n.Value, quotedNumber(n))
 			return nil, false
 		}
 		v = f
 	case Int:
 		var i int
 		if n.Tag != "!!int" || n.Decode(&i) != nil {
-			p.errf(n, "%s must be a whole number, got %q", prm.Name, n.Value)
+			p.errf(n, "%s must be a whole number, got %q%s", prm.Name, n.Value, quotedNumber(n))
 			return nil, false
 		}
 		v = i
 	case Uint:
 		var u uint64
 		if n.Tag != "!!int" || n.Decode(&u) != nil {
-			p.errf(n, "%s must be a non-negative whole number, got %q", prm.Name, n.Value)
+			p.errf(n, "%s must be a non-negative whole number, got %q%s", prm.Name, n.Value, quotedNumber(n))
 			return nil, false
 		}
 		v = u
@@ -243,4 +244,17 @@ func (p *yamlParser) scalar(n *yaml.Node, prm *Param) (any, bool) {
 		return nil, false
 	}
 	return v, true
+}
+
+// quotedNumber explains a refused quoted number: mergekit's pydantic schema
+// keeps a quoted scalar a string (its parameters accept strings), so the
+// value would not be the number the user meant there either.
+func quotedNumber(n *yaml.Node) string {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
+		return ""
+	}
+	if _, err := strconv.ParseFloat(strings.TrimSpace(n.Value), 64); err != nil {
+		return ""
+	}
+	return " (a quoted string: write the number without quotes)"
 }

@@ -67,7 +67,8 @@ f(x; BASE) + J·(θ − BASE); linearized fine-tunes ('editkit finetune
 each term are evaluated in one call of one compiled graph per grid point.
 
 Writes OUT.json (the grid, ξ and its two terms) and OUT.png (a heat map with
-a colour bar, the [0, 1]² box outlined). Progress goes to stderr.`,
+a colour bar, the [0, 1]² box outlined), both or neither. Progress goes to
+stderr.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
@@ -109,7 +110,7 @@ a colour bar, the [0, 1]² box outlined). Progress goes to stderr.`,
 				if fts[i], err = encoder.Load(path); err != nil {
 					return err
 				}
-				if err := linearize.CheckBase(fts[i].Specs, enc.Specs); err != nil {
+				if err := checkpoint.CheckShapes(path, fts[i].Specs, base, enc.Specs); err != nil {
 					return fmt.Errorf("--models %s and --base %s: %w", path, base, err)
 				}
 				weights[i] = fts[i].Weights
@@ -137,7 +138,7 @@ a colour bar, the [0, 1]² box outlined). Progress goes to stderr.`,
 				return err
 			}
 			rep.Disentanglement = d
-			rep.BoxMean, rep.BoxMax = boxStats(d)
+			rep.BoxMean, rep.BoxMax = d.Box()
 			title := fmt.Sprintf("ξ(α₁, α₂): %s + %s", d.Tasks[0], d.Tasks[1])
 			if rep.LinearizedAt != "" {
 				title += " (linearized)"
@@ -151,10 +152,7 @@ a colour bar, the [0, 1]² box outlined). Progress goes to stderr.`,
 			if err != nil {
 				return err
 			}
-			if err := a.writeFile(outputs[0], append(js, '\n')); err != nil {
-				return err
-			}
-			if err := a.writeFile(outputs[1], png); err != nil {
+			if err := checkpoint.WriteFiles(outputs, [][]byte{append(js, '\n'), png}, a.outputOptions()); err != nil {
 				return err
 			}
 			if a.json {
@@ -204,23 +202,4 @@ a colour bar, the [0, 1]² box outlined). Progress goes to stderr.`,
 func disentangleOutputs(out string) []string {
 	stem := strings.TrimSuffix(strings.TrimSuffix(out, ".json"), ".png")
 	return []string{stem + ".json", stem + ".png"}
-}
-
-// boxStats returns the mean and maximum of ξ over the grid points in
-// [0, 1]² (0, 0 when none is).
-func boxStats(d *eval.Disentanglement) (mean, most float64) {
-	n := 0
-	for i, a1 := range d.Alpha1 {
-		for j, a2 := range d.Alpha2 {
-			if a1 >= 0 && a1 <= 1 && a2 >= 0 && a2 <= 1 {
-				mean += d.Xi[i][j]
-				most = max(most, d.Xi[i][j])
-				n++
-			}
-		}
-	}
-	if n > 0 {
-		mean /= float64(n)
-	}
-	return mean, most
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
@@ -68,7 +69,8 @@ f(x; BASE) + J·(θ − BASE) (post-hoc linearization of a fine-tune or a merge)
 a checkpoint fine-tuned with 'editkit finetune --linearized' is evaluated
 linearized around the base its metadata records by default, and
 --linearize-at must then name a base with the same weights. The --finetuned
-checkpoints are evaluated the same way as the model.`,
+checkpoints are evaluated the same way as the model (a mix of linearized
+fine-tunes and plain checkpoints needs --linearize-at or --no-linearize).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runEval(cmd, f) },
 	}
@@ -139,6 +141,9 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	}
 	if len(f.finetuned) > 0 && len(f.finetuned) != len(f.datasets) {
 		return fmt.Errorf("%d --finetuned checkpoints for %d --dataset: give one per dataset, in the same order", len(f.finetuned), len(f.datasets))
+	}
+	if err := sameMode(f.model, f.finetuned, f.lin); err != nil {
+		return err
 	}
 	enc, err := encoder.Load(f.model)
 	if err != nil {
@@ -419,4 +424,31 @@ func (p *countProgress) finish() {
 		p.bar.Finish()
 		p.bar = nil
 	}
+}
+
+// sameMode refuses to normalize by fine-tuned models evaluated in another
+// mode than the model: each --finetuned checkpoint is evaluated as the model
+// is, so a linearized fine-tune beside a plain model (or the reverse) would
+// be read through the wrong function unless --linearize-at or
+// --no-linearize says how to evaluate them all.
+func sameMode(model string, finetuned []string, l linearizeFlags) error {
+	if len(finetuned) == 0 || l.at != "" || l.plain {
+		return nil
+	}
+	paths := append([]string{model}, finetuned...)
+	lin, _, err := linearize.Linearized(paths)
+	if err != nil {
+		return err
+	}
+	if len(lin) == 0 || len(lin) == len(paths) {
+		return nil
+	}
+	var plain string
+	for _, p := range paths {
+		if !slices.Contains(lin, p) {
+			plain = p
+			break
+		}
+	}
+	return fmt.Errorf("%s is a linearized fine-tune but %s is not, and --finetuned checkpoints are evaluated as the model is: give --linearize-at BASE to evaluate them all linearized around BASE, or --no-linearize to evaluate them all as plain models", lin[0], plain)
 }

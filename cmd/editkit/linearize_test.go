@@ -244,6 +244,11 @@ func TestLinearizedFinetuneAndEvalCLI(t *testing.T) {
 	evalArgs := []string{"eval", "--dataset", f.p("toy"), "--head", f.p("head.safetensors")}
 	f.fails("expected "+absBase, append(evalArgs, "--model", f.p("lin"), "--linearize-at", f.p("other"))...)
 	f.fails("not both", append(evalArgs, "--model", f.p("lin"), "--linearize-at", f.p("base"), "--no-linearize")...)
+	// --finetuned checkpoints are evaluated as the model is: a linearized
+	// fine-tune normalizing a plain model needs to be told how.
+	f.fails("is a linearized fine-tune but", append(evalArgs, "--model", f.p("plain"), "--finetuned", f.p("lin"))...)
+	f.fails("is a linearized fine-tune but", append(evalArgs, "--model", f.p("lin"), "--finetuned", f.p("plain"))...)
+	f.ok(append(evalArgs, "--model", f.p("plain"), "--finetuned", f.p("lin"), "--no-linearize")...)
 
 	// Post-hoc linearization of a non-linear fine-tune.
 	r, _ = f.evalJSON(f.p("plain"), "--linearize-at", f.p("base"))
@@ -254,7 +259,7 @@ func TestLinearizedFinetuneAndEvalCLI(t *testing.T) {
 		t.Errorf("post-hoc eval accuracy %v, f_lin's %v", r.Results[0].Accuracy, want)
 	}
 	// A base of other shapes: the error names the first mismatches.
-	f.fails(`is [1 1 24] in the base, [1 1 16] in the model`, append(evalArgs, "--model", f.p("plain"), "--linearize-at", f.p("wide"), "--md", f.p("table.md"))...)
+	f.fails(`vit.embeddings.cls_token: [1 1 16] in `, append(evalArgs, "--model", f.p("plain"), "--linearize-at", f.p("wide"), "--md", f.p("table.md"))...)
 	if _, err := os.Stat(f.p("table.md")); err == nil {
 		t.Error("a failed eval wrote its --md table")
 	}
@@ -272,7 +277,7 @@ func TestLinearizedFinetuneAndEvalCLI(t *testing.T) {
 		t.Errorf("embed metadata %v", embCk.Metadata)
 	}
 	embCk.Close()
-	f.fails("differ", "embed", "--model", f.p("plain"), "--images", f.p("toy"), "--linearize-at", f.p("wide"), "-o", f.p("emb2.safetensors"))
+	f.fails("shape mismatch", "embed", "--model", f.p("plain"), "--images", f.p("toy"), "--linearize-at", f.p("wide"), "-o", f.p("emb2.safetensors"))
 	if _, err := os.Stat(f.p("emb2.safetensors")); err == nil {
 		t.Error("a failed embed wrote its output")
 	}
@@ -402,7 +407,7 @@ func TestDisentangleCLI(t *testing.T) {
 	// Bad inputs: an error, and no output.
 	base := []string{"disentangle", "--base", f.p("base"), "--dataset", f.p("toy"), "--head", f.p("head.safetensors"),
 		"--dataset", f.p("toy2"), "--head", f.p("head.safetensors"), "--split", "test", "--grid", "-1:1:0.5", "-o", f.p("bad")}
-	f.fails("differ", append(base, "--models", f.p("ft1"), "--models", f.p("wide"))...)
+	f.fails("shape mismatch", append(base, "--models", f.p("ft1"), "--models", f.p("wide"))...)
 	f.fails("is a linearized fine-tune but", append(base, "--models", f.p("lin1"), "--models", f.p("ft2"))...)
 	f.fails("pass the two fine-tuned checkpoints", append(base, "--models", f.p("ft1"))...)
 	f.fails("--grid", append(base, "--models", f.p("ft1"), "--models", f.p("ft2"), "--grid", "1:0:0.5")...)

@@ -42,7 +42,7 @@ type mergeFlags struct {
 // recipeFlags set the recipe, which a --config file sets instead.
 func recipeFlags() []string {
 	names := []string{"base", "models", "method", "layer-pattern"}
-	for _, p := range merge.Params {
+	for _, p := range merge.Params() {
 		if p.Flag != "" {
 			names = append(names, p.Flag)
 		}
@@ -110,15 +110,15 @@ The output gets the recipe as ` + mergeSideFile + ` and provenance metadata
 	fs.StringVar(&f.base, "base", "", "pre-trained checkpoint the models were fine-tuned from")
 	fs.StringSliceVar(&f.models, "models", nil, "fine-tuned checkpoints or task vectors: --models FT1 FT2 ...")
 	fs.StringVar(&f.method, "method", "", "merge method: "+merge.MethodNames())
-	for _, p := range merge.Params {
+	for _, p := range merge.Params() {
 		if p.Flag == "" {
 			continue
 		}
 		if p.Kind == merge.Bool {
-			f.bools[p.Name] = fs.Bool(p.Flag, false, flagHelp(p))
+			f.bools[p.Name] = fs.Bool(p.Flag, false, flagHelp(&p))
 			continue
 		}
-		f.values[p.Name] = fs.String(p.Flag, "", flagHelp(p))
+		f.values[p.Name] = fs.String(p.Flag, "", flagHelp(&p))
 	}
 	fs.StringVar(&f.saveMasks, "save-masks", "", "consensus: where to save the TALL and consensus masks, bit-packed (a .safetensors file, or a folder)")
 	fs.StringVar(&f.layerPattern, "layer-pattern", "", "LiNeS: regular expression with a capture group around the block index, overriding layout detection")
@@ -181,7 +181,7 @@ func flagHelp(p *merge.Param) string {
 // table.
 func paramHelp() string {
 	var b strings.Builder
-	for _, p := range merge.Params {
+	for _, p := range merge.Params() {
 		if !p.YAML {
 			continue
 		}
@@ -230,6 +230,11 @@ func (a *app) runMerge(cmd *cobra.Command, f *mergeFlags) error {
 			return err
 		}
 		defer prep.Close()
+		if !a.quiet {
+			for _, w := range prep.Warnings {
+				fmt.Fprintf(a.stderr, "editkit: warning: %s\n", w)
+			}
+		}
 		s = prep.Set
 		s.AllowNonfinite = a.allowNonfinite
 		job.cfg = &prep.Config
@@ -375,7 +380,7 @@ func (job *mergeJob) fromFlags(cmd *cobra.Command, f *mergeFlags) error {
 	}
 	cfg := &merge.Config{Method: m, Semantics: merge.Paper}
 	changed := cmd.Flags().Changed
-	for _, p := range merge.Params {
+	for _, p := range merge.Params() {
 		if p.Flag == "" || !changed(p.Flag) {
 			continue
 		}

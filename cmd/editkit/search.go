@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,242 +123,35 @@ type searchPlan struct {
 	names   []string
 }
 
-// runMergeSearch is merge --search: merge.NewDirection merges once at a
-// unit coefficient to get the merged task vector Δ, eval.SearchDirection
-// evaluates θ₀ + c·Δ in memory at each c of the grid on the validation
-// split, and the merge is written only at the chosen coefficient, with the
-// search's record and plot beside it.
+// runMergeSearch is merge --search: eval.SearchMerge merges once at a unit
+// coefficient to get the merged task vector Δ, evaluates θ₀ + c·Δ in
+// memory at each c of the grid on the validation split, and the merge is
+// written only at the chosen coefficient, with the search's record and
+// plot beside it.
 func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags) error {
 	start := time.Now()
-	n := len(f.models)
-	sp, err := newSearchPlan(cmd, f, sf)
+	r, err := a.openSearch(cmd, f, sf)
 	if err != nil {
 		return err
 	}
-	// The recipe at the unit coefficient, checked in full before anything
-	// is read.
-	unit := 1.0 // λ = 1, LiNeS α = 1 (one task) or β = 0
-	if sp.coef == merge.CoefLinesBeta {
-		unit = 0
-	}
-	if err := setSearchCoefficient(cmd, sp.coef, unit); err != nil {
-		return err
-	}
-	job, err := prepareMerge(cmd, f)
+	defer r.close()
+	rec, _, err := eval.SearchMerge(r.set, *r.job.cfg, r.enc.Weights, r.options())
+	r.merging.done()
 	if err != nil {
 		return err
 	}
-	recordFiles := eval.RecordPaths(f.o.out) // checked with the outputs, see mergeCmd
-	s, err := a.openSet(job.base, job.models)
-	if err != nil {
-		return err
+	rec.Output, rec.Split, rec.Limit, rec.Heads = f.o.out, string(datasets.Validation), sf.limit, r.plan.heads()
+	if r.lin != nil {
+		rec.LinearizedAt = r.lin.Base.Path
 	}
-	defer s.Close()
-	if err := checkpoint.CheckOutput(f.o.out, s.Inputs(), f.o.force); err != nil {
-		return err
-	}
-
-	// The encoder and the validation data.
-	enc, err := encoder.Load(job.base)
-	if err != nil {
-		return err
-	}
-	defer enc.Close()
-	heads := make([]string, len(sp.entries))
-	dsNames := make([]string, len(sp.entries))
-	for i, e := range sp.entries {
-		dsNames[i], heads[i] = e.dataset, e.head
-	}
-	ts, err := loadEvalTasks(dsNames, heads, datasets.Validation, sf.data, sf.limit, enc)
-	if err != nil {
-		return err
-	}
-	lin, linMeta, err := a.searchLinearization(enc, job.models, sf.lin)
-	if err != nil {
-		return err
-	}
-	if lin != nil {
-		defer lin.Close()
-	}
-	for _, t := range ts {
-		sp.names = append(sp.names, t.name)
-	}
-	rec := &eval.Record{Output: f.o.out, Method: string(job.cfg.Method), Coefficient: string(sp.coef), Grid: sp.grid,
-		Split: string(datasets.Validation), Limit: sf.limit, Tasks: sp.names, Heads: heads}
-	ft, from, err := sp.finetunedNeeds(sf, job.models, n)
-	if err != nil {
-		return err
-	}
-
-	var tensorNames []string
-	for _, spec := range enc.Specs {
-		tensorNames = append(tensorNames, spec.Name)
-	}
-	scratch, removeScratch, err := checkpoint.TempBeside(f.o.out) // removed on a signal; a killed run's by the next
-	if err != nil {
-		return err
-	}
-	defer removeScratch()
-	if lin != nil {
-		rec.LinearizedAt = lin.Base.Path
-	}
-
-	// Progress over every evaluation the search makes: the TALL λ_t, the
-	// grid, the written checkpoint, fine-tuned models, the pre-trained
-	// model.
-	controls := sp.coef == merge.CoefLinesAlpha || sp.negate
-	perPass := 0
-	for _, t := range ts {
-		perPass += t.ds.Len()
-	}
-	total := perPass * (len(sp.grid) + 1)
-	if sf.tall {
-		total += perPass * len(eval.TallLambdaGrid)
-	}
-	for _, t := range ts {
-		if from[t.name] != "" && ft[t.name] == 0 {
-			total += t.ds.Len()
+	if l, ok := rec.MergeParams["lines"].(map[string]any); ok && rec.LinesAlpha != nil {
+		if got, ok := l["alpha"].(float64); ok && got != *rec.LinesAlpha {
+			fmt.Fprintf(a.stderr, "editkit: warning: the written merge's LiNeS α %v differs from the searched models' %v\n", got, *rec.LinesAlpha)
 		}
 	}
-	if controls {
-		for _, t := range ts[1:] {
-			total += t.ds.Len()
-		}
-	}
-	p := a.newCountProgress("searching "+sp.coef.Symbol(), total)
-	defer p.finish()
-	on := func(ts ...evalTask) eval.ModelEval { return tasksEval(enc, lin, ts, sf.batch, p) }
-
-	// Consensus: each task's TALL-mask λ_t on its own validation data.
-	if sf.tall {
-		evs := make([]eval.ModelEval, len(ts))
-		for i, t := range ts {
-			evs[i] = on(t)
-		}
-		rec.Tall, err = eval.SearchTallLambdas(s, *job.cfg, enc.Weights, sp.names, eval.TallLambdaGrid, evs,
-			merge.DirectionOptions{Tensors: tensorNames, ScratchDir: scratch, ShardSize: job.wo.ShardSize})
-		if err != nil {
-			return err
-		}
-		job.cfg.TallLambda = rec.Tall.Lambdas
-	}
-
-	// Δ, from one merge at the unit coefficient into a scratch folder beside
-	// the output.
-	mp := a.newProgress("merging at the unit coefficient (" + string(job.cfg.Method) + ")")
-	d, err := merge.NewDirection(s, *job.cfg, merge.DirectionOptions{Coefficient: sp.coef, Negate: sp.negate, Tensors: tensorNames,
-		ScratchDir: scratch, ShardSize: job.wo.ShardSize, Stream: tasks.StreamOptions{Progress: mp.callback()}})
-	mp.done()
-	if err != nil {
-		return err
-	}
-	if sp.coef == merge.CoefLinesBeta {
-		rec.LinesAlpha = &d.Alpha
-	}
-
-	// Normalizers: fine-tuned accuracies, pre-trained ones.
-	for i, t := range ts {
-		if ft[t.name] > 0 || from[t.name] == "" {
-			continue
-		}
-		w, err := enc.ReadWeights(job.models[i])
-		if err != nil {
-			return fmt.Errorf("evaluating the fine-tuned model of %s: %w", t.name, err)
-		}
-		acc, _, err := eval.Measure(on(t), w)
-		w.Finalize()
-		if err != nil {
-			return err
-		}
-		if acc[t.name] == 0 {
-			return fmt.Errorf("the fine-tuned model %s has accuracy 0 on %s's validation split, so normalized accuracy is undefined: is %s its head?", job.models[i], t.name, sp.entries[i].head)
-		}
-		ft[t.name] = acc[t.name]
-	}
-	if len(ft) > 0 {
-		rec.Finetuned, rec.FinetunedFrom = ft, from
-	}
-	if controls {
-		rec.Pretrained = map[string]float64{}
-		for i, t := range ts[1:] {
-			acc, _, err := eval.Measure(on(t), enc.Weights)
-			if err != nil {
-				return err
-			}
-			if acc[t.name] == 0 {
-				return fmt.Errorf("the pre-trained model has accuracy 0 on the control task %s: check its head %s", t.name, heads[i+1])
-			}
-			rec.Pretrained[t.name] = acc[t.name]
-		}
-	}
-
-	// The search.
-	var obj eval.Objective
-	switch {
-	case sp.negate:
-		target, control := sp.names[0], sp.names[1]
-		obj = eval.Negation(target, control, eval.ControlFraction*rec.Pretrained[control])
-	case sp.coef == merge.CoefLinesAlpha:
-		norm := map[string]float64{sp.names[0]: ft[sp.names[0]]}
-		for k, v := range rec.Pretrained {
-			norm[k] = v
-		}
-		obj = eval.Tradeoff(sp.names[0], sp.names[1:], norm, eval.LinesTargetWeight)
-	default:
-		obj = eval.Addition(sp.names, ft)
-	}
-	rec.Search, err = eval.SearchDirection(d, enc.Weights, eval.Steps{Values: sp.grid}, obj, on(ts...))
-	if err != nil {
-		if rec.Search != nil && len(rec.Search.Points) > 0 {
-			return fmt.Errorf("%w (validation accuracies: %s)", err, rec.Search.Summary())
-		}
-		return err
-	}
-	rec.Chosen = rec.Search.Chosen()
-	rec.Applied = d.Applied(rec.Chosen)
-
-	// The merge at the chosen coefficient, as `editkit merge` would write
-	// it with that value.
-	cfg := d.Config(rec.Chosen)
-	if _, err := cfg.Resolve(len(job.models)); err != nil {
-		return flagError(err, false)
-	}
-	final := *job
-	final.cfg = &cfg
-	if err := final.provenance(setInputs(s)); err != nil {
-		return err
-	}
-	final.wo.Metadata = withMetadata(final.wo.Metadata, linMeta)
-	p.finish()
-	mp = a.newProgress("merging (" + string(final.cfg.Method) + ")")
-	res, err := merge.Run(s, final.cfg, f.o.out, final.wo, tasks.StreamOptions{Progress: mp.callback()})
-	mp.done()
-	if err != nil {
-		return err
-	}
-	rec.MergeParams = res.Params
-	if sp.coef == merge.CoefLinesBeta {
-		if l, ok := res.Params["lines"].(map[string]any); ok {
-			if got, ok := l["alpha"].(float64); ok && got != d.Alpha {
-				fmt.Fprintf(a.stderr, "editkit: warning: the written merge's LiNeS α %v differs from the searched models' %v\n", got, d.Alpha)
-			}
-		}
-	}
-
-	// Re-measure the written checkpoint, so the record says what the file
-	// does (its dtype may be narrower than the float32 searched).
-	w, err := enc.ReadWeights(f.o.out)
-	if err != nil {
-		return fmt.Errorf("re-reading the written merge: %w", err)
-	}
-	rec.Written, _, err = eval.Measure(on(ts...), w)
-	w.Finalize()
-	if err != nil {
-		return err
-	}
-	p.finish()
+	r.searching.finish()
 	rec.Seconds = time.Since(start).Seconds()
-	md, err := rec.Write(recordFiles, a.outputOptions())
+	md, err := rec.Write(r.recordFiles, a.outputOptions())
 	if err != nil {
 		return err
 	}
@@ -367,9 +161,166 @@ func (a *app) runMergeSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags)
 	fmt.Fprint(a.stdout, md)
 	if !a.quiet {
 		fmt.Fprintf(a.stderr, "editkit: merge %s --search: chose %s = %g on validation; wrote %s and %s (%.1fs)\n",
-			rec.Method, sp.coef.Symbol(), rec.Chosen, f.o.out, strings.Join(recordFiles, ", "), rec.Seconds)
+			rec.Method, r.plan.coef.Symbol(), rec.Chosen, f.o.out, strings.Join(rec.Files, ", "), rec.Seconds)
 	}
 	return nil
+}
+
+// searchRun is what a merge --search holds open: the plan, the recipe,
+// the models, the encoder and validation tasks, the linearization, the
+// scratch folder and the progress displays.
+type searchRun struct {
+	a           *app
+	plan        *searchPlan
+	flags       *searchFlags
+	job         *mergeJob
+	out         string
+	recordFiles []string
+	set         *tasks.Set
+	enc         *encoder.Encoder
+	tasks       []evalTask
+	lin         *linearize.Encoder
+	linMeta     map[string]string
+	scratch     string
+	finetuned   map[string]float64
+	from        map[string]string
+	searching   *countProgress // every evaluation
+	merging     *progress      // the unit merge, then the written one
+	closers     []func()
+}
+
+func (r *searchRun) close() {
+	r.searching.finish()
+	for _, c := range slices.Backward(r.closers) {
+		c()
+	}
+}
+
+// openSearch checks the flags, builds the recipe at the unit coefficient
+// (checked in full before anything is read), and opens the models, the
+// encoder, the validation tasks and the linearization.
+func (a *app) openSearch(cmd *cobra.Command, f *mergeFlags, sf *searchFlags) (r *searchRun, err error) {
+	r = &searchRun{a: a, flags: sf, out: f.o.out, recordFiles: eval.RecordPaths(f.o.out)} // checked with the outputs, see mergeCmd
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
+	if r.plan, err = newSearchPlan(cmd, f, sf); err != nil {
+		return r, err
+	}
+	unit := 1.0 // λ = 1, LiNeS α = 1 (one task) or β = 0
+	if r.plan.coef == merge.CoefLinesBeta {
+		unit = 0
+	}
+	if err := setSearchCoefficient(cmd, r.plan.coef, unit); err != nil {
+		return r, err
+	}
+	if r.job, err = prepareMerge(cmd, f); err != nil {
+		return r, err
+	}
+	if r.set, err = a.openSet(r.job.base, r.job.models); err != nil {
+		return r, err
+	}
+	r.closers = append(r.closers, func() { r.set.Close() })
+	if err := checkpoint.CheckOutput(f.o.out, r.set.Inputs(), f.o.force); err != nil {
+		return r, err
+	}
+	if r.enc, err = encoder.Load(r.job.base); err != nil {
+		return r, err
+	}
+	r.closers = append(r.closers, r.enc.Close)
+	if r.tasks, err = loadEvalTasks(r.plan.datasets(), r.plan.heads(), datasets.Validation, sf.data, sf.limit, r.enc); err != nil {
+		return r, err
+	}
+	if r.lin, r.linMeta, err = a.searchLinearization(r.enc, r.job.models, sf.lin); err != nil {
+		return r, err
+	}
+	if r.lin != nil {
+		r.closers = append(r.closers, r.lin.Close)
+	}
+	for _, t := range r.tasks {
+		r.plan.names = append(r.plan.names, t.name)
+	}
+	if r.finetuned, r.from, err = r.plan.finetunedNeeds(sf, r.plan.goal(), r.job.models); err != nil {
+		return r, err
+	}
+	scratch, remove, err := checkpoint.TempBeside(f.o.out) // removed on a signal; a killed run's by the next
+	if err != nil {
+		return r, err
+	}
+	r.scratch = scratch
+	r.closers = append(r.closers, remove)
+	r.searching = a.newCountProgress("searching "+r.plan.coef.Symbol(), r.plan.images(r.tasks, sf.tall, r.finetuned, r.from))
+	return r, nil
+}
+
+// options are eval.SearchMerge's options: the plan's goal and grid, the
+// tasks' evaluators (through the linearization when there is one), the
+// unit merge beside the output, the progress displays, and the writer.
+func (r *searchRun) options() eval.MergeSearch {
+	on := func(ts ...evalTask) eval.ModelEval { return tasksEval(r.enc, r.lin, ts, r.flags.batch, r.searching) }
+	var tensorNames []string
+	for _, spec := range r.enc.Specs {
+		tensorNames = append(tensorNames, spec.Name)
+	}
+	o := eval.MergeSearch{
+		Choice: eval.Choice{Goal: r.plan.goal(), Metrics: r.plan.names, Steps: eval.Steps{Values: r.plan.grid}, Evaluate: on(r.tasks...),
+			EvaluateOne: func(m string) eval.ModelEval { return on(r.tasks[slices.Index(r.plan.names, m)]) },
+			Finetuned:   r.finetuned, FinetunedFrom: r.from,
+			FinetunedWeights: func(m string) (models.Weights, error) {
+				return r.enc.ReadWeights(r.job.models[slices.Index(r.plan.names, m)])
+			}},
+		Direction: merge.DirectionOptions{Coefficient: r.plan.coef, Negate: r.plan.negate, Tensors: tensorNames,
+			ScratchDir: r.scratch, ShardSize: r.job.wo.ShardSize},
+		Tall:  r.flags.tall,
+		Stage: r.stage,
+		Write: r.write,
+	}
+	if !r.a.quiet {
+		o.Direction.Stream.Progress = func(done, total int64) {
+			if r.merging != nil {
+				r.merging.update(done, total)
+			}
+		}
+	}
+	return o
+}
+
+// stage switches the progress displays as the search moves on.
+func (r *searchRun) stage(name string) {
+	r.merging.done()
+	switch name {
+	case "direction":
+		r.merging = r.a.newProgress("merging at the unit coefficient (" + string(r.job.cfg.Method) + ")")
+	case "write":
+		r.searching.finish()
+		r.merging = r.a.newProgress("merging (" + string(r.job.cfg.Method) + ")")
+	}
+}
+
+// write writes the merge at the chosen coefficient (cfg), as `editkit
+// merge` would write it with that value, and reads it back.
+func (r *searchRun) write(cfg merge.Config) (models.Weights, map[string]any, error) {
+	if _, err := cfg.Resolve(len(r.job.models)); err != nil {
+		return nil, nil, flagError(err, false)
+	}
+	final := *r.job
+	final.cfg = &cfg
+	if err := final.provenance(setInputs(r.set)); err != nil {
+		return nil, nil, err
+	}
+	final.wo.Metadata = withMetadata(final.wo.Metadata, r.linMeta)
+	res, err := merge.Run(r.set, final.cfg, r.out, final.wo, tasks.StreamOptions{Progress: r.merging.callback()})
+	r.merging.done()
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := r.enc.ReadWeights(r.out)
+	if err != nil {
+		return nil, nil, fmt.Errorf("re-reading the written merge: %w", err)
+	}
+	return w, res.Params, nil
 }
 
 // tasksEval is the evaluator of the encoder's weights on tasks (through its
@@ -456,13 +407,13 @@ func newSearchPlan(cmd *cobra.Command, f *mergeFlags, sf *searchFlags) (*searchP
 	case sf.grid != "":
 		sp.grid, err = parseGrid(sf.grid)
 	case sp.coef == merge.CoefLinesBeta && strings.EqualFold(f.method, string(merge.TIES)):
-		sp.grid = eval.LinesBetaGridTIES
+		sp.grid = eval.LinesBetaGridTIES()
 	case sp.coef == merge.CoefLinesBeta:
-		sp.grid = eval.LinesBetaGrid
+		sp.grid = eval.LinesBetaGrid()
 	case sp.coef == merge.CoefLinesAlpha:
-		sp.grid = eval.LinesAlphaGrid
+		sp.grid = eval.LinesAlphaGrid()
 	default:
-		sp.grid = eval.LambdaGrid
+		sp.grid = eval.LambdaGrid()
 	}
 	if err != nil {
 		return nil, err
@@ -497,33 +448,78 @@ func setSearchCoefficient(cmd *cobra.Command, coef merge.Coefficient, v float64)
 	return cmd.Flags().Set(name, strconv.FormatFloat(v, 'g', -1, 64))
 }
 
+// goal is what the search optimizes.
+func (sp *searchPlan) goal() eval.Goal {
+	switch {
+	case sp.negate:
+		return eval.GoalNegation
+	case sp.coef == merge.CoefLinesAlpha:
+		return eval.GoalTradeoff
+	}
+	return eval.GoalAddition
+}
+
+// datasets and heads are the --search tasks' datasets and heads.
+func (sp *searchPlan) datasets() []string {
+	out := make([]string, len(sp.entries))
+	for i, e := range sp.entries {
+		out[i] = e.dataset
+	}
+	return out
+}
+
+func (sp *searchPlan) heads() []string {
+	out := make([]string, len(sp.entries))
+	for i, e := range sp.entries {
+		out[i] = e.head
+	}
+	return out
+}
+
+// images counts the images the search evaluates, for its progress: the
+// TALL λ_t, the grid, the written checkpoint, the fine-tuned models whose
+// accuracy is not known, θ₀ on the reference tasks.
+func (sp *searchPlan) images(ts []evalTask, tall bool, ft map[string]float64, from map[string]string) int {
+	goal := sp.goal()
+	size := map[string]int{}
+	perPass := 0
+	for _, t := range ts {
+		size[t.name] = t.ds.Len()
+		perPass += t.ds.Len()
+	}
+	total := perPass * (len(sp.grid) + 1)
+	if tall {
+		total += perPass * len(eval.TallLambdaGrid())
+	}
+	for _, m := range goal.NeedsFinetuned(sp.names) {
+		if from[m] != "" && ft[m] == 0 {
+			total += size[m]
+		}
+	}
+	for _, m := range goal.NeedsReference(sp.names) {
+		total += size[m]
+	}
+	return total
+}
+
 // finetunedNeeds resolves where each task's fine-tuned accuracy comes
 // from: --search's inline value, --finetuned-acc, or evaluating the task's
 // model (the i-th --models for the i-th task). ft holds the values known
 // now; from names every source.
-func (sp *searchPlan) finetunedNeeds(sf *searchFlags, members []string, n int) (ft map[string]float64, from map[string]string, err error) {
+func (sp *searchPlan) finetunedNeeds(sf *searchFlags, goal eval.Goal, members []string) (ft map[string]float64, from map[string]string, err error) {
 	flagAcc, err := parseTaskFloats("finetuned-acc", sf.finetunedAcc, sp.names)
 	if err != nil {
 		return nil, nil, err
 	}
 	ft, from = map[string]float64{}, map[string]string{}
-	needed := func(i int) bool {
+	for _, t := range goal.NeedsFinetuned(sp.names) {
+		i := slices.Index(sp.names, t)
 		switch {
-		case sp.negate:
-			return false
-		case sp.coef == merge.CoefLinesAlpha:
-			return i == 0
-		}
-		return true
-	}
-	for i, t := range sp.names {
-		switch {
-		case !needed(i):
 		case sp.entries[i].acc > 0:
 			ft[t], from[t] = sp.entries[i].acc, "--search"
 		case flagAcc[t] > 0:
 			ft[t], from[t] = flagAcc[t], "--finetuned-acc"
-		case i < n:
+		case i < len(members):
 			from[t] = "evaluated " + members[i]
 		default:
 			return nil, nil, fmt.Errorf("no fine-tuned accuracy for task %s: the %d-th --search task has no %d-th --models to evaluate; give it as %s=HEAD:ACC or --finetuned-acc %s=ACC", t, i+1, i+1, sp.entries[i].dataset, t)

@@ -209,7 +209,7 @@ func TestMergeSearchKnownPeak(t *testing.T) {
 	ft := map[string]float64{"a": 0.5, "b": 0.8}
 	want, bestScore := -1.0, -1.0
 	expect := map[float64]map[string]float64{}
-	for _, l := range eval.LambdaGrid {
+	for _, l := range eval.LambdaGrid() {
 		acc := map[string]float64{"a": share(labA, predictA(l)), "b": share(labB, predictB(l))}
 		expect[l] = acc
 		if s := (acc["a"]/ft["a"] + acc["b"]/ft["b"]) / 2; s > bestScore+1e-12 {
@@ -238,8 +238,8 @@ func TestMergeSearchKnownPeak(t *testing.T) {
 			if rec.Chosen != 0.5 || rec.Applied != 0.5 || rec.Coefficient != "lambda" {
 				t.Errorf("chose %s = %v (applied %v), want λ = 0.5", rec.Coefficient, rec.Chosen, rec.Applied)
 			}
-			if len(rec.Search.Points) != len(eval.LambdaGrid) {
-				t.Fatalf("%d points, want the λ grid's %d", len(rec.Search.Points), len(eval.LambdaGrid))
+			if len(rec.Search.Points) != len(eval.LambdaGrid()) {
+				t.Fatalf("%d points, want the λ grid's %d", len(rec.Search.Points), len(eval.LambdaGrid()))
 			}
 			for _, p := range rec.Search.Points {
 				for task, a := range expect[p.Coef] {
@@ -320,8 +320,8 @@ func TestMergeSearchLinesSingle(t *testing.T) {
 		t.Fatalf("single-task LiNeS search: %s", errOut)
 	}
 	rec := readRecord(t, js)
-	if rec.Coefficient != "lines_alpha" || rec.Chosen != 0.4 || len(rec.Search.Points) != len(eval.LinesAlphaGrid) {
-		t.Errorf("chose %s = %v over %d points, want lines_alpha 0.4 over %d", rec.Coefficient, rec.Chosen, len(rec.Search.Points), len(eval.LinesAlphaGrid))
+	if rec.Coefficient != "lines_alpha" || rec.Chosen != 0.4 || len(rec.Search.Points) != len(eval.LinesAlphaGrid()) {
+		t.Errorf("chose %s = %v over %d points, want lines_alpha 0.4 over %d", rec.Coefficient, rec.Chosen, len(rec.Search.Points), len(eval.LinesAlphaGrid()))
 	}
 	if rec.Pretrained["b"] != share(labB, 0) || rec.Finetuned["a"] != 0.5 {
 		t.Errorf("pre-trained %v, fine-tuned %v", rec.Pretrained, rec.Finetuned)
@@ -498,7 +498,7 @@ func TestMergeSearchLinesIndependent(t *testing.T) {
 	}
 	want, best := -1.0, -1.0
 	expect := map[float64]map[string]float64{}
-	for _, beta := range eval.LinesBetaGrid {
+	for _, beta := range eval.LinesBetaGrid() {
 		w := weightsLike(f.base, func(name string, v []float32) {
 			s := 0.5
 			if l, ok := depth(name); ok {

@@ -3,9 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/editkit/editkit/eval"
@@ -30,22 +28,13 @@ type negationRecord struct {
 
 func runNegation(o options, st settings, x *experiment, ts []*task, rep *report, logf func(string, ...any)) (*negationRecord, error) {
 	target, control := probe{t: ts[0], known: true}, probe{t: ts[1], known: true}
-	ft := filepath.Join(o.Out, "finetuned", strconv.FormatFloat(rep.LR.Chosen, 'g', -1, 64), "known", ts[0].name)
-	if err := x.finetune(o, st, ts[0].knownFt, ts[0].knownHead, rep.LR.Chosen, 1, ft, logf); err != nil {
-		return nil, err
-	}
-	d, err := x.ev.direction(x.preDir, []string{ft}, merge.Config{Method: merge.TaskArithmetic}, merge.CoefLambda, true)
-	if err != nil {
-		return nil, err
-	}
 	pair := []probe{target, control}
 	rec := &negationRecord{Target: target.name(), Control: control.name()}
-	rec.Search, err = eval.SearchDirection(d, x.ev.enc.Weights, eval.Steps{Values: st.LambdaGrid},
-		eval.Negation(rec.Target, rec.Control, eval.ControlFraction*rep.ZeroShotVal[rec.Control]), x.ev.on(pair, false))
+	d, chosen, ft, err := x.negate(o, st, x.ev, target, control, false, rep, logf)
 	if err != nil {
 		return nil, err
 	}
-	rec.Lambda = rec.Search.Chosen()
+	rec.Search, rec.Lambda = chosen.Search, chosen.Coef
 	neg, negHits, err := x.ev.at(d, rec.Lambda, pair, true)
 	if err != nil {
 		return nil, err
@@ -73,6 +62,25 @@ func runNegation(o options, st settings, x *experiment, ts []*task, rep *report,
 	logf("negation of %s: λ = %g, target %.2f%% → %.2f%%, control %s %.2f%% → %.2f%% (test)", rec.Target, rec.Lambda,
 		100*rep.ZeroShot[rec.Target], 100*neg[rec.Target], rec.Control, 100*rep.ZeroShot[rec.Control], 100*neg[rec.Control])
 	return rec, nil
+}
+
+// negate fine-tunes on the target's training share (linearized or not;
+// the checkpoint is reused when there) and chooses λ of θ₀ − λτ on
+// validation, measured by ev: the lowest target accuracy keeping the
+// control ≥ 95% of the pre-trained model's (eval.GoalNegation).
+func (x *experiment) negate(o options, st settings, ev *evaluator, target, control probe, linearized bool, rep *report, logf func(string, ...any)) (*merge.Direction, *eval.Chosen, string, error) {
+	ft := knownPath(o.Out, rep.LR.Chosen, target.t, linearized)
+	if err := x.finetune(o, st, target.t.knownFt, target.t.knownHead, rep.LR.Chosen, 1, linearized, ft, logf); err != nil {
+		return nil, nil, "", err
+	}
+	d, err := ev.direction(x.preDir, []string{ft}, merge.Config{Method: merge.TaskArithmetic}, merge.CoefLambda, true)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	ch := ev.choice(eval.GoalNegation, []probe{target, control}, st.LambdaGrid)
+	ch.Reference = map[string]float64{control.name(): rep.ZeroShotVal[control.name()]}
+	chosen, err := eval.Choose(d, ev.enc.Weights, ch)
+	return d, chosen, ft, err
 }
 
 // singleLinesRecord is single-task LiNeS (β = 1 − α, α chosen by
@@ -108,15 +116,18 @@ func runSingleLines(st settings, x *experiment, ts []*task, rep *report, logf fu
 		rec.Controls = append(rec.Controls, p.name())
 		norm[p.name()] = rep.ZeroShotVal[p.name()]
 	}
-	ft := x.members(ts, rep.LR.Chosen, 1)[0]
+	ft := x.members(ts, rep.LR.Chosen, 1, false)[0]
 	lines, err := x.ev.direction(x.preDir, []string{ft}, merge.Config{Method: merge.TaskArithmetic}, merge.CoefLinesAlpha, false)
 	if err != nil {
 		return nil, err
 	}
-	if rec.Search, err = eval.SearchDirection(lines, x.ev.enc.Weights, eval.Steps{Values: st.AlphaGrid}, eval.Tradeoff(rec.Target, rec.Controls, norm, eval.LinesTargetWeight), x.ev.on(ps, false)); err != nil {
+	ch := x.ev.choice(eval.GoalTradeoff, ps, st.AlphaGrid)
+	ch.Finetuned, ch.Reference = norm, norm
+	chosen, err := eval.Choose(lines, x.ev.enc.Weights, ch)
+	if err != nil {
 		return nil, err
 	}
-	rec.Alpha = rec.Search.Chosen()
+	rec.Search, rec.Alpha = chosen.Search, chosen.Coef
 	goal := rec.Search.Points[rec.Search.Best].Accuracy[rec.Target]
 	uniform, err := x.ev.direction(x.preDir, []string{ft}, merge.Config{Method: merge.TaskArithmetic}, merge.CoefLambda, false)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/merge"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/clip"
@@ -60,6 +61,14 @@ func (p probe) name() string {
 		return p.t.name + "-pre"
 	}
 	return p.t.name
+}
+
+func probeNames(ps []probe) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.name()
+	}
+	return out
 }
 
 func taskProbes(ts []*task) []probe {
@@ -189,8 +198,37 @@ func byteTokenizer() (*clip.Tokenizer, error) {
 }
 
 // evaluator evaluates encoder weights through the tasks' heads on their
-// cached batches.
-type evaluator struct{ enc *encoder.Encoder }
+// cached batches: plainly, or, when lin is set, through the encoder's
+// linearization around its weights θ₀, f(x; θ₀) + J·(θ − θ₀)
+// (tangent-space task arithmetic).
+type evaluator struct {
+	enc *encoder.Encoder
+	lin *linearize.Encoder
+}
+
+// linearized returns the evaluator through f_lin around e's weights; close
+// it when done.
+func (e *evaluator) linearized() (*evaluator, error) {
+	lin, err := linearize.NewEncoder(e.enc)
+	if err != nil {
+		return nil, err
+	}
+	return &evaluator{enc: e.enc, lin: lin}, nil
+}
+
+func (e *evaluator) close() {
+	if e.lin != nil {
+		e.lin.Close()
+	}
+}
+
+// classifier classifies with weights w through the head.
+func (e *evaluator) classifier(w models.Weights, head *heads.Head) (eval.Classifier, error) {
+	if e.lin != nil {
+		return e.lin.Classifier(w, head)
+	}
+	return e.enc.Classifier(w, head)
+}
 
 // hits is the per-image outcome (right or wrong) of weights w (the
 // pre-trained ones when nil) on a probe's split.
@@ -202,7 +240,7 @@ func (e *evaluator) hits(w models.Weights, p probe, test bool) ([]bool, error) {
 	if test {
 		s++
 	}
-	clf, err := e.enc.Classifier(w, head)
+	clf, err := e.classifier(w, head)
 	if err != nil {
 		return nil, err
 	}
@@ -242,6 +280,14 @@ func (e *evaluator) on(ps []probe, test bool) eval.ModelEval {
 // measure returns the accuracies and outcomes of weights w on the probes.
 func (e *evaluator) measure(w models.Weights, ps []probe, test bool) (map[string]float64, map[string][]bool, error) {
 	return eval.Measure(e.on(ps, test), w)
+}
+
+// choice is eval's coefficient search over the probes' validation splits
+// with goal g, the probes' names as metrics in order.
+func (e *evaluator) choice(g eval.Goal, ps []probe, grid []float64) eval.Choice {
+	names := probeNames(ps)
+	return eval.Choice{Goal: g, Metrics: names, Steps: eval.Steps{Values: grid}, Evaluate: e.on(ps, false),
+		EvaluateOne: func(m string) eval.ModelEval { return e.on([]probe{ps[slices.Index(names, m)]}, false) }}
 }
 
 // direction merges the members once at the unit coefficient and keeps Δ

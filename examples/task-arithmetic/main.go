@@ -63,6 +63,20 @@ type settings struct {
 	LambdaGrid, BetaGrid, BetaGridTIES, AlphaGrid []float64
 	// Replicates is the number of bootstrap resamples of the intervals.
 	Replicates int
+	// TangentSeeds is the number of fine-tuning seeds (the first ones) of
+	// the tangent-space comparison, which fine-tunes every task again
+	// linearized; 0 leaves the comparison out.
+	TangentSeeds int
+	// NegTargets is the number of datasets whose pre-training classes the
+	// comparison negates (each with the next dataset's as control).
+	NegTargets int
+	// XiGrid is the grid of both coefficients of the ξ heat maps, XiN the
+	// validation images of each of the two tasks they compare.
+	XiGrid []float64
+	XiN    int
+	// NtkN is the number of validation images of each of the two tasks in
+	// the NTK's pooled sample, NtkTop the eigenvectors reported.
+	NtkN, NtkTop int
 }
 
 func quickSettings() settings {
@@ -71,7 +85,8 @@ func quickSettings() settings {
 		FtN: 3000, FtSteps: 300, FtBatch: 32, FtLR: 1e-3, Seeds: 1,
 		ValLimit: 200, TestLimit: 500,
 		LambdaGrid: eval.Grid(0, 1, 0.1), BetaGrid: eval.Grid(0.1, 1, 0.3), BetaGridTIES: eval.Grid(0.1, 1.5, 0.35), AlphaGrid: eval.Grid(0, 1, 0.25),
-		Replicates: 1000}
+		Replicates:   1000,
+		TangentSeeds: 1, NegTargets: 1, XiGrid: eval.Grid(-3, 3, 1), XiN: 64, NtkN: 16, NtkTop: 10}
 }
 
 func fullSettings() settings {
@@ -79,8 +94,9 @@ func fullSettings() settings {
 		PreN: 4000, PreSteps: 2000, PreBatch: 32, PreLR: 3e-3, PreTemplates: 8, LogitScale: 50,
 		FtN: 6000, FtSteps: 400, FtBatch: 32, FtLR: 1e-3, FtLRAlt: 6e-5, Seeds: 3,
 		ValLimit: 300, TestLimit: 1500,
-		LambdaGrid: eval.LambdaGrid, BetaGrid: eval.LinesBetaGrid, BetaGridTIES: eval.LinesBetaGridTIES, AlphaGrid: eval.LinesAlphaGrid,
-		Replicates: eval.DefaultReplicates}
+		LambdaGrid: eval.LambdaGrid(), BetaGrid: eval.LinesBetaGrid(), BetaGridTIES: eval.LinesBetaGridTIES(), AlphaGrid: eval.LinesAlphaGrid(),
+		Replicates:   eval.DefaultReplicates,
+		TangentSeeds: 1, NegTargets: 4, XiGrid: eval.Grid(-3, 3, 0.5), XiN: 150, NtkN: 40, NtkTop: 20}
 }
 
 type options struct {
@@ -126,8 +142,11 @@ type report struct {
 	// each learning rate tried.
 	Vectors      map[string]*vectorStats  `json:"vectors"`
 	Interference map[string]*interference `json:"interference"`
-	Table        *eval.Table              `json:"table"`
-	Seconds      map[string]float64       `json:"seconds"`
+	// Tangent is the tangent-space comparison: non-linear FT, linearized
+	// FT and post-hoc linearization.
+	Tangent *tangentRecord     `json:"tangent,omitempty"`
+	Table   *eval.Table        `json:"table"`
+	Seconds map[string]float64 `json:"seconds"`
 	// LoadAverage is /proc/loadavg at the start and at the end of the run.
 	LoadAverage [2]string `json:"load_average,omitempty"`
 }
@@ -259,7 +278,7 @@ func run(o options) (*report, error) {
 	}
 	lap("lr_choice")
 	for s := 2; s <= st.Seeds; s++ {
-		if err := x.finetuneAll(o, st, ts, rep.LR.Chosen, s, logf); err != nil {
+		if err := x.finetuneAll(o, st, ts, rep.LR.Chosen, s, false, logf); err != nil {
 			return nil, err
 		}
 	}
@@ -292,7 +311,7 @@ func run(o options) (*report, error) {
 	// interference.
 	for _, lr := range rep.LR.Tried {
 		label := lrLabel(lr)
-		vs, err := taskVectors(x, ts, x.members(ts, lr, 1))
+		vs, err := taskVectors(x, ts, x.members(ts, lr, 1, false))
 		if err != nil {
 			return nil, err
 		}
@@ -302,6 +321,13 @@ func run(o options) (*report, error) {
 		}
 	}
 	lap("vectors")
+
+	// 7. Tangent-space task arithmetic: linearized fine-tuning and post-hoc
+	// linearization against non-linear fine-tuning.
+	if rep.Tangent, err = runTangent(o, st, x, ts, rep, logf); err != nil {
+		return nil, fmt.Errorf("tangent space: %w", err)
+	}
+	lap("tangent")
 
 	// The table, on the test split, with intervals.
 	if rep.Table, err = mergeTable(o, st, x, ts, rep); err != nil {
@@ -332,8 +358,8 @@ func mean(m map[string]float64) float64 {
 		return 0
 	}
 	s := 0.0
-	for _, v := range m {
-		s += v
+	for _, k := range slices.Sorted(maps.Keys(m)) { // in a fixed order: the same bits every run
+		s += m[k]
 	}
 	return s / float64(len(m))
 }

@@ -4,11 +4,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/linearize"
 )
 
 // TestQuick runs the whole experiment with --quick (tasks whose data is
@@ -119,9 +122,82 @@ func TestQuick(t *testing.T) {
 			t.Errorf("cos(τ_%s, τ_%s) = %v", name, name, c)
 		}
 	}
-	for _, f := range []string{"table.md", "table.json", "merged/seed1/ties.search.png", "pretrained/config.json", "heads/mnist-pre.safetensors"} {
+	checkTangent(t, r, out)
+	for _, f := range []string{"table.md", "table.json", "merged/seed1/ties.search.png", "pretrained/config.json", "heads/mnist-pre.safetensors",
+		"tangent/xi-non-linear.png", "tangent/xi-linearized.png", "tangent/ntk-localization.png"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("output %s missing or empty: %v", f, err)
+		}
+	}
+}
+
+// checkTangent checks the tangent-space comparison: f_lin(θ₀) = f(θ₀), so
+// every mode's α = 0 point is the zero-shot model exactly; linearized
+// fine-tuning learns every task beyond the interval; each negation keeps
+// its control; linearized fine-tunes and their merge record their base;
+// ξ vanishes at the origin and on its term's own axis; the NTK's top
+// eigenvectors are unit vectors, in order.
+func checkTangent(t *testing.T, r *report, out string) {
+	tg := r.Tangent
+	if tg == nil || len(tg.Modes) != 3 || tg.Single == nil || tg.Addition == nil {
+		t.Fatalf("tangent-space record %+v", tg)
+	}
+	for _, m := range tg.Modes {
+		p := m.Addition[0].Search.Points[0]
+		if p.Coef != 0 {
+			t.Fatalf("%s: first α %v", m.Mode, p.Coef)
+		}
+		for _, name := range r.Tasks {
+			if p.Accuracy[name] != r.ZeroShotVal[name] {
+				t.Errorf("%s at α = 0: %s %.6f, zero-shot %.6f", m.Mode, name, p.Accuracy[name], r.ZeroShotVal[name])
+			}
+		}
+		for _, n := range m.Negation {
+			if b := n.Search.Points[n.Search.Best]; !b.Feasible || b.Accuracy[n.Control] < eval.ControlFraction*r.ZeroShotVal[n.Control] {
+				t.Errorf("%s: negation of %s breaks its control: %+v", m.Mode, n.Target, b)
+			}
+		}
+	}
+	for _, row := range tg.Single.Rows {
+		if row.Name != modeLinearized {
+			continue
+		}
+		for _, name := range append([]string{eval.Average}, r.Tasks...) {
+			if iv := row.Versus[zeroShotRow][name]; !(iv.Lo > 0) {
+				t.Errorf("linearized fine-tuning on %s: %+.4f [%+.4f, %+.4f] against zero-shot (test)", name, iv.Value, iv.Lo, iv.Hi)
+			}
+		}
+	}
+	for _, path := range []string{tg.Modes[1].Addition[0].Checkpoint, ftPath(out, &task{name: r.Tasks[0]}, r.LR.Chosen, 1, true)} {
+		ck, err := checkpoint.Open(path)
+		if err != nil {
+			t.Errorf("opening %s: %v", path, err)
+			continue
+		}
+		info, ok, err := linearize.ReadMetadata(ck.Metadata)
+		ck.Close()
+		if !ok || err != nil || !strings.HasSuffix(info.Path, "pretrained") {
+			t.Errorf("%s: linearized %v around %q (%v)", path, ok, info.Path, err)
+		}
+	}
+	for mode, x := range tg.Xi {
+		zero := slices.Index(x.Alpha1, 0)
+		if zero < 0 || x.At(zero, zero) != 0 {
+			t.Fatalf("%s: ξ(0, 0) = %v on grid %v", mode, x.At(max(zero, 0), max(zero, 0)), x.Alpha1)
+		}
+		for i := range x.Alpha1 {
+			if x.Terms[0][i][zero] != 0 || x.Terms[1][zero][i] != 0 {
+				t.Errorf("%s: a term is not 0 where the other coefficient is 0 (α index %d)", mode, i)
+			}
+		}
+	}
+	l := tg.NTK
+	if l == nil || len(l.Share) != r.Settings.NtkTop {
+		t.Fatalf("NTK localization %+v", l)
+	}
+	for k, sh := range l.Share {
+		if math.Abs(sh[0]+sh[1]-1) > 1e-9 || (k > 0 && l.Eigenvalues[k] > l.Eigenvalues[k-1]) || l.Eigenvalues[k] < -1e-6*l.Eigenvalues[0] {
+			t.Errorf("eigenvector %d: shares %v, eigenvalue %v (previous %v)", k, sh, l.Eigenvalues[k], l.Eigenvalues[max(k-1, 0)])
 		}
 	}
 }

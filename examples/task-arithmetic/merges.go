@@ -10,6 +10,7 @@ import (
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/merge"
+	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/tasks"
 )
 
@@ -87,7 +88,7 @@ func mergeAll(o options, st settings, x *experiment, ts []*task, rep *report, lo
 	for _, mm := range methods() {
 		sum := &mergeSummary{Name: mm.Name}
 		for s := 1; s <= st.Seeds; s++ {
-			rec, hits, err := runMerge(o, st, x, ts, x.members(ts, rep.LR.Chosen, s), s, mm, x.finetunedVal[s-1], logf)
+			rec, hits, err := runMerge(o, st, x.ev, x.preDir, ts, x.members(ts, rep.LR.Chosen, s, false), s, mm, x.finetunedVal[s-1], nil, logf)
 			if err != nil {
 				return nil, fmt.Errorf("%s (seed %d): %w", mm.Name, s, err)
 			}
@@ -115,15 +116,12 @@ func bestOnValidation(ms []*mergeSummary) string {
 
 // runMerge merges one seed's fine-tuned models with one method, choosing
 // consensus's TALL λ_t and then λ (or LiNeS's β) on validation, writes the
-// merge at the chosen values and measures the written checkpoint on test.
-func runMerge(o options, st settings, x *experiment, ts []*task, members []string, seed int, mm method, ftVal map[string]float64, logf func(string, ...any)) (*mergeRecord, map[string][]bool, error) {
+// merge at the chosen values (with meta in its metadata) and measures the
+// written checkpoint on test, every model measured by ev.
+func runMerge(o options, st settings, ev *evaluator, preDir string, ts []*task, members []string, seed int, mm method, ftVal map[string]float64, meta map[string]string, logf func(string, ...any)) (*mergeRecord, map[string][]bool, error) {
 	dir := filepath.Join(o.Out, "merged", fmt.Sprintf("seed%d", seed))
 	recPath, ckPath := filepath.Join(dir, mm.Name+".json"), filepath.Join(dir, mm.Name)
 	probes := taskProbes(ts)
-	var names []string
-	for _, p := range probes {
-		names = append(names, p.name())
-	}
 	rec := &mergeRecord{}
 	reuse := false
 	if !o.Redo && exists(recPath) && exists(ckPath) {
@@ -136,7 +134,7 @@ func runMerge(o options, st settings, x *experiment, ts []*task, members []strin
 			return nil, nil, err
 		}
 		var err error
-		if rec, err = searchMerge(st, x, ts, members, seed, mm, names, ftVal, ckPath); err != nil {
+		if rec, err = searchMerge(st, ev, preDir, ts, members, seed, mm, ftVal, ckPath, meta); err != nil {
 			return nil, nil, err
 		}
 		if rec.Search != nil {
@@ -156,7 +154,7 @@ func runMerge(o options, st settings, x *experiment, ts []*task, members []strin
 			return nil, nil, err
 		}
 	}
-	acc, hits, err := x.ev.checkpointAt(ckPath, probes, true)
+	acc, hits, err := ev.checkpointAt(ckPath, probes, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -164,64 +162,62 @@ func runMerge(o options, st settings, x *experiment, ts []*task, members []strin
 	return rec, hits, nil
 }
 
-func searchMerge(st settings, x *experiment, ts []*task, members []string, seed int, mm method, names []string, ftVal map[string]float64, ckPath string) (*mergeRecord, error) {
+// searchMerge is eval.SearchMerge of the members by mm, choosing on the
+// validation splits by mean normalized accuracy (ftVal the normalizers),
+// with the merge written to ckPath.
+func searchMerge(st settings, ev *evaluator, preDir string, ts []*task, members []string, seed int, mm method, ftVal map[string]float64, ckPath string, meta map[string]string) (*mergeRecord, error) {
 	probes := taskProbes(ts)
 	cfg := mergeConfig(mm, seed)
 	rec := &mergeRecord{Name: mm.Name, Seed: seed, Checkpoint: ckPath, Coefficient: "none"}
-	s, err := tasks.OpenSet(x.preDir, members)
+	s, err := tasks.OpenSet(preDir, members)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	if mm.Method == merge.Consensus {
-		evs := make([]eval.ModelEval, len(ts))
-		for i, p := range probes {
-			evs[i] = x.ev.on([]probe{p}, false)
+	write := func(c merge.Config) (models.Weights, map[string]any, error) {
+		wo := tasks.WriteOptions{WriteOptions: checkpoint.WriteOptions{Force: true, Metadata: meta}, DType: checkpoint.F32}
+		res, err := merge.Run(s, &c, ckPath, wo, tasks.StreamOptions{})
+		if err != nil {
+			return nil, nil, err
 		}
-		if rec.Tall, err = eval.SearchTallLambdas(s, cfg, x.ev.enc.Weights, names, eval.TallLambdaGrid, evs, merge.DirectionOptions{Tensors: x.ev.tensors()}); err != nil {
+		return nil, res.Params, nil // the written merge is measured on test later
+	}
+	coef, ok := searched(mm)
+	if !ok { // no coefficient: scored as written
+		if _, rec.Params, err = write(cfg); err != nil {
 			return nil, err
 		}
-		cfg.TallLambda = rec.Tall.Lambdas
-	}
-	final := cfg
-	if coef, ok := searched(mm); ok {
-		d, err := merge.NewDirection(s, cfg, merge.DirectionOptions{Coefficient: coef, Tensors: x.ev.tensors()})
+		acc, _, err := ev.checkpointAt(ckPath, probes, false)
 		if err != nil {
 			return nil, err
 		}
-		rec.Coefficient = string(coef)
-		grid := st.LambdaGrid
-		if mm.Lines {
-			rec.LinesAlpha = d.Alpha
-			grid = st.BetaGrid
-			if mm.Method == merge.TIES {
-				grid = st.BetaGridTIES
-			}
-		}
-		if rec.Search, err = eval.SearchDirection(d, x.ev.enc.Weights, eval.Steps{Values: grid}, eval.Addition(names, ftVal), x.ev.on(probes, false)); err != nil {
-			return nil, err
-		}
-		rec.Chosen = rec.Search.Chosen()
-		best := rec.Search.Points[rec.Search.Best]
-		rec.ValScore, rec.ValMean = best.Score, mean(best.Accuracy)
-		final = d.Config(rec.Chosen)
-	}
-	res, err := merge.Run(s, &final, ckPath, tasks.WriteOptions{WriteOptions: checkpoint.WriteOptions{Force: true}, DType: checkpoint.F32}, tasks.StreamOptions{})
-	if err != nil {
-		return nil, err
-	}
-	rec.Params = res.Params
-	if rec.Search == nil { // no coefficient: scored as written
-		acc, _, err := x.ev.checkpointAt(ckPath, probes, false)
-		if err != nil {
-			return nil, err
-		}
-		sc, _, err := eval.Addition(names, ftVal).Score(acc)
+		sc, _, err := eval.Addition(probeNames(probes), ftVal).Score(acc)
 		if err != nil {
 			return nil, err
 		}
 		rec.ValScore, rec.ValMean = sc, mean(acc)
+		return rec, nil
 	}
+	grid := st.LambdaGrid
+	if mm.Lines {
+		grid = st.BetaGrid
+		if mm.Method == merge.TIES {
+			grid = st.BetaGridTIES
+		}
+	}
+	o := eval.MergeSearch{Choice: ev.choice(eval.GoalAddition, probes, grid),
+		Direction: merge.DirectionOptions{Coefficient: coef, Tensors: ev.tensors()}, Tall: mm.Method == merge.Consensus, Write: write}
+	o.Finetuned = ftVal
+	r, _, err := eval.SearchMerge(s, cfg, ev.enc.Weights, o)
+	if err != nil {
+		return nil, err
+	}
+	rec.Coefficient, rec.Chosen, rec.Tall, rec.Search, rec.Params = r.Coefficient, r.Chosen, r.Tall, r.Search, r.MergeParams
+	if r.LinesAlpha != nil {
+		rec.LinesAlpha = *r.LinesAlpha
+	}
+	best := r.Search.Points[r.Search.Best]
+	rec.ValScore, rec.ValMean = best.Score, mean(best.Accuracy)
 	return rec, nil
 }
 

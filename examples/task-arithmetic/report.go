@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/eval"
 )
 
 // writeReport writes table.md (every table of the run, with intervals) and
@@ -121,6 +122,9 @@ func writeReport(out string, rep *report) error {
 		w("\nLiNeS − uniform (test, paired 95%% intervals): target %+.1f [%+.1f, %+.1f] points, mean of the controls %+.1f [%+.1f, %+.1f] points.\n",
 			100*l.TargetDiff.Value, 100*l.TargetDiff.Lo, 100*l.TargetDiff.Hi, 100*l.ControlDiff.Value, 100*l.ControlDiff.Lo, 100*l.ControlDiff.Hi)
 	}
+	if tg := rep.Tangent; tg != nil {
+		writeTangent(&b, rep, tg)
+	}
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err
@@ -129,4 +133,66 @@ func writeReport(out string, rep *report) error {
 		return err
 	}
 	return checkpoint.WriteFileAtomic(filepath.Join(out, "table.json"), js)
+}
+
+// The published ViT-B/32 numbers of "Task Arithmetic in the Tangent
+// Space" (8 tasks; a later reproduction, shared/notes/methods.md): single-
+// task accuracy, addition absolute and normalized, negation target and
+// control.
+var paperTangent = []struct {
+	mode                                  string
+	single, abs, norm, negTarget, negCtrl float64
+}{
+	{modeNonLinear, 90.5, 70.3, 77.6, 25.1, 63.9},
+	{modeLinearized, 87.3, 74.7, 85.3, 11.5, 64.0},
+}
+
+// writeTangent renders the tangent-space comparison.
+func writeTangent(b *strings.Builder, rep *report, tg *tangentRecord) {
+	w := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	w("\n## Tangent space: non-linear FT, linearized FT, post-hoc linearization\n\n")
+	w("First %d fine-tuning seed(s), test split. ", tg.Seeds)
+	w("Linearized FT trains θ of f_lin(x; θ) = f(x; θ₀) + J·(θ − θ₀) with the same recipe; ")
+	w("post-hoc linearization evaluates the non-linear fine-tunes (and their sums) through f_lin. Task addition: one α on the summed task vectors, ")
+	w("chosen on validation by mean normalized accuracy, normalized by the same mode's single-task accuracy. Negation: θ₀ − λτ of each dataset's ")
+	w("pre-training classes (the next dataset's as control), the λ with the lowest target accuracy keeping the control ≥ 95%% of the pre-trained model's.\n\n")
+	w("| mode | single-task | addition abs | addition norm | α | negation target | negation control |\n|---|---:|---:|---:|---|---:|---:|\n")
+	for _, m := range tg.Modes {
+		w("| %s | %.1f | %.1f | %.1f | %v | %.1f | %.1f |\n", m.Mode, 100*mean(m.Single), 100*m.AdditionAbs, 100*m.AdditionNorm, chosenOf(m.Addition), 100*m.NegTarget, 100*m.NegControl)
+	}
+	var pre [2]float64
+	for _, n := range tg.Modes[0].Negation {
+		pre[0] += n.PreTarget / float64(len(tg.Modes[0].Negation))
+		pre[1] += n.PreControl / float64(len(tg.Modes[0].Negation))
+	}
+	zs := 100 * tg.Single.Rows[0].MeanAccuracy // the zero-shot row: θ₀ is also addition's α = 0
+	w("| pre-trained (zero-shot) | %.1f | %.1f | | | %.1f | %.1f |\n", zs, zs, 100*pre[0], 100*pre[1])
+	for _, p := range paperTangent {
+		w("| *paper, ViT-B/32, 8 tasks: %s* | *%.1f* | *%.1f* | *%.1f* | | *%.1f* | *%.1f* |\n", p.mode, p.single, p.abs, p.norm, p.negTarget, p.negCtrl)
+	}
+	w("\n")
+	for _, tab := range []*eval.Table{tg.Single, tg.Addition} {
+		b.WriteString(tab.Markdown())
+		b.WriteString(tab.MarkdownIntervals())
+	}
+	w("\nNegation by task (test; λ chosen on validation):\n\n| mode | target | control | λ | target (pre-trained → negated) | control (pre-trained → negated) |\n|---|---|---|---:|---:|---:|\n")
+	for _, m := range tg.Modes {
+		for _, n := range m.Negation {
+			w("| %s | %s | %s | %g | %.1f → %.1f | %.1f → %.1f |\n", m.Mode, n.Target, n.Control, n.Lambda, 100*n.PreTarget, 100*n.TargetAcc, 100*n.PreControl, 100*n.ControlAcc)
+		}
+	}
+	w("\nWeight disentanglement error ξ(α₁, α₂) of the first seed's task vectors (validation; heat maps in %s):\n\n| mode | mean ξ on [0, 1]² | max ξ on [0, 1]² | mean ξ on the grid |\n|---|---:|---:|---:|\n", strings.Join(tg.Plots, ", "))
+	for _, m := range []string{modeNonLinear, modeLinearized} {
+		if x := tg.Xi[m]; x != nil {
+			w("| %s | %.3f | %.3f | %.3f |\n", m, x.BoxMean, x.BoxMax, x.GridMean)
+		}
+	}
+	if l := tg.NTK; l != nil {
+		w("\nNTK eigenfunction localization: the empirical NTK of the pre-trained encoder's features (trace over outputs) on %d %s and %d %s validation images, pooled. ", l.Examples[0], l.Tasks[0], l.Examples[1], l.Tasks[1])
+		w("Its top %d eigenvectors put on average %.0f%% of their energy on one task (%.0f%% if spread evenly). Share on %s, by eigenvector (largest eigenvalue first):", len(l.Share), 100*l.Localized, 100*l.Even, l.Tasks[0])
+		for _, sh := range l.Share {
+			w(" %.2f", sh[0])
+		}
+		w(".\n")
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/merge"
 	"github.com/editkit/editkit/models/clip"
 	"github.com/editkit/editkit/models/heads"
@@ -133,37 +134,75 @@ func buildHeads(o options, x *experiment, ts []*task) error {
 func lrLabel(lr float64) string { return "lr " + strconv.FormatFloat(lr, 'g', -1, 64) }
 
 // ftPath is where a task's fine-tuned model at a learning rate and seed
-// lives.
-func ftPath(out string, t *task, lr float64, seed int) string {
-	return filepath.Join(out, "finetuned", strconv.FormatFloat(lr, 'g', -1, 64), fmt.Sprintf("seed%d", seed), t.name)
+// lives (linearized fine-tunes in a folder of their own).
+func ftPath(out string, t *task, lr float64, seed int, linearized bool) string {
+	dir := filepath.Join(out, "finetuned", strconv.FormatFloat(lr, 'g', -1, 64))
+	if linearized {
+		dir = filepath.Join(dir, "linearized")
+	}
+	return filepath.Join(dir, fmt.Sprintf("seed%d", seed), t.name)
 }
 
-func (x *experiment) members(ts []*task, lr float64, seed int) []string {
+// knownPath is where the fine-tune on a task's pre-training classes (the
+// target of task negation) lives.
+func knownPath(out string, lr float64, t *task, linearized bool) string {
+	kind := "known"
+	if linearized {
+		kind = "known-linearized"
+	}
+	return filepath.Join(out, "finetuned", strconv.FormatFloat(lr, 'g', -1, 64), kind, t.name)
+}
+
+// members are the fine-tuned models of the tasks at a learning rate and
+// seed.
+func (x *experiment) members(ts []*task, lr float64, seed int, linearized bool) []string {
 	var out []string
 	for _, t := range ts {
-		out = append(out, ftPath(filepath.Dir(x.preDir), t, lr, seed))
+		out = append(out, ftPath(filepath.Dir(x.preDir), t, lr, seed, linearized))
 	}
 	return out
 }
 
 // finetune fine-tunes the image encoder on ds through the frozen head, or
-// reuses the checkpoint at p.
-func (x *experiment) finetune(o options, st settings, ds *datasets.Dataset, head *heads.Head, lr float64, seed int, p string, logf func(string, ...any)) error {
+// reuses the checkpoint at p. Linearized, it trains θ of the encoder's
+// linearization around the pre-trained weights with the same recipe
+// (train.Options.Linearized) and records that base in the checkpoint.
+func (x *experiment) finetune(o options, st settings, ds *datasets.Dataset, head *heads.Head, lr float64, seed int, linearized bool, p string, logf func(string, ...any)) error {
 	if exists(filepath.Join(p, "config.json")) && !o.Redo {
 		return nil
 	}
-	opt := train.Options{LearningRate: lr, WeightDecay: 0.1, Warmup: st.FtSteps / 10, ClipNorm: 1, BatchSize: st.FtBatch, Steps: st.FtSteps, Seed: uint64(seed)}
+	opt := train.Options{LearningRate: lr, WeightDecay: 0.1, Warmup: st.FtSteps / 10, ClipNorm: 1, BatchSize: st.FtBatch, Steps: st.FtSteps, Seed: uint64(seed),
+		Linearized: linearized}
 	res, err := train.Finetune(x.ev.enc, head, ds, opt)
 	if err != nil {
 		return fmt.Errorf("fine-tuning on %s: %w", ds.Name(), err)
 	}
-	logf("fine-tuned %s (lr %g, seed %d): %d steps, loss %.3f (%.1fs)", ds.Name(), lr, seed, res.Steps, res.MeanLoss, res.Seconds)
-	return train.WriteFinetuned(x.preDir, p, res.Weights, train.WriteOptions{Force: true})
+	kind := "fine-tuned"
+	var meta map[string]string
+	if linearized {
+		kind = "fine-tuned linearized"
+		if meta, err = x.linearizedMeta(); err != nil {
+			return err
+		}
+	}
+	logf("%s %s (lr %g, seed %d): %d steps, loss %.3f (%.1fs)", kind, ds.Name(), lr, seed, res.Steps, res.MeanLoss, res.Seconds)
+	return train.WriteFinetuned(x.preDir, p, res.Weights, train.WriteOptions{Force: true, Metadata: meta})
 }
 
-func (x *experiment) finetuneAll(o options, st settings, ts []*task, lr float64, seed int, logf func(string, ...any)) error {
+// linearizedMeta marks a checkpoint as θ of f_lin around the pre-trained
+// model (linearize.Metadata).
+func (x *experiment) linearizedMeta() (map[string]string, error) {
+	abs, err := filepath.Abs(x.preDir)
+	if err != nil {
+		return nil, err
+	}
+	return linearize.Metadata(abs, x.ev.enc.Specs, x.ev.enc.Weights)
+}
+
+// finetuneAll fine-tunes one model per task (linearized or not).
+func (x *experiment) finetuneAll(o options, st settings, ts []*task, lr float64, seed int, linearized bool, logf func(string, ...any)) error {
 	for _, t := range ts {
-		if err := x.finetune(o, st, t.ft, t.head, lr, seed, ftPath(o.Out, t, lr, seed), logf); err != nil {
+		if err := x.finetune(o, st, t.ft, t.head, lr, seed, linearized, ftPath(o.Out, t, lr, seed, linearized), logf); err != nil {
 			return err
 		}
 	}
@@ -190,16 +229,12 @@ func chooseLR(o options, st settings, x *experiment, ts []*task, rep *report, lo
 		c.Tried = append(c.Tried, st.FtLRAlt)
 	}
 	probes := taskProbes(ts)
-	var names []string
-	for _, p := range probes {
-		names = append(names, p.name())
-	}
 	best := -1.0
 	for _, lr := range c.Tried {
-		if err := x.finetuneAll(o, st, ts, lr, 1, logf); err != nil {
+		if err := x.finetuneAll(o, st, ts, lr, 1, false, logf); err != nil {
 			return err
 		}
-		members := x.members(ts, lr, 1)
+		members := x.members(ts, lr, 1, false)
 		ftVal := map[string]float64{}
 		for i, t := range ts {
 			acc, _, err := x.ev.checkpointAt(members[i], []probe{{t: t}}, false)
@@ -212,10 +247,13 @@ func chooseLR(o options, st settings, x *experiment, ts []*task, rep *report, lo
 		if err != nil {
 			return err
 		}
-		srch, err := eval.SearchDirection(d, x.ev.enc.Weights, eval.Steps{Values: st.LambdaGrid}, eval.Addition(names, ftVal), x.ev.on(probes, false))
+		ch := x.ev.choice(eval.GoalAddition, probes, st.LambdaGrid)
+		ch.Finetuned = ftVal
+		chosen, err := eval.Choose(d, x.ev.enc.Weights, ch)
 		if err != nil {
 			return err
 		}
+		srch := chosen.Search
 		merged := mean(srch.Points[srch.Best].Accuracy)
 		c.FinetuneVal, c.MergedVal, c.Lambda = append(c.FinetuneVal, mean(ftVal)), append(c.MergedVal, merged), append(c.Lambda, srch.Chosen())
 		logf("fine-tuning lr %g (%.3g of pre-training's): fine-tuned %.2f%%, task arithmetic %.2f%% at λ %g (validation means)",
@@ -234,7 +272,7 @@ func (x *experiment) measureFinetuned(st settings, ts []*task, rep *report) erro
 	x.finetunedTest = nil
 	x.finetunedVal = nil
 	for s := 1; s <= st.Seeds; s++ {
-		members := x.members(ts, rep.LR.Chosen, s)
+		members := x.members(ts, rep.LR.Chosen, s, false)
 		hits, val := map[string][]bool{}, map[string]float64{}
 		for i, t := range ts {
 			acc, _, err := x.ev.checkpointAt(members[i], []probe{{t: t}}, false)
