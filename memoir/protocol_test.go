@@ -205,7 +205,7 @@ func TestRunSingleEdits(t *testing.T) {
 			return f
 		},
 	}
-	for _, method := range Methods {
+	for _, method := range Methods() {
 		ed := fresh[method]()
 		res, err := RunSingleEdits(ed, b, tinyRequests, nil)
 		if err != nil {
