@@ -52,43 +52,54 @@ type template struct {
 // Prompt fills in the name.
 func (t template) Prompt(name string) string { return strings.ReplaceAll(t.Text, "{name}", name) }
 
-var attributes = []attribute{
-	{Name: "birth city", Nouns: [2]string{"birthplace", "hometown"}, Verbs: [2]string{"was born in", "came into the world in"}, Editable: true,
-		Values: strings.Fields("Lisbon Oslo Vienna Prague Dublin Madrid Berlin Paris Rome Athens Cairo Lima Quito Bogota Havana Nairobi Lagos Accra Dakar Tunis " +
-			"Beirut Amman Tehran Kabul Delhi Mumbai Dhaka Bangkok Hanoi Manila Jakarta Seoul Tokyo Osaka Beijing Shanghai Sydney Perth Auckland Toronto " +
-			"Montreal Chicago Boston Denver Seattle Houston Phoenix Dallas Atlanta Miami Helsinki Stockholm Warsaw Budapest Bucharest Sofia Zagreb Belgrade Riga Vilnius")},
-	{Name: "birth date", Nouns: [2]string{"birthday", "date of birth"}, Verbs: [2]string{"was born on", "came into the world on"}},
-	{Name: "university", Nouns: [2]string{"university", "alma mater"}, Verbs: [2]string{"studied at", "graduated from"}, Editable: true,
-		Values: strings.Fields("Ashford Bellmore Carrow Dunmore Elmhurst Fairholm Glenwood Harwick Ivybridge Kingsley Larkspur Marlow Northcote Oakridge Pemberton " +
-			"Queensbury Redmond Stanmore Thornbury Westbrook Alderton Brampton Calder Davenport Easton Foxley Grantham Hollins Ingram Jarrow " +
-			"Kendal Linwood Milford Norwood Oxley Penrose Radley Selwyn Tilbury Wexford")},
-	{Name: "field", Nouns: [2]string{"major", "field of study"}, Verbs: [2]string{"majored in", "specialized in"}, Editable: true,
-		Values: strings.Fields("physics chemistry biology history economics philosophy mathematics linguistics geology astronomy architecture law medicine music " +
-			"sociology psychology engineering statistics literature anthropology botany zoology geography journalism nursing theology archaeology ecology genetics robotics")},
-	{Name: "employer", Nouns: [2]string{"employer", "workplace"}, Verbs: [2]string{"works for", "is employed by"}, Editable: true,
-		Values: strings.Fields("Veltrix Orbiton Quantel Zephyra Lumora Kestrel Novacore Brightline Solvane Tessara Corvida Halcyon Maridian Pyxis Ardent " +
-			"Velora Cindral Obsidia Truvance Nexora Fenwick Glimmer Harbora Ionix Jadeon Kyloris Lattice Mirova Nimbra Ostrava Pellucid Quorra Rivane " +
-			"Sablewood Tandem Umbriel Vantora Wispell Xantho Yarrow Zolten Amberly Boreal Cascada Deltara Emberly Forsyth Galvane Heliox Istria")},
+// attributes are the five kinds of fact, with their values, nouns and verbs.
+func attributes() []attribute {
+	return []attribute{
+		{Name: "birth city", Nouns: [2]string{"birthplace", "hometown"}, Verbs: [2]string{"was born in", "came into the world in"}, Editable: true,
+			Values: strings.Fields("Lisbon Oslo Vienna Prague Dublin Madrid Berlin Paris Rome Athens Cairo Lima Quito Bogota Havana Nairobi Lagos Accra Dakar Tunis " +
+				"Beirut Amman Tehran Kabul Delhi Mumbai Dhaka Bangkok Hanoi Manila Jakarta Seoul Tokyo Osaka Beijing Shanghai Sydney Perth Auckland Toronto " +
+				"Montreal Chicago Boston Denver Seattle Houston Phoenix Dallas Atlanta Miami Helsinki Stockholm Warsaw Budapest Bucharest Sofia Zagreb Belgrade Riga Vilnius")},
+		{Name: "birth date", Nouns: [2]string{"birthday", "date of birth"}, Verbs: [2]string{"was born on", "came into the world on"}},
+		{Name: "university", Nouns: [2]string{"university", "alma mater"}, Verbs: [2]string{"studied at", "graduated from"}, Editable: true,
+			Values: strings.Fields("Ashford Bellmore Carrow Dunmore Elmhurst Fairholm Glenwood Harwick Ivybridge Kingsley Larkspur Marlow Northcote Oakridge Pemberton " +
+				"Queensbury Redmond Stanmore Thornbury Westbrook Alderton Brampton Calder Davenport Easton Foxley Grantham Hollins Ingram Jarrow " +
+				"Kendal Linwood Milford Norwood Oxley Penrose Radley Selwyn Tilbury Wexford")},
+		{Name: "field", Nouns: [2]string{"major", "field of study"}, Verbs: [2]string{"majored in", "specialized in"}, Editable: true,
+			Values: strings.Fields("physics chemistry biology history economics philosophy mathematics linguistics geology astronomy architecture law medicine music " +
+				"sociology psychology engineering statistics literature anthropology botany zoology geography journalism nursing theology archaeology ecology genetics robotics")},
+		{Name: "employer", Nouns: [2]string{"employer", "workplace"}, Verbs: [2]string{"works for", "is employed by"}, Editable: true,
+			Values: strings.Fields("Veltrix Orbiton Quantel Zephyra Lumora Kestrel Novacore Brightline Solvane Tessara Corvida Halcyon Maridian Pyxis Ardent " +
+				"Velora Cindral Obsidia Truvance Nexora Fenwick Glimmer Harbora Ionix Jadeon Kyloris Lattice Mirova Nimbra Ostrava Pellucid Quorra Rivane " +
+				"Sablewood Tandem Umbriel Vantora Wispell Xantho Yarrow Zolten Amberly Boreal Cascada Deltara Emberly Forsyth Galvane Heliox Istria")},
+	}
 }
 
-var firstNames = strings.Fields("Alice Bob Carol David Emma Frank Grace Henry Irene Jack Karen Liam Maria Noah Olivia Peter Quinn Rachel Samuel Tara " +
-	"Umar Vera Walter Xenia Yusuf Zoe Aaron Bianca Caleb Diana Ethan Fiona Gavin Hannah Isaac Julia Kevin Laura Martin Nina " +
-	"Oscar Paula Ruben Sofia Thomas Ursula Victor Wendy Adrian Beatrice Colin Daria Elias Freya George Helena Ivan Jasmine Kurt Lena " +
-	"Marcus Naomi Otto Priya Rafael Selma Tobias Uma Vincent Willa Anton Clara Dmitri Elena Felix Greta Hugo Ines Jonas Kira")
+// firstNames and lastNames make the people's full names.
+func firstNames() []string {
+	return strings.Fields("Alice Bob Carol David Emma Frank Grace Henry Irene Jack Karen Liam Maria Noah Olivia Peter Quinn Rachel Samuel Tara " +
+		"Umar Vera Walter Xenia Yusuf Zoe Aaron Bianca Caleb Diana Ethan Fiona Gavin Hannah Isaac Julia Kevin Laura Martin Nina " +
+		"Oscar Paula Ruben Sofia Thomas Ursula Victor Wendy Adrian Beatrice Colin Daria Elias Freya George Helena Ivan Jasmine Kurt Lena " +
+		"Marcus Naomi Otto Priya Rafael Selma Tobias Uma Vincent Willa Anton Clara Dmitri Elena Felix Greta Hugo Ines Jonas Kira")
+}
 
-var lastNames = strings.Fields("Smith Jones Brown Taylor Wilson Evans Thomas Roberts Walker Wright Thompson White Hughes Edwards Green Hall Wood Harris Clarke Jackson " +
-	"Turner Hill Moore Cooper Ward King Baker Morris Lee Martin Allen Carter Young Mitchell Bell Parker Scott Murphy Price Kelly " +
-	"Bennett Griffin Foster Russell Fisher Hayes Graham Gray Reid Marshall Stone Hunter Palmer Mills Dixon Knight Barnes Holmes Rice Ellis " +
-	"Ross Sharp Webb Porter Hart Lane Grant Fox Dean Burke Wells Hudson Watts Lambert Nash Hale Crane Frost Marsh Boyd " +
-	"Pike Reeve Quill Thorne Vance Wade York Yates Noble Shaw Drake Moss Lowe Kemp Flynn Blake Carr Dale Finch Gale")
+func lastNames() []string {
+	return strings.Fields("Smith Jones Brown Taylor Wilson Evans Thomas Roberts Walker Wright Thompson White Hughes Edwards Green Hall Wood Harris Clarke Jackson " +
+		"Turner Hill Moore Cooper Ward King Baker Morris Lee Martin Allen Carter Young Mitchell Bell Parker Scott Murphy Price Kelly " +
+		"Bennett Griffin Foster Russell Fisher Hayes Graham Gray Reid Marshall Stone Hunter Palmer Mills Dixon Knight Barnes Holmes Rice Ellis " +
+		"Ross Sharp Webb Porter Hart Lane Grant Fox Dean Burke Wells Hudson Watts Lambert Nash Hale Crane Frost Marsh Boyd " +
+		"Pike Reeve Quill Thorne Vance Wade York Yates Noble Shaw Drake Moss Lowe Kemp Flynn Blake Carr Dale Finch Gale")
+}
 
-var months = strings.Fields("January February March April May June July August September October November December")
+// months name the birth date's month.
+func months() []string {
+	return strings.Fields("January February March April May June July August September October November December")
+}
 
 // templates lists every template: the training ones of each attribute, then
 // the held-out ones.
 func templates() []template {
 	var out []template
-	for ai, a := range attributes {
+	for ai, a := range attributes() {
 		n1, n2, v1, v2 := a.Nouns[0], a.Nouns[1], a.Verbs[0], a.Verbs[1]
 		out = append(out,
 			template{ai, "A", "{name} " + v1, false},
@@ -137,15 +148,16 @@ type corpusSettings struct {
 // newCorpus generates a corpus: distinct full names, attributes drawn
 // uniformly, Bios biographies each. It depends on the settings only.
 func newCorpus(s corpusSettings) (*corpus, error) {
-	if s.People < 1 || s.People > len(firstNames)*len(lastNames) {
-		return nil, fmt.Errorf("corpus: %d people; the name lists allow 1 to %d", s.People, len(firstNames)*len(lastNames))
+	attrs, first, last, monthNames := attributes(), firstNames(), lastNames(), months()
+	if s.People < 1 || s.People > len(first)*len(last) {
+		return nil, fmt.Errorf("corpus: %d people; the name lists allow 1 to %d", s.People, len(first)*len(last))
 	}
 	if s.Bios < 1 {
 		return nil, fmt.Errorf("corpus: %d biographies per person, want at least 1", s.Bios)
 	}
 	r := rand.New(rand.NewPCG(s.Seed, 1))
 	c := &corpus{Templates: templates()}
-	for _, a := range attributes {
+	for _, a := range attrs {
 		if a.Values != nil {
 			c.Values = append(c.Values, a.Values[:valueCount(a, s.Values)])
 		} else {
@@ -153,20 +165,20 @@ func newCorpus(s corpusSettings) (*corpus, error) {
 		}
 	}
 	// Distinct names: a random subset of all first × last pairs.
-	pairs := r.Perm(len(firstNames) * len(lastNames))[:s.People]
+	pairs := r.Perm(len(first) * len(last))[:s.People]
 	for _, p := range pairs {
 		var pe person
-		pe.Name = firstNames[p/len(lastNames)] + " " + lastNames[p%len(lastNames)]
-		for ai, a := range attributes {
+		pe.Name = first[p/len(last)] + " " + last[p%len(last)]
+		for ai, a := range attrs {
 			if a.Values == nil { // the birth date
-				pe.Values[ai] = fmt.Sprintf("%s %d, %d", months[r.IntN(12)], 1+r.IntN(28), 1950+r.IntN(50))
+				pe.Values[ai] = fmt.Sprintf("%s %d, %d", monthNames[r.IntN(12)], 1+r.IntN(28), 1950+r.IntN(50))
 			} else {
 				pe.Values[ai] = c.Values[ai][r.IntN(len(c.Values[ai]))]
 			}
 		}
 		c.People = append(c.People, pe)
 	}
-	train := make([][]template, len(attributes))
+	train := make([][]template, len(attrs))
 	for _, t := range c.Templates {
 		if !t.HeldOut {
 			train[t.Attr] = append(train[t.Attr], t)
@@ -174,8 +186,8 @@ func newCorpus(s corpusSettings) (*corpus, error) {
 	}
 	for _, pe := range c.People {
 		for range s.Bios {
-			sentences := make([]string, len(attributes))
-			for ai := range attributes {
+			sentences := make([]string, len(attrs))
+			for ai := range attrs {
 				t := train[ai][r.IntN(len(train[ai]))]
 				sentences[ai] = sentence(t, pe)
 			}
@@ -194,11 +206,11 @@ func valueCount(a attribute, n int) int {
 	return n
 }
 
-// editableValues lists the values of the editable attributes, which the
+// editableValues lists the values of the editable attributes(), which the
 // tokenizer keeps whole.
 func (c *corpus) editableValues() []string {
 	var out []string
-	for ai, a := range attributes {
+	for ai, a := range attributes() {
 		if a.Editable {
 			out = append(out, c.Values[ai]...)
 		}

@@ -48,9 +48,9 @@ func TestCorpus(t *testing.T) {
 			if n := strings.Count(d, p.Name); n != 5 {
 				t.Fatalf("document %q names %s %d times, want 5", d, p.Name, n)
 			}
-			for ai := range attributes {
+			for ai := range attributes() {
 				if !strings.Contains(d, " "+p.Values[ai]+".") {
-					t.Fatalf("document %q lacks %s's %s %q", d, p.Name, attributes[ai].Name, p.Values[ai])
+					t.Fatalf("document %q lacks %s's %s %q", d, p.Name, attributes()[ai].Name, p.Values[ai])
 				}
 			}
 		}
@@ -79,7 +79,7 @@ func TestCorpus(t *testing.T) {
 			}
 		}
 	}
-	if heldOut != 3*len(attributes) {
+	if heldOut != 3*len(attributes()) {
 		t.Errorf("%d held-out templates, want 3 per attribute", heldOut)
 	}
 }

@@ -36,7 +36,7 @@ type counterFactRecord struct {
 func editSet(c *corpus, n, locality int, excluded map[int]bool, seed uint64) []counterFactRecord {
 	r := rand.New(rand.NewPCG(seed, 3))
 	var editable []int
-	for ai, a := range attributes {
+	for ai, a := range attributes() {
 		if a.Editable {
 			editable = append(editable, ai)
 		}
@@ -62,7 +62,7 @@ func editSet(c *corpus, n, locality int, excluded map[int]bool, seed uint64) []c
 		for target == truth {
 			target = values[r.IntN(len(values))]
 		}
-		rec := counterFactRecord{CaseID: i, Subject: p.Name, Attribute: attributes[pr.attr].Name,
+		rec := counterFactRecord{CaseID: i, Subject: p.Name, Attribute: attributes()[pr.attr].Name,
 			Prompt: c.training(pr.attr)[0].Prompt(p.Name), TargetNew: target, GroundTruth: truth}
 		for _, t := range c.heldOut(pr.attr) {
 			rec.RephrasePrompt = append(rec.RephrasePrompt, t.Prompt(p.Name))
@@ -116,7 +116,7 @@ func backgroundPrompts(c *corpus, people map[int]bool, seed uint64) []string {
 	r := rand.New(rand.NewPCG(seed, 5))
 	var out []string
 	for _, pi := range slices.Sorted(maps.Keys(people)) {
-		ai := r.IntN(len(attributes))
+		ai := r.IntN(len(attributes()))
 		ts := c.training(ai)
 		out = append(out, ts[r.IntN(len(ts))].Prompt(c.People[pi].Name))
 	}

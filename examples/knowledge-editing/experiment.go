@@ -70,15 +70,16 @@ type editingSettings struct {
 
 // ftlRates are the learning rates FT-L's calibration tries, EasyEdit's
 // 5e-4 (for 7B models) first.
-var ftlRates = []float64{5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2}
+func ftlRates() []float64 { return []float64{5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2} }
 
 // calibrateFTL picks FT-L's learning rate: the smallest of ftlRates whose
 // single edits of the calibration set all succeed (reliability 1), else
 // the one with the best reliability. EasyEdit's 5e-4 with 25 steps is set
 // for LLaMA-2-7B; a model a thousand times smaller needs its own.
 func calibrateFTL(base *memoir.Base, layer int, calib []memoir.EditRequest, logf func(string, ...any)) (float64, error) {
-	best, bestRel := ftlRates[0], -1.0
-	for _, lr := range ftlRates {
+	rates := ftlRates()
+	best, bestRel := rates[0], -1.0
+	for _, lr := range rates {
 		c := memoir.DefaultFTLConfig()
 		c.Layer, c.LR = layer, lr
 		f, err := memoir.NewFTL(base, c)

@@ -1,6 +1,6 @@
 // Command knowledge-editing is editkit's testbed for lifelong knowledge
 // editing: it generates a synthetic biography corpus (invented people with
-// five attributes, several sentence templates each, some held out), trains
+// five attributes(), several sentence templates each, some held out), trains
 // a byte-pair tokenizer and a small LLaMA-family model on it from scratch,
 // measures how well the model recalls the facts in training and in held-out
 // wordings, builds an EasyEdit-format edit set of counterfactual edits, and
@@ -232,7 +232,7 @@ func run(o options) (*report, error) {
 	if rep.RecallHeldOut, heldHits, err = recall(m, tok, heldQ); err != nil {
 		return nil, err
 	}
-	for ai, a := range attributes {
+	for ai, a := range attributes() {
 		rep.RecallByAttr[a.Name] = [2]float64{fraction(trainHits, trainA, ai), fraction(heldHits, heldA, ai)}
 		logf("recall of %s: training templates %.3f, held-out %.3f", a.Name, rep.RecallByAttr[a.Name][0], rep.RecallByAttr[a.Name][1])
 	}
@@ -339,7 +339,7 @@ func fraction(hits []bool, attrs []int, attr int) float64 {
 // checkValueTokens checks that every value of an editable attribute is one
 // token after a space.
 func checkValueTokens(c *corpus, tok *tokenizers.Llama2C) error {
-	for ai, a := range attributes {
+	for ai, a := range attributes() {
 		if !a.Editable {
 			continue
 		}

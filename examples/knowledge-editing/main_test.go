@@ -30,14 +30,14 @@ func TestQuick(t *testing.T) {
 	// Chance: a uniform guess among the values in use (the birth date is
 	// month, day and year: 1/(12·28·50)).
 	chance := 0.0
-	for _, a := range attributes {
+	for _, a := range attributes() {
 		if a.Values == nil {
 			chance += 1.0 / (12 * 28 * 50)
 		} else {
 			chance += 1 / float64(valueCount(a, r.Settings.Values))
 		}
 	}
-	chance /= float64(len(attributes))
+	chance /= float64(len(attributes()))
 	if r.RecallTrain <= chance {
 		t.Errorf("recall on training templates %.3f, not above chance %.3f", r.RecallTrain, chance)
 	}
