@@ -68,9 +68,9 @@ func quickSettings() settings {
 }
 
 func fullSettings() settings {
-	return settings{People: 1000, Bios: 100, Seed: 1, Vocab: 2048,
+	return settings{People: 1000, Bios: 10, Seed: 1, Vocab: 2048,
 		Hidden: 64, Intermediate: 768, Layers: 3, Heads: 4,
-		Batch: 16, Epochs: 1, Warmup: 100, LR: 1e-2, WeightDecay: 0.01, RecallPeople: 300,
+		Batch: 16, Epochs: 10, Warmup: 100, LR: 1e-2, WeightDecay: 0.01, RecallPeople: 300,
 		EditLayer: 1, Singles: 50, Counts: []int{10, 100, 300}, BackgroundPeople: 100, Locality: 2, Calibration: 20}
 }
 

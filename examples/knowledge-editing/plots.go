@@ -24,7 +24,7 @@ import (
 func plotOverlaps(o *memoir.Overlaps, rec *overlapRecord) ([]byte, error) {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("MEMOIR mask overlaps after %d edits (D = %d, k = %d)", o.Stored, o.Features, o.TopK)
-	p.X.Label.Text = "overlap |M_q ∧ M_i| / k"
+	p.X.Label.Text = "overlap: features in both masks / k"
 	p.Y.Label.Text = "density"
 	p.Legend.Top = true
 	p.X.Min, p.X.Max = 0, 1
