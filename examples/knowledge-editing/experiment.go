@@ -66,6 +66,8 @@ type editingSettings struct {
 	// Calibration are held-out edits (not evaluated) on which FT-L's
 	// learning rate is chosen.
 	Calibration []memoir.EditRequest
+	// MEMOIRIterations, when positive, replaces MEMOIR's 30 iterations.
+	MEMOIRIterations int
 }
 
 // ftlRates are the learning rates FT-L's calibration tries, EasyEdit's
@@ -119,6 +121,9 @@ func runEditing(base *memoir.Base, edits []memoir.EditRequest, es editingSetting
 	// MEMOIR: one memory, evaluated at both thresholds.
 	cfg := memoir.DefaultConfig()
 	cfg.Layer, cfg.Background = es.Layer, es.Background
+	if es.MEMOIRIterations > 0 {
+		cfg.Iterations = es.MEMOIRIterations
+	}
 	m, err := memoir.NewMEMOIR(base, cfg)
 	if err != nil {
 		return nil, nil, nil, err

@@ -58,6 +58,9 @@ type settings struct {
 	BackgroundPeople   int
 	Locality           int
 	Calibration        int
+	// MEMOIRIterations replaces the reference's 30 training iterations
+	// of a MEMOIR edit (0: keep 30).
+	MEMOIRIterations int
 }
 
 func quickSettings() settings {
@@ -68,9 +71,9 @@ func quickSettings() settings {
 }
 
 func fullSettings() settings {
-	return settings{People: 1000, Bios: 10, Seed: 1, Vocab: 2048,
+	return settings{People: 200, Bios: 10, Seed: 1, Vocab: 2048,
 		Hidden: 64, Intermediate: 768, Layers: 3, Heads: 4,
-		Batch: 16, Epochs: 10, Warmup: 100, LR: 1e-2, WeightDecay: 0.01, RecallPeople: 300,
+		Batch: 16, Epochs: 7, Warmup: 100, LR: 1e-2, WeightDecay: 0.01, RecallPeople: 300,
 		EditLayer: 1, Singles: 50, Counts: []int{10, 100, 300}, BackgroundPeople: 100, Locality: 2, Calibration: 20}
 }
 
@@ -273,7 +276,8 @@ func run(o options) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	es := editingSettings{Layer: st.EditLayer, Singles: st.Singles, Counts: counts, Background: backgroundPrompts(c, bgPeople, st.Seed), Calibration: calib}
+	es := editingSettings{Layer: st.EditLayer, Singles: st.Singles, Counts: counts, Background: backgroundPrompts(c, bgPeople, st.Seed), Calibration: calib,
+		MEMOIRIterations: st.MEMOIRIterations}
 	if rep.Variants, rep.Overlaps, rep.Costs, err = runEditing(base, edits, es, o.Out, logf); err != nil {
 		return nil, err
 	}
