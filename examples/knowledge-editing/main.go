@@ -110,7 +110,7 @@ type report struct {
 
 func main() {
 	var o options
-	flag.BoolVar(&o.Quick, "quick", false, "tiny model and corpus (a few minutes; what the test runs)")
+	flag.BoolVar(&o.Quick, "quick", false, "tiny model and corpus (seconds; what the test runs)")
 	flag.StringVar(&o.Out, "out", "knowledge-editing-out", "folder for everything the run writes")
 	flag.BoolVar(&o.Redo, "redo", false, "retrain the model instead of reusing a finished one")
 	flag.StringVar(&o.Settings, "settings", "", `JSON object overriding sizes and schedules, e.g. '{"People":1000,"Bios":60}' (names as in results.json)`)

@@ -18,7 +18,7 @@ import (
 // reads, and the table and plots are written.
 func TestQuick(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the quick experiment trains a model (about two minutes)")
+		t.Skip("the quick experiment trains a model (about 10 s)")
 	}
 	out := t.TempDir()
 	r, err := run(options{Quick: true, Out: out, Log: testLog{t}})
