@@ -17,9 +17,9 @@ import (
 )
 
 func main() {
-	sig := exitOnSignal(os.Stderr)
-	a := &app{stdout: os.Stdout, stderr: os.Stderr, interrupted: sig.caught.Load}
-	sig.exit(a.run(os.Args[1:]))
+	sig := checkpoint.ExitOnSignal(os.Stderr, "editkit")
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, interrupted: sig.Caught}
+	sig.Exit(a.run(os.Args[1:]))
 }
 
 // run executes the command line and returns the exit status; errors are

@@ -152,6 +152,9 @@ type report struct {
 }
 
 func main() {
+	// An interrupted run removes the checkpoint or table it was writing;
+	// the finished stages stay, for a rerun to reuse.
+	sig := checkpoint.ExitOnSignal(os.Stderr, "task-arithmetic")
 	var o options
 	flag.BoolVar(&o.Quick, "quick", false, "tiny model and subsets (a few minutes; what the test runs)")
 	flag.StringVar(&o.Out, "out", "task-arithmetic-out", "folder for everything the run writes")
@@ -163,7 +166,7 @@ func main() {
 	r, err := run(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "task-arithmetic:", err)
-		os.Exit(1)
+		sig.Exit(1)
 	}
 	fmt.Print(r.Table.Markdown())
 }
