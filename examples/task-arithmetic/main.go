@@ -81,7 +81,7 @@ func quickSettings() settings {
 }
 
 func fullSettings() settings {
-	return settings{Settings: pretraining.Settings{ImageSize: 16, Patch: 4, Width: 32, Layers: 2, Heads: 2, MLP: 128, Embed: 32, TextWidth: 32, Context: 96,
+	return settings{Settings: pretraining.Settings{ImageSize: 16, Patch: 4, Width: 64, Layers: 3, Heads: 4, MLP: 256, Embed: 64, TextWidth: 64, Context: 96,
 		PreN: 4000, PreSteps: 2000, PreBatch: 32, PreLR: 3e-3, PreTemplates: 8, LogitScale: 50},
 		FtN: 6000, FtSteps: 400, FtBatch: 32, FtLR: 1e-3, FtLRAlt: 6e-5, Seeds: 3,
 		ValLimit: 300, TestLimit: 1500,

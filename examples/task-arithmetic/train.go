@@ -120,7 +120,13 @@ func (x *experiment) finetune(o options, st settings, ds *datasets.Dataset, head
 			return err
 		}
 	}
-	logf("%s %s (lr %g, seed %d): %d steps, loss %.3f (%.1fs)", kind, ds.Name(), lr, seed, res.Steps, res.MeanLoss, res.Seconds)
+	// The checkpoint's folder names the classes: a task's, or a dataset's
+	// pre-training classes (negation), which share the dataset's name.
+	where, err := filepath.Rel(o.Out, p)
+	if err != nil {
+		where = p
+	}
+	logf("%s %s → %s (lr %g, seed %d): %d steps, loss %.3f (%.1fs)", kind, ds.Name(), where, lr, seed, res.Steps, res.MeanLoss, res.Seconds)
 	return train.WriteFinetuned(x.preDir, p, res.Weights, train.WriteOptions{Force: true, Metadata: meta})
 }
 
