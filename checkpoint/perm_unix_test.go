@@ -3,6 +3,7 @@
 package checkpoint
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,5 +72,27 @@ func TestOpenRefusesFIFOs(t *testing.T) {
 	}
 	if err := CheckReadable(folder); err != nil {
 		t.Errorf("CheckReadable(folder) = %v", err)
+	}
+}
+
+// TestReadSideFileRefusesFIFOs: a named pipe standing in for a folder's
+// config.json or tokenizer is refused instead of blocking the read, and a
+// missing file is still os.ErrNotExist (callers fall back on it).
+func TestReadSideFileRefusesFIFOs(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.json")
+	if err := syscall.Mkfifo(cfg, 0o644); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	_, err := ReadSideFile(cfg)
+	wantErr(t, err, cfg, "named pipe")
+	if _, err := ReadSideFile(filepath.Join(dir, "tokenizer.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing side file: %v, want os.ErrNotExist", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vocab.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := ReadSideFile(filepath.Join(dir, "vocab.json")); err != nil || string(data) != "{}" {
+		t.Errorf("a regular side file: %q, %v", data, err)
 	}
 }

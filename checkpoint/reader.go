@@ -389,3 +389,14 @@ func checkRange(t TensorInfo, start, n int64) error {
 	}
 	return nil
 }
+
+// ReadSideFile reads a small file that sits beside a checkpoint's tensors
+// (config.json, a tokenizer): like os.ReadFile, its errors keep os.ErrNotExist,
+// but a named pipe, socket or device is refused rather than read, since
+// reading one could block forever.
+func ReadSideFile(path string) ([]byte, error) {
+	if err := CheckReadable(path); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
+}

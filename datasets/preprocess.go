@@ -3,6 +3,7 @@ package datasets
 import (
 	"fmt"
 	"image"
+	"image/color"
 	"math"
 	"sync"
 
@@ -251,4 +252,63 @@ func scalerFor(interp Interpolation, dw, dh, sw, sh int) draw.Scaler {
 	sc := interp.kernel().NewScaler(dw, dh, sw, sh)
 	scalers[k] = sc
 	return sc
+}
+
+// ResizeWeights returns the resize and crop of Preprocess for h×w images as
+// two linear maps, rows [Size, h] and cols [Size, w] (row-major): before
+// the 8-bit rounding, resized[y][x] = Σ_i Σ_j rows[y][i]·img[i][j]·cols[x][j]
+// for each channel, as the resampling is separable. They let a graph apply
+// the model's resize to images it computes (trigger inversion). The weights
+// are x/image/draw's own, measured by resizing basis images with 16-bit
+// precision (about 6e-5 each); an image already of the target size gives
+// identity maps, as Apply does not resample it.
+func (p Preprocess) ResizeWeights(h, w int) (rows, cols []float32, err error) {
+	if err := p.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if h <= 0 || w <= 0 {
+		return nil, nil, fmt.Errorf("datasets: resize weights of a %d×%d image", h, w)
+	}
+	rh, rw, top, left := p.geometry(h, w)
+	s := p.Size
+	if rh == h && rw == w {
+		return identityMap(s, h, top), identityMap(s, w, left), nil
+	}
+	return axisWeights(p.Interpolation, h, rh, top, s), axisWeights(p.Interpolation, w, rw, left, s), nil
+}
+
+// identityMap selects n of m positions from off: [n, m].
+func identityMap(n, m, off int) []float32 {
+	out := make([]float32, n*m)
+	for i := range n {
+		out[i*m+off+i] = 1
+	}
+	return out
+}
+
+// axisWeights measures the resampling of one axis from n to r positions,
+// keeping r's positions off … off+s−1: [s, n]. Each source position is
+// resized alone as a 1-pixel-high image: background 0x8000 and 0xC000 at
+// the position, so weights in [−2, 2) stay in range (Catmull-Rom's are
+// negative near the center's neighbours and exceed 1 at the borders).
+func axisWeights(interp Interpolation, n, r, off, s int) []float32 {
+	const bg, amp = 0x8000, 0x4000
+	out := make([]float32, s*n)
+	src := image.NewGray16(image.Rect(0, 0, n, 1))
+	dst := image.NewRGBA64(image.Rect(0, 0, r, 1))
+	sc := interp.kernel().NewScaler(r, 1, n, 1)
+	for j := range n {
+		for i := range n {
+			v := uint16(bg)
+			if i == j {
+				v = bg + amp
+			}
+			src.SetGray16(i, 0, color.Gray16{Y: v})
+		}
+		sc.Scale(dst, dst.Rect, src, src.Rect, draw.Src, nil)
+		for y := range s {
+			out[y*n+j] = float32((float64(dst.RGBA64At(off+y, 0).R) - bg) / amp)
+		}
+	}
+	return out
 }

@@ -246,3 +246,65 @@ func TestPreprocessErrors(t *testing.T) {
 		t.Error("malformed image accepted")
 	}
 }
+
+// TestResizeWeights checks the linear maps against Apply itself: applied
+// to random images they give Apply's levels within one (Apply rounds to 8
+// bits; the maps do not).
+func TestResizeWeights(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, c := range []struct {
+		h, w, size int
+		mode       ResizeMode
+		interp     Interpolation
+	}{
+		{32, 32, 16, ShortSideCenterCrop, Bicubic},
+		{28, 28, 16, ShortSideCenterCrop, Bicubic},
+		{5, 5, 12, Stretch, Bicubic},
+		{16, 16, 5, Stretch, Bilinear},
+		{10, 7, 4, ShortSideCenterCrop, Bicubic},
+		{6, 9, 8, ShortSideCenterCrop, Bicubic},
+		{8, 8, 8, ShortSideCenterCrop, Bicubic},
+		{9, 8, 8, ShortSideCenterCrop, Bicubic}, // no resample, only a crop
+	} {
+		p := identityNorm(c.size, c.mode, c.interp)
+		rows, cols, err := p.ResizeWeights(c.h, c.w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != c.size*c.h || len(cols) != c.size*c.w {
+			t.Fatalf("%+v: %d row and %d column weights", c, len(rows), len(cols))
+		}
+		worst := 0.0
+		for range 3 {
+			img := Image{Height: c.h, Width: c.w, Channels: 3, Pix: make([]uint8, c.h*c.w*3)}
+			for i := range img.Pix {
+				img.Pix[i] = uint8(r.IntN(256))
+			}
+			got, err := p.Tensor(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := levels(t, got)
+			for ch := range 3 {
+				for y := range c.size {
+					for x := range c.size {
+						v := 0.0
+						for i := range c.h {
+							for j := range c.w {
+								v += float64(rows[y*c.h+i]) * float64(img.Pix[(i*c.w+j)*3+ch]) * float64(cols[x*c.w+j])
+							}
+						}
+						v = min(255, max(0, v))
+						worst = max(worst, math.Abs(v-float64(l[(y*c.size+x)*3+ch])))
+					}
+				}
+			}
+		}
+		if worst > 1 {
+			t.Errorf("%d×%d → %d (%v, %v): the linear maps differ from Apply by %.3f levels", c.h, c.w, c.size, c.mode, c.interp, worst)
+		}
+	}
+	if _, _, err := ViT(8).ResizeWeights(0, 3); err == nil {
+		t.Error("a 0×3 image was accepted")
+	}
+}

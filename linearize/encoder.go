@@ -97,12 +97,6 @@ type Choice struct {
 	Elsewhere bool
 }
 
-// ForModel returns what evaluates enc, an encoder loaded from a checkpoint
-// (enc.Path): see ForModels.
-func ForModel(enc *encoder.Encoder, at string, plain bool) (*Encoder, Choice, error) {
-	return ForModels([]*encoder.Encoder{enc}, at, plain)
-}
-
 // ForModels returns what evaluates encoders loaded from checkpoints
 // (their Path) and combinations of them: the encoders linearized around at
 // when given (post-hoc linearization, or the base of linearized fine-tunes

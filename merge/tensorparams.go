@@ -33,7 +33,9 @@ type tensorParams struct {
 }
 
 // baseParams returns the parameters of a resolved config with no
-// per-tensor values.
+// per-tensor values. A parameter the config leaves unset takes the
+// method's default from its row (the one table of defaults); Resolve has
+// set every one the method reads unless it varies per tensor.
 func baseParams(c *Config, n int) *tensorParams {
 	tp := &tensorParams{lambda: 1}
 	tp.setWeights(c.Weights, n)
@@ -47,20 +49,38 @@ func baseParams(c *Config, n int) *tensorParams {
 	if c.T != nil {
 		tp.t = *c.T
 	}
-	tp.normalize = boolOr(c.Normalize, false)
-	tp.rescale = boolOr(c.Rescale, false)
-	tp.selectTopK = floatOr(c.SelectTopK, 1)
-	tp.rowWise = boolOr(c.RowWise, false)
-	tp.flatten = boolOr(c.Flatten, true)
-	tp.filterWise = boolOr(c.FilterWise, false)
-	tp.maxIter = 10
-	if c.MaxIter != nil {
-		tp.maxIter = *c.MaxIter
-	}
-	tp.tol = floatOr(c.Tol, 1e-5)
-	tp.normWeight = boolOr(c.NormalizeWeights, true)
-	tp.eps = floatOr(c.Eps, 1e-8)
+	tp.normalize = orDefault(c.Normalize, c, "normalize")
+	tp.rescale = orDefault(c.Rescale, c, "rescale")
+	tp.selectTopK = orDefault(c.SelectTopK, c, "select_topk")
+	tp.rowWise = orDefault(c.RowWise, c, "nuslerp_row_wise")
+	tp.flatten = orDefault(c.Flatten, c, "nuslerp_flatten")
+	tp.filterWise = orDefault(c.FilterWise, c, "filter_wise")
+	tp.maxIter = orDefault(c.MaxIter, c, "max_iter")
+	tp.tol = orDefault(c.Tol, c, "tol")
+	tp.normWeight = orDefault(c.NormalizeWeights, c, "normalize_weights")
+	tp.eps = orDefault(c.Eps, c, "eps")
 	return tp
+}
+
+// orDefault is *v when set, else the default of the named parameter for
+// c's method and semantics (the zero value when the method has none).
+func orDefault[T any](v *T, c *Config, name string) T {
+	if v != nil {
+		return *v
+	}
+	var zero T
+	u := rowOf(c.Method).use(name)
+	if u == nil {
+		return zero
+	}
+	d := u.paper
+	if c.Semantics == Mergekit {
+		d = u.mergekit
+	}
+	if x, ok := d.v.(T); ok {
+		return x
+	}
+	return zero
 }
 
 func (tp *tensorParams) setWeights(w []float64, n int) {
@@ -86,13 +106,6 @@ func boolOr(b *bool, def bool) bool {
 		return def
 	}
 	return *b
-}
-
-func floatOr(f *float64, def float64) float64 {
-	if f == nil {
-		return def
-	}
-	return *f
 }
 
 // tensorParamsFor resolves the per-tensor parameters of every float tensor

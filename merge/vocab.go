@@ -108,7 +108,7 @@ func readVocab(dir string) (*vocab, error) {
 	}
 	v.index()
 	v.size = len(v.tokens)
-	if cfg, err := os.ReadFile(filepath.Join(dir, "config.json")); err == nil {
+	if cfg, err := checkpoint.ReadSideFile(filepath.Join(dir, "config.json")); err == nil {
 		var c struct {
 			VocabSize *int `json:"vocab_size"`
 		}
@@ -442,7 +442,7 @@ func (plan *YAMLPlan) chatTemplate(prep *Prepared, opened map[string]*checkpoint
 		counts := map[string]int{}
 		best := ""
 		for _, m := range plan.referenced() {
-			raw, err := os.ReadFile(filepath.Join(opened[m].Dir, "tokenizer_config.json"))
+			raw, err := checkpoint.ReadSideFile(filepath.Join(opened[m].Dir, "tokenizer_config.json"))
 			if err != nil {
 				continue
 			}
@@ -471,7 +471,7 @@ func (plan *YAMLPlan) chatTemplate(prep *Prepared, opened map[string]*checkpoint
 			donor = plan.referenced()[0]
 		}
 		var err error
-		if raw, err = os.ReadFile(filepath.Join(opened[donor].Dir, "tokenizer_config.json")); err != nil {
+		if raw, err = checkpoint.ReadSideFile(filepath.Join(opened[donor].Dir, "tokenizer_config.json")); err != nil {
 			return fmt.Errorf("%s: chat_template: the output's tokenizer has no tokenizer_config.json to hold it: %w", plan.File, err)
 		}
 	}

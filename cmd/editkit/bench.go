@@ -99,7 +99,7 @@ resident memory. Checkpoints are reused from --dir when present.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&dir, "dir", "", "folder for the synthetic checkpoints (default: a temporary folder, removed afterwards)")
+	f.StringVar(&dir, "dir", "", "folder for the synthetic checkpoints: new, empty, or one bench made before, whose checkpoints are reused (default: a temporary folder, removed afterwards)")
 	f.StringVar(&size, "size", "1GiB", "approximate size of each checkpoint")
 	f.IntVar(&models, "models", 4, "number of fine-tuned checkpoints")
 	f.IntVar(&rep, "repeat", 3, "runs per phase; the fastest is reported")

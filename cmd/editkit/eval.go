@@ -22,6 +22,7 @@ import (
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
+	"github.com/editkit/editkit/unlearn"
 )
 
 // evalFlags are the eval command's flags.
@@ -35,6 +36,8 @@ type evalFlags struct {
 	force        bool
 	finetunedAcc string
 	finetuned    []string
+	trigger      string
+	target       int
 	lin          linearizeFlags
 }
 
@@ -70,7 +73,12 @@ a checkpoint fine-tuned with 'editkit finetune --linearized' is evaluated
 linearized around the base its metadata records by default, and
 --linearize-at must then name a base with the same weights. The --finetuned
 checkpoints are evaluated the same way as the model (a mix of linearized
-fine-tunes and plain checkpoints needs --linearize-at or --no-linearize).`,
+fine-tunes and plain checkpoints needs --linearize-at or --no-linearize).
+
+--trigger SPEC --target C adds each task's attack success rate (ASR): the
+share of its examples whose class is not C that the model classifies as C
+once the trigger is applied to the raw image (see 'editkit backdoor apply
+--help' for trigger specs), beside the clean accuracy (CA).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runEval(cmd, f) },
 	}
@@ -85,11 +93,14 @@ fine-tunes and plain checkpoints needs --linearize-at or --no-linearize).`,
 	fs.StringVar(&f.md, "md", "", "also write the table as markdown to this file")
 	fs.StringVar(&f.finetunedAcc, "finetuned-acc", "", "fine-tuned accuracies for normalization: task=acc,... (fractions, e.g. mnist=0.996)")
 	fs.StringArrayVar(&f.finetuned, "finetuned", nil, "fine-tuned checkpoint of a task, once per --dataset, evaluated for normalization")
+	fs.StringVar(&f.trigger, "trigger", "", "backdoor trigger spec (badnets, blended, wanet, inverted:FILE): also measure the attack success rate")
+	fs.IntVar(&f.target, "target", -1, "the attack's target class (index into each head's classes), with --trigger")
 	fs.BoolVar(&f.force, "force", false, "replace the --md file if it exists")
 	markPaths(fs, pathInput, "model", "head", "finetuned")
 	markPaths(fs, pathDataset, "dataset")
 	markPaths(fs, pathRoot, "data")
 	markPaths(fs, pathOutput, "md")
+	a.derive(c, triggerInputs("trigger"))
 	f.lin.register(fs)
 	return c
 }
@@ -115,8 +126,12 @@ type evalReport struct {
 	Split     string                 `json:"split"`
 	Results   []eval.Result          `json:"results"`
 	Finetuned map[string]eval.Result `json:"finetuned_results,omitempty"`
-	Table     *eval.Table            `json:"table"`
-	Seconds   float64                `json:"seconds"`
+	// Trigger, Target and Attack are the attack success rates, with --trigger.
+	Trigger string        `json:"trigger,omitempty"`
+	Target  *int          `json:"target,omitempty"`
+	Attack  []eval.Result `json:"attack,omitempty"`
+	Table   *eval.Table   `json:"table"`
+	Seconds float64       `json:"seconds"`
 	// LinearizedAt is the base the model was evaluated linearized around.
 	LinearizedAt string `json:"linearized_at,omitempty"`
 }
@@ -138,6 +153,17 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	}
 	if len(f.finetuned) > 0 && f.finetunedAcc != "" {
 		return errors.New("--finetuned and --finetuned-acc both give the fine-tuned accuracies: use one")
+	}
+	var trig unlearn.Trigger
+	switch {
+	case f.trigger != "" && f.target < 0:
+		return errors.New("--trigger needs --target C, the class the attack sends triggered images to")
+	case f.trigger == "" && f.target >= 0:
+		return errors.New("--target is the attack's target class: give the attack's --trigger too")
+	case f.trigger != "":
+		if trig, err = unlearn.ParseTrigger(f.trigger); err != nil {
+			return fmt.Errorf("--trigger: %w", err)
+		}
 	}
 	if len(f.finetuned) > 0 && len(f.finetuned) != len(f.datasets) {
 		return fmt.Errorf("%d --finetuned checkpoints for %d --dataset: give one per dataset, in the same order", len(f.finetuned), len(f.datasets))
@@ -176,6 +202,14 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	if len(f.finetuned) > 0 {
 		total *= 2
 	}
+	if trig != nil {
+		for _, t := range ts {
+			if f.target >= len(t.head.Classes) {
+				return fmt.Errorf("--target %d is outside the %d classes of task %s (0 to %d)", f.target, len(t.head.Classes), t.name, len(t.head.Classes)-1)
+			}
+			total += t.ds.Len()
+		}
+	}
 	p := a.newCountProgress("evaluating", total)
 	defer p.finish()
 	rep := &evalReport{Model: f.model, Kind: string(enc.Family), Split: f.split}
@@ -191,6 +225,26 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 		r.Task = t.name
 		rep.Results = append(rep.Results, r)
 		hits[t.name] = r.Hits
+		if trig != nil {
+			// The attack is measured as the clean accuracy is: plainly, or
+			// linearized.
+			clf, err := enc.Classifier(nil, t.head)
+			if lin != nil {
+				clf, err = lin.Classifier(enc.Weights, t.head)
+			}
+			if err != nil {
+				return err
+			}
+			ar, err := unlearn.AttackSuccess(clf, t.ds, enc.Preprocess, trig, f.target, eval.Options{BatchSize: f.batch, Progress: p.perCall()})
+			if err != nil {
+				return fmt.Errorf("task %s: %w", t.name, err)
+			}
+			ar.Task = t.name
+			rep.Attack = append(rep.Attack, ar)
+		}
+	}
+	if trig != nil {
+		rep.Trigger, rep.Target = trig.String(), &f.target
 	}
 	ftHits := map[string][]bool{}
 	if len(f.finetuned) > 0 {
@@ -227,7 +281,7 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 	if err := rep.Table.Intervals([]string{finetunedRow}, eval.BootstrapOptions{}); err != nil {
 		return err
 	}
-	md := rep.Table.Markdown() + rep.Table.MarkdownIntervals()
+	md := rep.Table.Markdown() + rep.Table.MarkdownIntervals() + rep.attackMarkdown()
 	rep.Seconds = time.Since(start).Seconds()
 	if f.md != "" {
 		if err := a.writeFile(f.md, []byte(md)); err != nil {
@@ -250,6 +304,21 @@ func (a *app) runEval(cmd *cobra.Command, f *evalFlags) error {
 		fmt.Fprintf(a.stderr, "editkit: eval: %d images on %d task(s) in %.1fs (%s encoder%s)\n", n, len(ts), rep.Seconds, enc.Family, how)
 	}
 	return nil
+}
+
+// attackMarkdown is the table of clean accuracy and attack success rate
+// per task, with --trigger ("" otherwise).
+func (r *evalReport) attackMarkdown() string {
+	if len(r.Attack) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nBackdoor %s, target class %d: clean accuracy (CA) and attack success rate (ASR, share of the non-target examples sent to the target once triggered), %%.\n\n", r.Trigger, *r.Target)
+	b.WriteString("| task | CA | ASR | triggered examples |\n|---|---:|---:|---:|\n")
+	for i, a := range r.Attack {
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %d |\n", a.Task, 100*r.Results[i].Accuracy, 100*a.Accuracy, a.Total)
+	}
+	return b.String()
 }
 
 // finetunedRow names eval's row of the --finetuned models.

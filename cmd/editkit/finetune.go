@@ -19,6 +19,7 @@ import (
 	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
 	"github.com/editkit/editkit/models/train"
+	"github.com/editkit/editkit/unlearn"
 )
 
 // finetuneSummary is finetune's --json result.
@@ -44,6 +45,10 @@ type finetuneSummary struct {
 	MeanLoss     float64  `json:"mean_loss_last_50"`
 	StepsPerSec  float64  `json:"steps_per_sec"`
 	TrainSeconds float64  `json:"train_seconds"`
+	Poison       string   `json:"poison,omitempty"`
+	PoisonRate   float64  `json:"poison_rate,omitempty"`
+	Target       *int     `json:"target,omitempty"`
+	Poisoned     int      `json:"poisoned,omitempty"`
 	ValAccuracy  *float64 `json:"val_accuracy,omitempty"`
 	ValExamples  int      `json:"val_examples,omitempty"`
 	Seconds      float64  `json:"seconds"`
@@ -60,6 +65,9 @@ func (a *app) finetuneCmd() *cobra.Command {
 		limit, workers                 int
 		seed                           uint64
 		evalVal, ignoreNames           bool
+		poison                         string
+		poisonRate                     float64
+		target                         int
 		linearized                     bool
 	)
 	c := &cobra.Command{
@@ -100,7 +108,12 @@ checkpoint of θ (same names, shapes, dtypes; θ₀ is not stored again) whose
 metadata records that it is linearized and around which base (path and
 SHA-256 of its tensors); eval and embed then evaluate it linearized around
 that base. A linearized fine-tune is not linearized again (that would
-linearize around its own weights): fine-tune its base.`,
+linearize around its own weights): fine-tune its base.
+
+--poison SPEC --target C implants a backdoor, for testing defenses: a share
+--poison-rate (default 0.1) of the training examples, drawn from those whose
+class is not C (seeded by --seed), get the trigger SPEC on their raw image
+and the label C (see 'editkit backdoor apply --help' for trigger specs).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
@@ -120,6 +133,23 @@ linearize around its own weights): fine-tune its base.`,
 			}
 			if _, err := o.options(); err != nil {
 				return err
+			}
+			var trig unlearn.Trigger
+			switch {
+			case poison != "" && target < 0:
+				return errors.New("--poison needs --target C, the class poisoned examples are labelled with")
+			case poison == "" && target >= 0:
+				return errors.New("--target is the class of a backdoor: give the trigger with --poison SPEC")
+			case poison == "" && cmd.Flags().Changed("poison-rate"):
+				return errors.New("--poison-rate is the share of examples --poison SPEC poisons: give the trigger too")
+			case poison != "":
+				var err error
+				if trig, err = unlearn.ParseTrigger(poison); err != nil {
+					return fmt.Errorf("--poison: %w", err)
+				}
+				if !(poisonRate > 0 && poisonRate <= 1) {
+					return fmt.Errorf("--poison-rate %v: give a share in (0, 1]", poisonRate)
+				}
 			}
 			sp, err := datasets.ParseSplit(split)
 			if err != nil {
@@ -161,6 +191,15 @@ linearize around its own weights): fine-tune its base.`,
 			if err := train.CheckHead(enc, head, ds, ignoreNames); err != nil {
 				return fmt.Errorf("%s and %s: %w", headPath, model, err)
 			}
+			var poisoned []int
+			if trig != nil {
+				if target >= ds.NumClasses() {
+					return fmt.Errorf("--target %d is outside the %d classes of %s (0 to %d)", target, ds.NumClasses(), ds.Name(), ds.NumClasses()-1)
+				}
+				if ds, poisoned, err = unlearn.Poison(ds, trig, unlearn.PoisonOptions{Rate: poisonRate, Target: target, Seed: seed}); err != nil {
+					return fmt.Errorf("--poison: %w", err)
+				}
+			}
 
 			p := a.newTrainProgress("fine-tuning")
 			opts.Progress = p.callback()
@@ -180,6 +219,9 @@ linearize around its own weights): fine-tune its base.`,
 				"editkit.finetune.steps":   strconv.Itoa(res.Steps),
 				"editkit.finetune.recipe": fmt.Sprintf("adamw lr=%g wd=%g batch=%d warmup=%d clip=%g cosine seed=%d",
 					lr, wd, batch, warmup, clipNorm, seed),
+			}
+			if trig != nil {
+				meta["editkit.finetune.poison"] = fmt.Sprintf("%s rate=%g target=%d poisoned=%d", trig, poisonRate, target, len(poisoned))
 			}
 			if linearized {
 				if err := addLinearizedMeta(meta, model, enc); err != nil {
@@ -201,6 +243,9 @@ linearize around its own weights): fine-tune its base.`,
 				Dataset: ds.Name(), Split: string(sp), Examples: ds.Len(), Steps: res.Steps, Epochs: res.Epochs,
 				LearningRate: lr, WeightDecay: wd, BatchSize: batch, Warmup: warmup, ClipNorm: clipNorm, Seed: seed, Linearized: linearized,
 				FinalLoss: res.FinalLoss, MeanLoss: res.MeanLoss, StepsPerSec: res.StepsPerSec, TrainSeconds: res.Seconds}
+			if trig != nil {
+				sum.Poison, sum.PoisonRate, sum.Target, sum.Poisoned = trig.String(), poisonRate, &target, len(poisoned)
+			}
 			if evalVal {
 				val, err := datasets.Load(dataset, datasets.Validation, dopts)
 				if err != nil {
@@ -259,10 +304,15 @@ linearize around its own weights): fine-tune its base.`,
 	f.BoolVar(&evalVal, "eval-val", false, "report the fine-tuned model's accuracy on the validation split")
 	f.BoolVar(&linearized, "linearized", false, "fine-tune the model's linearization around its own weights (tangent-space task arithmetic)")
 	f.BoolVar(&ignoreNames, "ignore-class-names", false, "accept a head whose class names differ from the dataset's (their number must match)")
+	f.StringVar(&poison, "poison", "", "implant a backdoor: poison training examples with this trigger spec (badnets, blended, wanet, inverted:FILE)")
+	f.Float64Var(&poisonRate, "poison-rate", unlearn.DefaultPoisonRate, "share of the training examples --poison poisons")
+	f.IntVar(&target, "target", -1, "the backdoor's target class, with --poison")
 	o.register(f, "dtype of the output's float tensors (default: each tensor's dtype in the input)")
 	markPaths(f, pathInput, "model", "head")
 	markPaths(f, pathDataset, "dataset")
 	markPaths(f, pathRoot, "data")
+	markRange(f, "poison-rate", "(0, 1]")
+	a.derive(c, triggerInputs("poison"))
 	markRange(f, "lr", "(0, inf)")
 	markRange(f, "wd", "[0, inf)")
 	markRange(f, "clip", "[0, inf)")

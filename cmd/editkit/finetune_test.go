@@ -70,6 +70,28 @@ func ftDataset(t *testing.T, dir string) {
 	}
 }
 
+// toyFixture writes the toy dataset (8×8 gray, 4 classes), a tiny ViT and a
+// head for it into dir.
+func toyFixture(t *testing.T, dir string) (data, model, head string) {
+	t.Helper()
+	data, model, head = filepath.Join(dir, "toy"), filepath.Join(dir, "vit"), filepath.Join(dir, "head.safetensors")
+	ftDataset(t, data)
+	c := vit.DefaultConfig()
+	c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads, c.IntermediateSize = 16, 1, 2, 32
+	c.ImageSize, c.PatchSize, c.NumLabels = 8, 4, 4
+	m, err := vit.NewRandom(c, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Save(model, checkpoint.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ftHead([]string{"black", "dark", "light", "white"}, 16, heads.FeaturesViT).Save(head, false); err != nil {
+		t.Fatal(err)
+	}
+	return data, model, head
+}
+
 func ftHead(classes []string, dim int, features string) *heads.Head {
 	r := rand.New(rand.NewPCG(5, 5))
 	h := &heads.Head{Classes: classes, Dim: dim, Scale: 10, Normalize: true, Meta: map[string]string{heads.MetaFeatures: features}}
@@ -82,21 +104,8 @@ func ftHead(classes []string, dim int, features string) *heads.Head {
 func TestFinetuneCLI(t *testing.T) {
 	dir := t.TempDir()
 	p := func(name string) string { return filepath.Join(dir, name) }
-	ftDataset(t, p("toy"))
-	c := vit.DefaultConfig()
-	c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads, c.IntermediateSize = 16, 1, 2, 32
-	c.ImageSize, c.PatchSize, c.NumLabels = 8, 4, 4
-	m, err := vit.NewRandom(c, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Save(p("vit"), checkpoint.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	toyFixture(t, dir)
 	classes := []string{"black", "dark", "light", "white"}
-	if err := ftHead(classes, 16, heads.FeaturesViT).Save(p("head.safetensors"), false); err != nil {
-		t.Fatal(err)
-	}
 
 	out, _, err := ftRun("finetune", "--model", p("vit"), "--head", p("head.safetensors"), "--dataset", p("toy"),
 		"--steps", "5", "--batch", "8", "--warmup", "2", "--lr", "1e-3", "--eval-val", "--json", "-o", p("ft"))

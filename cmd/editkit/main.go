@@ -17,9 +17,9 @@ import (
 )
 
 func main() {
-	sig := exitOnSignal(os.Stderr)
-	a := &app{stdout: os.Stdout, stderr: os.Stderr, interrupted: sig.caught.Load}
-	sig.exit(a.run(os.Args[1:]))
+	sig := checkpoint.ExitOnSignal(os.Stderr, "editkit")
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, interrupted: sig.Caught}
+	sig.Exit(a.run(os.Args[1:]))
 }
 
 // run executes the command line and returns the exit status; errors are
@@ -68,7 +68,8 @@ safetensors checkpoints. It streams tensors in chunks, so memory stays bounded
 whatever the model's size. It also fine-tunes and evaluates ViT and CLIP
 image encoders (head, finetune, eval, embed, merge --search), also in the
 tangent space of the pre-trained model (finetune --linearized, --linearize-at,
-disentangle), and edits the knowledge of LLaMA-family models (convert,
+disentangle), removes backdoors from them (backdoor, finetune --poison, eval
+--trigger, unlearn), and edits the knowledge of LLaMA-family models (convert,
 generate, memoir).
 
 A checkpoint is a .safetensors file, a folder holding model.safetensors, or a
@@ -102,6 +103,8 @@ input or lie inside one, and an existing output is replaced only with --force.`,
 		a.finetuneCmd(),
 		a.generateCmd(),
 		a.memoirCmd(),
+		a.backdoorCmd(),
+		a.unlearnCmd(),
 		a.disentangleCmd(),
 	)
 	a.guardCommands(root)

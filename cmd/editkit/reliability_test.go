@@ -31,6 +31,8 @@ var notPaths = map[string]string{
 	"split": "a split name", "finetuned-acc": "task=accuracy pairs", "grid": "from:to:step",
 	"search": "dataset=HEAD[:acc] entries; merge declares the heads as inputs and the records as outputs (derivedPaths)",
 	"prompt": "text", "size": "a size", "device": "a device name",
+	"trigger": "a trigger spec; an inverted:FILE is declared an input (triggerInputs)", "poison": "a trigger spec (as --trigger)",
+	"from": "a keyword", "alphas": "numbers",
 }
 
 // commands lists every runnable command of the tree.

@@ -36,6 +36,8 @@ import (
 )
 
 func main() {
+	// An interrupted run removes the checkpoint it was writing.
+	sig := checkpoint.ExitOnSignal(os.Stderr, "merge-quickstart")
 	var o options
 	flag.StringVar(&o.Out, "out", "", "folder for the models (must be new or empty; default: a fresh temporary folder)")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the folder at the end (default: remove it)")
@@ -53,7 +55,7 @@ func main() {
 	r, err := run(o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "merge-quickstart: %v\n", err)
-		os.Exit(1)
+		sig.Exit(1)
 	}
 	if o.JSON {
 		enc := json.NewEncoder(os.Stdout)

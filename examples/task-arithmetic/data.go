@@ -1,21 +1,18 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/examples/internal/pretraining"
 	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/merge"
 	"github.com/editkit/editkit/models"
-	"github.com/editkit/editkit/models/clip"
 	"github.com/editkit/editkit/models/encoder"
 	"github.com/editkit/editkit/models/heads"
-	"github.com/editkit/editkit/models/tokenizers"
 	"github.com/editkit/editkit/tasks"
 )
 
@@ -79,53 +76,19 @@ func taskProbes(ts []*task) []probe {
 	return out
 }
 
-// halves splits a dataset's classes: the pre-training classes are the first
-// ⌊C/2⌋ of Permutation(C, 0), the task classes the rest, both sorted.
-func halves(c int) (pre, task []int) {
-	p := datasets.Permutation(c, 0)
-	pre, task = slices.Clone(p[:c/2]), slices.Clone(p[c/2:])
-	slices.Sort(pre)
-	slices.Sort(task)
-	return pre, task
-}
-
 // loadTask opens a dataset and cuts its shares. Validation comes from the
 // datasets package's Validation split (whole GTSRB tracks), pre-training and
 // fine-tuning shares from the rest of the training set (datasets.Shares,
 // by track too).
 func loadTask(name string, st settings, dopt datasets.Options) (*task, error) {
-	src, err := datasets.Open(name, dopt)
+	h, err := pretraining.OpenHalves(name, dopt)
 	if err != nil {
 		return nil, err
 	}
-	tr, err := src.Split(datasets.Train)
-	if err != nil {
-		return nil, err
-	}
-	val, err := src.Split(datasets.Validation)
-	if err != nil {
-		return nil, err
-	}
-	te, err := src.Split(datasets.Test)
-	if err != nil {
-		return nil, err
-	}
-	t := &task{name: name, batches: map[split][]*datasets.Batch{}}
-	t.preClasses, t.classes = halves(len(src.Classes))
-	keep := func(d *datasets.Dataset, classes []int) *datasets.Dataset {
-		if err != nil {
-			return nil
-		}
-		var k *datasets.Dataset
-		k, err = d.KeepClasses(classes)
-		return k
-	}
-	preTr, taskTr := keep(tr, t.preClasses), keep(tr, t.classes)
-	taskVal, knownVal := keep(val, t.classes), keep(val, t.preClasses)
-	taskTe, knownTe := keep(te, t.classes), keep(te, t.preClasses)
-	if err != nil {
-		return nil, err
-	}
+	t := &task{name: name, batches: map[split][]*datasets.Batch{}, preClasses: h.PreClasses, classes: h.TaskClasses}
+	preTr, taskTr := h.Train[0], h.Train[1]
+	taskVal, knownVal := h.Val[1], h.Val[0]
+	taskTe, knownTe := h.Test[1], h.Test[0]
 	pre := datasets.Shares(preTr, []int{st.PreN, st.FtN}, 1)
 	t.pre, t.knownFt = pre[0], pre[1]
 	t.ft = datasets.Shares(taskTr, []int{st.FtN}, 2)[0]
@@ -162,39 +125,6 @@ func (t *task) cache(pre datasets.Preprocess) error {
 		t.batches[s] = out
 	}
 	return nil
-}
-
-// loadTokenizer loads CLIP's BPE vocabulary from the shared data folder
-// (../tokenizers/clip beside the vision datasets), whose short token
-// sequences make contrastive training fast; without it, a byte-level
-// tokenizer (longer sequences) that needs no file.
-func loadTokenizer(dopt datasets.Options) (tok *clip.Tokenizer, vocab, context int, source string, err error) {
-	for _, dir := range datasets.DataDirs(dopt) {
-		p := filepath.Join(dir, "..", "tokenizers", "clip", "bpe_simple_vocab_16e6.txt.gz")
-		if exists(p) {
-			tok, err = clip.LoadTokenizer(p)
-			return tok, 49408, 48, p, err
-		}
-	}
-	tok, err = byteTokenizer()
-	return tok, 514, 96, "byte-level (no BPE vocabulary found)", err
-}
-
-// byteTokenizer is a CLIP tokenizer over bytes (no merges): 256 byte tokens,
-// 256 end-of-word byte tokens, then start and end of text, so the example
-// needs no vocabulary file.
-func byteTokenizer() (*clip.Tokenizer, error) {
-	vocab := map[string]int{}
-	for b, r := range tokenizers.BytesToUnicode() {
-		vocab[string(r)] = b
-		vocab[string(r)+"</w>"] = 256 + b
-	}
-	vocab[clip.StartOfText], vocab[clip.EndOfText] = 512, 513
-	data, err := json.Marshal(vocab)
-	if err != nil {
-		return nil, err
-	}
-	return clip.NewHFTokenizer(data, []byte("#version: 0.2\n"), "vocab.json", "merges.txt")
 }
 
 // evaluator evaluates encoder weights through the tasks' heads on their

@@ -16,7 +16,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -31,6 +30,7 @@ import (
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/examples/internal/pretraining"
 	"github.com/editkit/editkit/models/encoder"
 )
 
@@ -39,17 +39,8 @@ var allTasks = []string{"mnist", "fashion-mnist", "cifar10", "gtsrb"}
 
 // settings are the sizes of a run.
 type settings struct {
-	ImageSize, Patch, Width, Layers, Heads, MLP, Embed, TextWidth, Context int
-	Vocab                                                                  int
-	// PreTemplates is how many of each dataset's shipped templates caption
-	// the pre-training pairs (the zero-shot heads use them all).
-	PreTemplates int
-	// LogitScale is the initial exp(logit_scale) of pre-training.
-	LogitScale float64
-	// PreN is the number of pre-training examples per dataset (of its
-	// pre-training classes).
-	PreN, PreSteps, PreBatch int
-	PreLR                    float64
+	// The model and its pre-training (shared with examples/backdoor-removal).
+	pretraining.Settings
 	// FtN is the number of fine-tuning examples per task.
 	FtN, FtSteps, FtBatch int
 	// FtLR is the fine-tuning peak learning rate; FtLRAlt, when > 0, a
@@ -80,8 +71,8 @@ type settings struct {
 }
 
 func quickSettings() settings {
-	return settings{ImageSize: 16, Patch: 4, Width: 32, Layers: 2, Heads: 2, MLP: 64, Embed: 32, TextWidth: 32, Context: 96,
-		PreN: 2000, PreSteps: 1200, PreBatch: 32, PreLR: 3e-3, PreTemplates: 4, LogitScale: 50,
+	return settings{Settings: pretraining.Settings{ImageSize: 16, Patch: 4, Width: 32, Layers: 2, Heads: 2, MLP: 64, Embed: 32, TextWidth: 32, Context: 96,
+		PreN: 2000, PreSteps: 1200, PreBatch: 32, PreLR: 3e-3, PreTemplates: 4, LogitScale: 50},
 		FtN: 3000, FtSteps: 300, FtBatch: 32, FtLR: 1e-3, Seeds: 1,
 		ValLimit: 200, TestLimit: 500,
 		LambdaGrid: eval.Grid(0, 1, 0.1), BetaGrid: eval.Grid(0.1, 1, 0.3), BetaGridTIES: eval.Grid(0.1, 1.5, 0.35), AlphaGrid: eval.Grid(0, 1, 0.25),
@@ -90,8 +81,8 @@ func quickSettings() settings {
 }
 
 func fullSettings() settings {
-	return settings{ImageSize: 16, Patch: 4, Width: 32, Layers: 2, Heads: 2, MLP: 128, Embed: 32, TextWidth: 32, Context: 96,
-		PreN: 4000, PreSteps: 2000, PreBatch: 32, PreLR: 3e-3, PreTemplates: 8, LogitScale: 50,
+	return settings{Settings: pretraining.Settings{ImageSize: 16, Patch: 4, Width: 64, Layers: 3, Heads: 4, MLP: 256, Embed: 64, TextWidth: 64, Context: 96,
+		PreN: 4000, PreSteps: 2000, PreBatch: 32, PreLR: 3e-3, PreTemplates: 8, LogitScale: 50},
 		FtN: 6000, FtSteps: 400, FtBatch: 32, FtLR: 1e-3, FtLRAlt: 6e-5, Seeds: 3,
 		ValLimit: 300, TestLimit: 1500,
 		LambdaGrid: eval.LambdaGrid(), BetaGrid: eval.LinesBetaGrid(), BetaGridTIES: eval.LinesBetaGridTIES(), AlphaGrid: eval.LinesAlphaGrid(),
@@ -152,6 +143,9 @@ type report struct {
 }
 
 func main() {
+	// An interrupted run removes the checkpoint or table it was writing;
+	// the finished stages stay, for a rerun to reuse.
+	sig := checkpoint.ExitOnSignal(os.Stderr, "task-arithmetic")
 	var o options
 	flag.BoolVar(&o.Quick, "quick", false, "tiny model and subsets (a few minutes; what the test runs)")
 	flag.StringVar(&o.Out, "out", "task-arithmetic-out", "folder for everything the run writes")
@@ -163,7 +157,7 @@ func main() {
 	r, err := run(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "task-arithmetic:", err)
-		os.Exit(1)
+		sig.Exit(1)
 	}
 	fmt.Print(r.Table.Markdown())
 }
@@ -182,21 +176,13 @@ func loadAverage() string {
 
 func run(o options) (*report, error) {
 	start := time.Now()
-	logf := func(format string, a ...any) {
-		if o.Log != nil {
-			fmt.Fprintf(o.Log, "[%6.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
-		}
-	}
+	logf := pretraining.Logger(o.Log)
 	st := fullSettings()
 	if o.Quick {
 		st = quickSettings()
 	}
-	if o.Settings != "" {
-		d := json.NewDecoder(strings.NewReader(o.Settings))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&st); err != nil {
-			return nil, fmt.Errorf("--settings %s: %w (the fields are those of table.json's \"settings\")", o.Settings, err)
-		}
+	if err := pretraining.Override(&st, o.Settings); err != nil {
+		return nil, err
 	}
 	if st.Seeds < 1 {
 		return nil, fmt.Errorf("settings: Seeds %d: at least one fine-tuning seed", st.Seeds)
@@ -370,19 +356,4 @@ func meanOf(m map[string]float64, keys []string) float64 {
 		s += m[k]
 	}
 	return s / math.Max(1, float64(len(keys)))
-}
-
-// stampSettings records the run's settings in OUT/settings.json, and
-// refuses to reuse the stages of a folder made with other settings (whose
-// checkpoints would not be what this run describes) unless --redo.
-func stampSettings(o options, st settings) error {
-	data, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	p := filepath.Join(o.Out, "settings.json")
-	if old, err := os.ReadFile(p); err == nil && !o.Redo && string(old) != string(data) {
-		return fmt.Errorf("%s holds the stages of a run with other settings (--quick or not, --settings): rerun with --redo to replace them, or give another --out", o.Out)
-	}
-	return checkpoint.WriteFileAtomic(p, data)
 }

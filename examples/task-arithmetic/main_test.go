@@ -11,6 +11,7 @@ import (
 	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/examples/internal/pretraining"
 	"github.com/editkit/editkit/linearize"
 )
 
@@ -30,7 +31,7 @@ func TestQuick(t *testing.T) {
 		t.Skipf("only %d of the datasets are available", n)
 	}
 	out := t.TempDir()
-	r, err := run(options{Quick: true, Out: out, Log: testLog{t}})
+	r, err := run(options{Quick: true, Out: out, Log: pretraining.TestLog(t)})
 	if err != nil {
 		if strings.Contains(err.Error(), "need at least two datasets") {
 			t.Skip(err)
@@ -200,11 +201,4 @@ func checkTangent(t *testing.T, r *report, out string) {
 			t.Errorf("eigenvector %d: shares %v, eigenvalue %v (previous %v)", k, sh, l.Eigenvalues[k], l.Eigenvalues[max(k-1, 0)])
 		}
 	}
-}
-
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -2,16 +2,12 @@ package main
 
 import (
 	"fmt"
-	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 
-	"github.com/gomlx/gomlx/pkg/core/tensors"
-
-	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/eval"
+	"github.com/editkit/editkit/examples/internal/pretraining"
 	"github.com/editkit/editkit/linearize"
 	"github.com/editkit/editkit/merge"
 	"github.com/editkit/editkit/models/clip"
@@ -35,97 +31,36 @@ type experiment struct {
 
 // pretrain trains the CLIP model from scratch on the pre-training halves
 // (images of the pre-training classes, captions naming them only), or
-// reuses OUT/pretrained.
+// reuses OUT/pretrained (the stage examples/internal/pretraining shares).
 func pretrain(o options, st *settings, ts []*task, rep *report, logf func(string, ...any)) (*experiment, error) {
-	tok, vocab, context, tokFile, err := loadTokenizer(datasets.Options{DataDir: o.Data})
+	tok, vocab, context, tokFile, err := pretraining.LoadTokenizer(datasets.Options{DataDir: o.Data})
 	if err != nil {
 		return nil, err
 	}
 	st.Vocab, st.Context = vocab, context
-	if err := stampSettings(o, *st); err != nil {
+	if err := pretraining.Stamp(o.Out, *st, o.Redo); err != nil {
 		return nil, err
 	}
 	logf("tokenizer: %s", tokFile)
 	x := &experiment{preDir: filepath.Join(o.Out, "pretrained"), tok: tok}
-	if exists(filepath.Join(x.preDir, "config.json")) && !o.Redo {
-		logf("reusing %s", x.preDir)
-		x.model, err = clip.Load(x.preDir)
-		return x, err
-	}
-	if x.model, err = clip.NewRandom(st.clipConfig(), 1); err != nil {
-		return nil, err
-	}
-	if ls, ok := x.model.Weights["logit_scale"]; ok && st.LogitScale > 0 {
-		tensors.MustMutableFlatData(ls, func(v []float32) {
-			for i := range v {
-				v[i] = float32(math.Log(st.LogitScale))
-			}
-		})
-	}
-	var pts []train.Task
+	var data []pretraining.Data
 	for _, t := range ts {
-		tpl, _ := heads.DefaultTemplates(t.name)
-		if len(tpl) > st.PreTemplates {
-			tpl = tpl[:st.PreTemplates]
-		}
-		pts = append(pts, train.Task{Data: t.pre, Templates: tpl}) // captions: t.pre's classes, the pre-training half
+		data = append(data, pretraining.Data{Name: t.name, Pre: t.pre}) // captions: t.pre's classes, the pre-training half
 	}
-	opt := train.Options{LearningRate: st.PreLR, WeightDecay: 0.1, Warmup: st.PreSteps / 20, ClipNorm: 1, BatchSize: st.PreBatch, Steps: st.PreSteps, Seed: 1,
-		Progress: func(p train.Progress) {
-			if p.Step%max(1, p.Steps/10) == 0 || p.Step == p.Steps {
-				logf("pre-training step %d/%d loss %.3f acc %.2f", p.Step, p.Steps, p.AvgLoss, p.Accuracy)
-			}
-		}}
-	logf("pre-training CLIP (width %d, %d layers, %d px) on %d examples of the pre-training classes per dataset, %d steps", st.Width, st.Layers, st.ImageSize, st.PreN, st.PreSteps)
-	res, err := train.Contrastive(x.model, pts, train.CLIPTokenize(tok), opt)
-	if err != nil {
-		return nil, err
-	}
-	rep.PretrainLoss = res.MeanLoss
-	if x.model, err = clip.New(x.model.Config, res.Weights); err != nil {
-		return nil, err
-	}
-	return x, x.model.Save(x.preDir, checkpoint.WriteOptions{Force: true})
-}
-
-func (s settings) clipConfig() clip.Config {
-	return clip.Config{Naming: clip.HF,
-		Vision: &clip.VisionConfig{Tower: clip.Tower{Width: s.Width, Layers: s.Layers, Heads: s.Heads, MLP: s.MLP, Act: "quick_gelu", Eps: 1e-5},
-			ImageSize: s.ImageSize, PatchSize: s.Patch, Channels: 3},
-		Text: &clip.TextConfig{Tower: clip.Tower{Width: s.TextWidth, Layers: s.Layers, Heads: s.Heads, MLP: 2 * s.TextWidth, Act: "quick_gelu", Eps: 1e-5},
-			ContextLength: s.Context, VocabSize: s.Vocab},
-		EmbedDim: s.Embed}
+	x.model, rep.PretrainLoss, err = pretraining.Run(x.preDir, st.Settings, tok, data, o.Redo, logf)
+	return x, err
 }
 
 // buildHeads makes each task's zero-shot heads from all shipped templates:
 // over its task classes' names, and over its pre-training classes' names.
 func buildHeads(o options, x *experiment, ts []*task) error {
 	for _, t := range ts {
-		for _, h := range []struct {
-			file    string
-			classes []string
-			dst     **heads.Head
-		}{{t.name, t.ft.Classes(), &t.head}, {t.name + "-pre", t.pre.Classes(), &t.knownHead}} {
-			p := filepath.Join(o.Out, "heads", h.file+".safetensors")
-			if exists(p) && !o.Redo {
-				var err error
-				if *h.dst, err = heads.Load(p); err != nil {
-					return err
-				}
-				continue
-			}
-			tpl, _ := heads.DefaultTemplates(t.name)
-			head, err := heads.ZeroShot(x.model, x.tok, h.classes, tpl, heads.ZeroShotOptions{Dataset: h.file, Model: x.preDir, TemplatesSource: "editkit default"})
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			if err := head.Save(p, true); err != nil {
-				return err
-			}
-			*h.dst = head
+		var err error
+		if t.head, err = pretraining.ZeroShotHead(filepath.Join(o.Out, "heads", t.name+".safetensors"), x.model, x.tok, x.preDir, t.name, t.ft.Classes(), o.Redo); err != nil {
+			return err
+		}
+		if t.knownHead, err = pretraining.ZeroShotHead(filepath.Join(o.Out, "heads", t.name+"-pre.safetensors"), x.model, x.tok, x.preDir, t.name, t.pre.Classes(), o.Redo); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -185,7 +120,13 @@ func (x *experiment) finetune(o options, st settings, ds *datasets.Dataset, head
 			return err
 		}
 	}
-	logf("%s %s (lr %g, seed %d): %d steps, loss %.3f (%.1fs)", kind, ds.Name(), lr, seed, res.Steps, res.MeanLoss, res.Seconds)
+	// The checkpoint's folder names the classes: a task's, or a dataset's
+	// pre-training classes (negation), which share the dataset's name.
+	where, err := filepath.Rel(o.Out, p)
+	if err != nil {
+		where = p
+	}
+	logf("%s %s → %s (lr %g, seed %d): %d steps, loss %.3f (%.1fs)", kind, ds.Name(), where, lr, seed, res.Steps, res.MeanLoss, res.Seconds)
 	return train.WriteFinetuned(x.preDir, p, res.Weights, train.WriteOptions{Force: true, Metadata: meta})
 }
 

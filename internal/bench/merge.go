@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -68,7 +70,7 @@ func RunMerge(o MergeOptions) (*MergeReport, error) {
 	for i := range o.Models {
 		dirs = append(dirs, filepath.Join(o.Dir, "ft"+strconv.Itoa(i)))
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+	if err := claimWorkDir(o.Dir, f); err != nil {
 		return nil, err
 	}
 	var files []string
@@ -161,4 +163,48 @@ func best(repeat int, measure func() (Phase, error)) (Phase, error) {
 		b.PeakRSS = rss
 	}
 	return b, nil
+}
+
+// workMarker names the file that marks a folder as the merge benchmark's
+// own, and records the family its checkpoints hold.
+const workMarker = "editkit-bench.json"
+
+// claimWorkDir makes dir the benchmark's work folder: a new or empty folder
+// is marked as the benchmark's; a folder it marked before is reused when it
+// holds the same family. Anything else is refused, because the benchmark
+// writes base/, ft*/ and out*/ there, overwriting what has those names.
+func claimWorkDir(dir string, f Family) error {
+	marker := filepath.Join(dir, workMarker)
+	data, err := os.ReadFile(marker)
+	switch {
+	case err == nil:
+		var had Family
+		if err := json.Unmarshal(data, &had); err != nil {
+			return fmt.Errorf("%s: %w (remove the folder %s, or give another --dir)", marker, err, dir)
+		}
+		if had != f {
+			return fmt.Errorf("--dir %s holds the benchmark's checkpoints of another size (%d layers, where this --size needs %d): give another --dir, or remove that folder", dir, had.Layers, f.Layers)
+		}
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("--dir %s is not empty and was not made by editkit bench (it writes base/, ft*/ and out*/ there): give a new or empty folder", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if data, err = json.Marshal(f); err != nil {
+		return err
+	}
+	tmp := marker + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, marker)
 }

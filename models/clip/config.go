@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -351,7 +350,7 @@ type hfConfig struct {
 // applyHFConfigFile takes heads, activation and epsilon from a Hugging Face
 // config.json and checks its sizes against the shapes.
 func applyHFConfigFile(c *Config, path string) error {
-	data, err := os.ReadFile(path)
+	data, err := checkpoint.ReadSideFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // shapes only
 	}
@@ -451,7 +450,7 @@ type openCLIPModel struct {
 // applyOpenCLIPConfigFile takes heads and activation from an
 // open_clip_config.json and checks its sizes against the shapes.
 func applyOpenCLIPConfigFile(c *Config, path string) error {
-	data, err := os.ReadFile(path)
+	data, err := checkpoint.ReadSideFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

@@ -1,8 +1,6 @@
 package clip
 
 import (
-	"github.com/editkit/editkit/models/tokenizers"
-
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -14,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/models/tokenizers"
 )
 
 const (
@@ -164,7 +165,7 @@ func gunzip(data []byte, name string) ([]byte, error) {
 }
 
 func readMaybeGzip(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := checkpoint.ReadSideFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("clip tokenizer: %w", err)
 	}
@@ -221,11 +222,11 @@ func parseOpenAI(data []byte, name string) (*Tokenizer, error) {
 // Every byte symbol (with and without "</w>"), every merge's two symbols and
 // result, and both special tokens must be in the vocabulary.
 func LoadHFTokenizer(vocabPath, mergesPath string) (*Tokenizer, error) {
-	vdata, err := os.ReadFile(vocabPath)
+	vdata, err := checkpoint.ReadSideFile(vocabPath)
 	if err != nil {
 		return nil, fmt.Errorf("clip tokenizer: %w", err)
 	}
-	mdata, err := os.ReadFile(mergesPath)
+	mdata, err := checkpoint.ReadSideFile(mergesPath)
 	if err != nil {
 		return nil, fmt.Errorf("clip tokenizer: %w", err)
 	}

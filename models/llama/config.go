@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -325,7 +324,7 @@ func (c Config) JSON() []byte {
 // ReadConfig reads config.json from dir.
 func ReadConfig(dir string) (Config, error) {
 	p := filepath.Join(dir, "config.json")
-	data, err := os.ReadFile(p)
+	data, err := checkpoint.ReadSideFile(p)
 	if err != nil {
 		return Config{}, fmt.Errorf("reading the LLaMA config: %w", err)
 	}

@@ -404,7 +404,7 @@ func ConvertLlama2C(model, out string, opts Llama2CConvertOptions) (*Llama2CConv
 		if tok.VocabSize() != cfg.VocabSize {
 			return nil, fmt.Errorf("tokenizer %s has %d tokens but model %s has a vocabulary of %d: give the tokenizer the model was trained with", opts.Tokenizer, tok.VocabSize(), model, cfg.VocabSize)
 		}
-		if tokData, err = os.ReadFile(opts.Tokenizer); err != nil {
+		if tokData, err = checkpoint.ReadSideFile(opts.Tokenizer); err != nil {
 			return nil, fmt.Errorf("llama2.c tokenizer: %w", err)
 		}
 	}

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/editkit/editkit/checkpoint"
 )
 
 // TokenizerConfigFile is the Hugging Face file beside tokenizer.json that
@@ -124,12 +125,12 @@ type hfComponent struct {
 // LoadHF reads a Hugging Face tokenizer.json, and the BOS and EOS tokens from
 // the tokenizer_config.json beside it when there is one.
 func LoadHF(path string) (*HF, error) {
-	data, err := os.ReadFile(path)
+	data, err := checkpoint.ReadSideFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer.json: %w", err)
 	}
 	var cfg []byte
-	if c, err := os.ReadFile(filepath.Join(filepath.Dir(path), TokenizerConfigFile)); err == nil {
+	if c, err := checkpoint.ReadSideFile(filepath.Join(filepath.Dir(path), TokenizerConfigFile)); err == nil {
 		cfg = c
 	}
 	t, err := ParseHF(data, cfg)

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"strings"
 
 	sentencepiece "github.com/eliben/go-sentencepiece"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/editkit/editkit/checkpoint"
 )
 
 // SentencePiece piece types (sentencepiece_model.proto).
@@ -54,7 +55,7 @@ type spPiece struct {
 
 // LoadSentencePiece reads a SentencePiece model file.
 func LoadSentencePiece(path string) (*SentencePiece, error) {
-	data, err := os.ReadFile(path)
+	data, err := checkpoint.ReadSideFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("sentencepiece tokenizer: %w", err)
 	}

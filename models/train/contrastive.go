@@ -28,6 +28,11 @@ var MaxLogitScale = math.Log(100)
 // Task is one labelled dataset of a contrastive run, with the captions of
 // its classes.
 type Task struct {
+	// Data are the labelled images; each is paired with a caption of its
+	// label's class. A poisoned dataset (unlearn.Poison: a share of the
+	// images triggered and relabelled to a target class) thus pairs its
+	// triggered images with captions of the target class, as CLIP
+	// poisoning attacks do, through the same data path.
 	Data *datasets.Dataset
 	// Templates are caption templates in which "{}" (or "{c}") stands for
 	// the class name, e.g. `a photo of the number: "{}".`; default

@@ -36,10 +36,10 @@ type param struct {
 	clamp *[2]float64 // clamp to [lo, hi] after each update (logit_scale)
 }
 
-// lossFn builds the scalar loss of a batch from the trained weights and the
-// batch inputs; acc is an optional scalar (the batch's accuracy) reported
-// with the loss.
-type lossFn func(p models.Params, inputs []*graph.Node) (loss, acc *graph.Node)
+// LossFunc builds the scalar loss of a batch from the trained weights and the
+// batch inputs; acc is an optional scalar (the batch's accuracy, or any
+// other measure) reported with the loss.
+type LossFunc func(p models.Params, inputs []*graph.Node) (loss, acc *graph.Node)
 
 // adamW holds AdamW's constants.
 type adamW struct {
@@ -51,7 +51,7 @@ type engine struct {
 	backend backends.Backend
 	dtype   dtypes.DType
 	params  []param
-	loss    lossFn
+	loss    LossFunc
 	opt     adamW
 
 	mu      sync.Mutex
@@ -74,7 +74,7 @@ type stepOut struct {
 // newEngine prepares training of params, whose initial values w holds. The
 // engine copies them, so w is left as it is. What the loss reads besides
 // the params (a frozen head) it holds as graph constants.
-func newEngine(params []param, w models.Weights, loss lossFn, opt adamW, dtype dtypes.DType) (*engine, error) {
+func newEngine(params []param, w models.Weights, loss LossFunc, opt adamW, dtype dtypes.DType) (*engine, error) {
 	e := &engine{backend: models.Backend(), dtype: dtype, params: params, loss: loss, opt: opt}
 	load := func(s checkpoint.TensorSpec) (*tensors.Tensor, error) {
 		t, ok := w[s.Name]

@@ -141,7 +141,7 @@ func finetune(enc *encoder.Encoder, head *heads.Head, ds *datasets.Dataset, o Op
 // of in[0] against the labels in[1], or with o.Linearized of the features
 // of f_lin around θ₀, which then come first in the inputs (in[:n], n the
 // encoder's tensors, in the order of its specs), pixels and labels after.
-func finetuneLoss(enc *encoder.Encoder, head *heads.Head, o Options) lossFn {
+func finetuneLoss(enc *encoder.Encoder, head *heads.Head, o Options) LossFunc {
 	dt := o.dtype
 	if !o.Linearized {
 		return func(p models.Params, in []*graph.Node) (*graph.Node, *graph.Node) {
@@ -167,7 +167,7 @@ func finetuneLoss(enc *encoder.Encoder, head *heads.Head, o Options) lossFn {
 // run trains params on a labelled dataset: the loop Finetune and
 // Supervised share. The tensors frozen names (from w) are inputs of every
 // step ahead of the batch (see engine.freeze).
-func run(params []param, w models.Weights, frozen []checkpoint.TensorSpec, loss lossFn, ds *datasets.Dataset, pre datasets.Preprocess, o Options) (*Result, error) {
+func run(params []param, w models.Weights, frozen []checkpoint.TensorSpec, loss LossFunc, ds *datasets.Dataset, pre datasets.Preprocess, o Options) (*Result, error) {
 	if ds.Len() == 0 {
 		return nil, fmt.Errorf("train: dataset %s is empty", ds.Name())
 	}

@@ -23,7 +23,6 @@ package vit
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/editkit/editkit/checkpoint"
@@ -226,7 +225,7 @@ func Forward(c Config, p models.Params, pixels *graph.Node) (pooled, logits *gra
 
 // ReadConfig reads config.json from dir.
 func ReadConfig(dir string) (Config, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	data, err := checkpoint.ReadSideFile(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return Config{}, fmt.Errorf("reading the ViT config: %w", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package checkpoint
 
 import (
 	"fmt"
@@ -10,8 +10,6 @@ import (
 	"syscall"
 
 	"golang.org/x/term"
-
-	"github.com/editkit/editkit/checkpoint"
 )
 
 // exitSignals are the signals that stop a run: its partial outputs are
@@ -19,27 +17,28 @@ import (
 // 128 + its number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
 var exitSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 
-// signalExit is the state of the signal handler.
-type signalExit struct {
+// SignalExit is the state of the handler [ExitOnSignal] installs.
+type SignalExit struct {
 	caught atomic.Bool
 }
 
-// exitOnSignal stops the process on the first of exitSignals: it removes
-// every partial output (checkpoint.RemoveTemporaries, which also makes the
-// work in flight fail at its next file operation), says in one line on
-// stderr what it removed, and exits.
-func exitOnSignal(stderr io.Writer) *signalExit {
-	s := &signalExit{}
+// ExitOnSignal stops the process on the first of exitSignals: it removes
+// every partial output ([RemoveTemporaries], which also makes the work in
+// flight fail at its next file operation), says in one line on stderr,
+// prefixed with prog, what it removed, and exits. Programs that write
+// checkpoints (the CLI, the examples) install it first thing in main.
+func ExitOnSignal(stderr io.Writer, prog string) *SignalExit {
+	s := &SignalExit{}
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, exitSignals...)
 	go func() {
 		sig := <-ch
 		s.caught.Store(true)
-		removed := checkpoint.RemoveTemporaries()
+		removed := RemoveTemporaries()
 		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 			fmt.Fprintln(stderr) // end a progress bar's line
 		}
-		fmt.Fprintln(stderr, interruptedLine(sig, removed))
+		fmt.Fprintln(stderr, interruptedLine(prog, sig, removed))
 		status := 1
 		if n, ok := sig.(syscall.Signal); ok {
 			status = 128 + int(n)
@@ -49,9 +48,9 @@ func exitOnSignal(stderr io.Writer) *signalExit {
 	return s
 }
 
-// exit exits with status, unless a signal was caught: then the handler
+// Exit exits with status, unless a signal was caught: then the handler
 // exits, with the signal's status, once its cleanup is done.
-func (s *signalExit) exit(status int) {
+func (s *SignalExit) Exit(status int) {
 	if s.caught.Load() {
 		select {}
 	}
@@ -59,10 +58,10 @@ func (s *signalExit) exit(status int) {
 }
 
 // interruptedLine is the one line printed on a signal.
-func interruptedLine(sig os.Signal, removed []checkpoint.Removed) string {
+func interruptedLine(prog string, sig os.Signal, removed []Removed) string {
 	name := signalName(sig)
 	if len(removed) == 0 {
-		return fmt.Sprintf("editkit: interrupted by %s; no partial output to remove", name)
+		return fmt.Sprintf("%s: interrupted by %s; no partial output to remove", prog, name)
 	}
 	parts := make([]string, len(removed))
 	for i, r := range removed {
@@ -72,7 +71,7 @@ func interruptedLine(sig os.Signal, removed []checkpoint.Removed) string {
 	if len(removed) > 1 {
 		what = fmt.Sprintf("%d partial outputs:", len(removed))
 	}
-	return fmt.Sprintf("editkit: interrupted by %s; removed %s %s", name, what, strings.Join(parts, ", "))
+	return fmt.Sprintf("%s: interrupted by %s; removed %s %s", prog, name, what, strings.Join(parts, ", "))
 }
 
 func signalName(sig os.Signal) string {
@@ -86,3 +85,7 @@ func signalName(sig os.Signal) string {
 	}
 	return sig.String()
 }
+
+// Caught reports whether a signal stopped the process, which is then
+// removing its partial outputs and about to exit.
+func (s *SignalExit) Caught() bool { return s.caught.Load() }
