@@ -65,7 +65,7 @@ func lmParams(c llama.Config) []param {
 // batch's ids [batch, seq] against targets [batch, seq] under weights
 // [batch, seq] (1 where a target exists), with the next-token accuracy over
 // the same positions.
-func causalLoss(c llama.Config) lossFn {
+func causalLoss(c llama.Config) LossFunc {
 	return func(p models.Params, in []*graph.Node) (*graph.Node, *graph.Node) {
 		logits := llama.Forward(c, p, in[0], llama.Options{}).Logits
 		w := graph.ConvertDType(in[2], logits.DType())
