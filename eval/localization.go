@@ -1,7 +1,6 @@
 package eval
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -10,8 +9,6 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // Localization says how the leading eigenvectors of a kernel on a pooled
@@ -122,7 +119,7 @@ func PlotLocalization(l *Localization, title string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("plotting %s: %w", name, err)
 		}
-		bars.Color = plotColor(t)
+		bars.Color = PlotColor(t)
 		bars.LineStyle.Width = 0
 		if below != nil {
 			bars.StackOn(below)
@@ -136,11 +133,5 @@ func PlotLocalization(l *Localization, title string) ([]byte, error) {
 		names[k] = fmt.Sprint(k + 1)
 	}
 	p.NominalX(names...)
-	c := vgimg.New(7*vg.Inch, 4*vg.Inch)
-	p.Draw(draw.New(c))
-	var buf bytes.Buffer
-	if _, err := (vgimg.PngCanvas{Canvas: c}).WriteTo(&buf); err != nil {
-		return nil, fmt.Errorf("rendering PNG: %w", err)
-	}
-	return buf.Bytes(), nil
+	return RenderPNG(p, 7*vg.Inch, 4*vg.Inch)
 }

@@ -35,7 +35,7 @@ func PlotSearch(s *Search, title, xLabel string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("plotting %s: %w", task, err)
 		}
-		c := plotColor(i)
+		c := PlotColor(i)
 		line.Color, points.Color = c, c
 		points.Shape = draw.CircleGlyph{}
 		p.Add(line, points)
@@ -53,7 +53,12 @@ func PlotSearch(s *Search, title, xLabel string) ([]byte, error) {
 		p.Add(mark)
 		p.Legend.Add(fmt.Sprintf("chosen %g", chosen), mark)
 	}
-	c := vgimg.New(7*vg.Inch, 4.5*vg.Inch)
+	return RenderPNG(p, 7*vg.Inch, 4.5*vg.Inch)
+}
+
+// RenderPNG draws a plot as a PNG of the given size.
+func RenderPNG(p *plot.Plot, width, height vg.Length) ([]byte, error) {
+	c := vgimg.New(width, height)
 	p.Draw(draw.New(c))
 	var buf bytes.Buffer
 	if _, err := (vgimg.PngCanvas{Canvas: c}).WriteTo(&buf); err != nil {
@@ -62,9 +67,9 @@ func PlotSearch(s *Search, title, xLabel string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// plotColor is the i-th color of a palette that stays readable for a dozen
+// PlotColor is the i-th color of a palette that stays readable for a dozen
 // series.
-func plotColor(i int) color.Color {
+func PlotColor(i int) color.Color {
 	palette := []color.RGBA{
 		{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255},
 		{148, 103, 189, 255}, {140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255},

@@ -128,6 +128,35 @@ func (b *Base) Predict(ids []int) ([]int, error) {
 	return predictWith(b, b.Model, ids)
 }
 
+// Greedy decodes n tokens after prompt with the unedited model, greedily,
+// each step a forward pass over the whole sequence (as EasyEdit's
+// generate(use_cache=False)).
+func (b *Base) Greedy(prompt []int, n int) ([]int, error) {
+	return greedyWith(b, b.Model, prompt, n, nil)
+}
+
+// greedyWith decodes n tokens after prompt with m greedily; extra, when
+// set, gives the adapter's per-call inputs for a row padded to a length.
+func greedyWith(b *Base, m *llama.Model, prompt []int, n int, extra func(padded int) []*tensors.Tensor) ([]int, error) {
+	ids := slices.Clone(prompt)
+	for range n {
+		t, padded, err := b.padRows(ids)
+		if err != nil {
+			return nil, err
+		}
+		var ex []*tensors.Tensor
+		if extra != nil {
+			ex = extra(padded)
+		}
+		logits, err := m.Logits(t, ex...)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, argmaxRow(logits, 0, len(ids))[len(ids)-1])
+	}
+	return ids[len(prompt):], nil
+}
+
 func predictWith(b *Base, m *llama.Model, ids []int, extra ...*tensors.Tensor) ([]int, error) {
 	t, _, err := b.padRows(ids)
 	if err != nil {

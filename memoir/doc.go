@@ -61,14 +61,32 @@
 //     "I", "You", "Because", "Yes", "Q: ", 5 and 10 new tokens), generated
 //     once with the unedited model and saved with the memory. The edit's
 //     mask, from the prompt alone, applies at every position of every
-//     sequence. Each sequence's mean target cross-entropy is averaged over
-//     the sequences (the reference's denominator also counts the position
-//     before the first target token and the padding).
+//     sequence. Each sequence's summed target cross-entropy is divided by
+//     n_t + 1 for its n_t target tokens, as the reference's label mask
+//     counts (it starts at the position that predicts the last prompt
+//     token, whose label is ignored; EasyEdit pads on the left, so no
+//     padding is counted), and averaged over the sequences.
 //   - Inference ([MEMOIR.Route], [MEMOIR.Predict]): the query's mask is
 //     computed from its prompt the same way; the stored mask of largest
 //     overlap |M_q ∧ M_i|/k is applied when the overlap reaches τ (0.4,
 //     the reference's ZsRE setting), else the memory is left out and the
 //     logits are the unedited model's exactly.
+//   - Automatic τ (Config.FalseRoutingRate, 'editkit memoir edit
+//     --threshold auto'; not in the reference): τ = 0.4 is a fraction of
+//     k, but what separates related from unrelated prompts is how far
+//     above chance an overlap lies, and chance depends on the MLP width D
+//     and k. If masks were uniformly random k-subsets, the overlap of two
+//     would be hypergeometric ([OverlapPMF]: mean k²/D, 0.286 at the
+//     reference's ratio, standard deviation 0.006 for D = 14336 but 0.055
+//     for stories260K's 172), and an unrelated query's best overlap over T
+//     stored masks would reach c/k with probability 1 − F(c−1)^T
+//     ([FalseRoutingRate]). [ChanceThreshold] picks the least τ for which
+//     that is at most the target rate (DefaultFalseRoutingRate, 1%),
+//     recomputed as masks are stored: 0.3115 for LLaMA-3-8B's layer with
+//     1000 edits, 0.3881 for D = 768, k = 219 and 100 edits. Real masks are
+//     not random (prompts that share words share features), so the real
+//     false-routing rate is at least this; [MEMOIR.Overlaps] measures the
+//     overlaps to compare with chance ([BestOverlapPMF]).
 //
 // # Baselines
 //
@@ -94,13 +112,20 @@
 //
 // # Evaluation
 //
-// [Evaluate] is EasyEdit's teacher-forced token accuracy ([TokenAccuracy]):
-// reliability on prompt + " " + target, generalization on each rephrasing
-// + " " + target (averaged per edit), locality the agreement ([Agreement])
-// of the edited and unedited argmax tokens over the answer span of each
-// locality prompt + " " + answer; means over the edits. It also reports
-// how often the edit memory took part (MEMOIR's routing, GRACE's radius).
-// [RunSequential] is the sequential protocol: edits applied in order, the
-// first T evaluated after T edits, for several T in one run. [Markdown]
-// renders a table of results.
+// [Evaluate] is EasyEdit's evaluation: reliability is the token accuracy of
+// the target after the prompt, generalization the same after each
+// rephrasing (averaged per edit), locality the agreement ([Agreement]) of
+// the edited and unedited models' answers over the answer span of each
+// locality prompt + " " + answer; means over the edits. Answers are read
+// as EasyEdit reads them ([ScoringOf]): teacher-forced for MEMOIR and FT-L
+// ([TokenAccuracy]: the argmax after each position of prompt + " " +
+// target), by greedy generation for GRACE ([GRACE.Generate]: as many tokens
+// as the target has, decoded greedily, as EasyEdit's vanilla_generation,
+// which it passes for GRACE only). It also reports how often the edit
+// memory took part (MEMOIR's routing, GRACE's radius). [RunSequential] is
+// the sequential protocol: edits applied in order, the first T evaluated
+// after T edits, for several T in one run ([ApplyInStages] is its loop, for
+// callers that evaluate in their own way). [RunSingleEdits] is T = 1
+// averaged over many runs, each edit applied alone to the unedited model
+// ([EachAlone], [CombineSingle]). [Markdown] renders a table of results.
 package memoir

@@ -51,6 +51,9 @@ type Editor interface {
 	Predict(ids []int, promptLen int) (pred []int, active bool, err error)
 	// Save writes the edit state as one safetensors file (see Load).
 	Save(path string, o SaveOptions) error
+	// Reset forgets every edit: the editor is as new (its setup, such as
+	// MEMOIR's background mean and templates, is kept).
+	Reset() error
 }
 
 // EditStats describe one edit.

@@ -82,9 +82,14 @@ type Rates struct {
 // then all T evaluated).
 type Result struct {
 	Method Method `json:"method"`
-	Layer  int    `json:"layer"`
+	// Label, when set, names the row in Markdown instead of the method
+	// (e.g. a method under one of several settings).
+	Label string `json:"label,omitempty"`
+	Layer int    `json:"layer"`
 	// Edits is T.
 	Edits int `json:"edits"`
+	// Scoring is how the answers were read (see ScoringOf).
+	Scoring Scoring `json:"scoring"`
 	Rates
 	// Active: the fraction of queries of each kind for which the edit
 	// memory took part (MEMOIR's routing, GRACE's radius).
@@ -130,25 +135,85 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	}{plain(r), main.Generalization, main.Locality, active})
 }
 
-// Evaluate scores an editor on edits (those it has applied): reliability,
-// generalization and locality as EasyEdit's teacher-forced token accuracy.
+// Scoring is how an editor's answers are read.
+type Scoring string
+
+const (
+	// TeacherForced is EasyEdit's default: the argmax after each position
+	// of prompt + " " + target, compared with the next token
+	// (test_prediction_acc).
+	TeacherForced Scoring = "teacher-forced"
+	// Greedy is EasyEdit's vanilla_generation, which it uses for GRACE:
+	// as many tokens as the target has, decoded greedily after the prompt,
+	// compared with the target's.
+	Greedy Scoring = "greedy"
+)
+
+// greedyScored is implemented by the editors EasyEdit scores with greedy
+// generation (GRACE).
+type greedyScored interface {
+	// Generate decodes n tokens greedily after prompt and says whether the
+	// edit memory took part.
+	Generate(prompt []int, n int) (tokens []int, active bool, err error)
+}
+
+// ScoringOf is the scoring Evaluate uses for an editor: Greedy for GRACE
+// (EasyEdit's compute_rewrite_or_rephrase_quality and
+// compute_locality_quality pass vanilla_generation for it), TeacherForced
+// for the others.
+func ScoringOf(ed Editor) Scoring {
+	if _, ok := ed.(greedyScored); ok {
+		return Greedy
+	}
+	return TeacherForced
+}
+
+// answer is an editor's answer to a query (ids, whose prompt is
+// ids[:pl]): the tokens it gives for the target span and whether the edit
+// memory took part.
+func answer(ed Editor, ids []int, pl int) ([]int, bool, error) {
+	if g, ok := ed.(greedyScored); ok {
+		return g.Generate(ids[:pl], len(ids)-pl)
+	}
+	pred, act, err := ed.Predict(ids, pl)
+	if err != nil {
+		return nil, false, err
+	}
+	return TargetSpan(pred, pl, len(ids)), act, nil
+}
+
+// baseAnswer is the unedited model's answer, scored as ed's.
+func baseAnswer(ed Editor, base *Base, ids []int, pl int) ([]int, error) {
+	if _, ok := ed.(greedyScored); ok {
+		return base.Greedy(ids[:pl], len(ids)-pl)
+	}
+	pred, err := base.Predict(ids)
+	if err != nil {
+		return nil, err
+	}
+	return TargetSpan(pred, pl, len(ids)), nil
+}
+
+// Evaluate scores an editor on edits (those it has applied) as EasyEdit
+// does: reliability and generalization are the token accuracy of the target
+// after the prompt and after each rephrasing, locality the agreement of the
+// edited and unedited models' answers on the locality prompts and answers;
+// answers are read with ScoringOf(ed) (teacher-forced, greedy for GRACE).
 // Locality compares with base, the unedited model.
 func Evaluate(ed Editor, base *Base, edits []EditRequest, progress Progress) (*Result, error) {
 	start := time.Now()
-	res := &Result{Method: ed.Method(), Layer: ed.Layer(), Edits: len(edits)}
-	var rel, gen, loc, aRel, aGen, aLoc []float64
+	res := &Result{Method: ed.Method(), Layer: ed.Layer(), Edits: len(edits), Scoring: ScoringOf(ed)}
 	for i, e := range edits {
 		er := &EditResult{Index: i, Prompt: e.Prompt, Target: e.Target, Rephrases: len(e.Rephrases), LocalityN: len(e.Locality)}
 		ids, pl, err := base.Encode(e.Prompt, e.Target)
 		if err != nil {
 			return nil, fmt.Errorf("edit %d: %w", i, err)
 		}
-		pred, act, err := ed.Predict(ids, pl)
+		got, act, err := answer(ed, ids, pl)
 		if err != nil {
 			return nil, fmt.Errorf("edit %d: %w", i, err)
 		}
-		er.Reliability, er.Active = TokenAccuracy(pred, ids, pl), act
-		rel, aRel = append(rel, er.Reliability), append(aRel, b2f(act))
+		er.Reliability, er.Active = Agreement(got, ids[pl:]), act
 		if len(e.Rephrases) > 0 {
 			var accs, acts []float64
 			for _, r := range e.Rephrases {
@@ -156,15 +221,14 @@ func Evaluate(ed Editor, base *Base, edits []EditRequest, progress Progress) (*R
 				if err != nil {
 					return nil, fmt.Errorf("edit %d: rephrasing: %w", i, err)
 				}
-				pred, act, err := ed.Predict(ids, pl)
+				got, act, err := answer(ed, ids, pl)
 				if err != nil {
 					return nil, fmt.Errorf("edit %d: %w", i, err)
 				}
-				accs, acts = append(accs, TokenAccuracy(pred, ids, pl)), append(acts, b2f(act))
+				accs, acts = append(accs, Agreement(got, ids[pl:])), append(acts, b2f(act))
 			}
 			g := mean(accs)
 			er.Generalization, er.ActiveRephr = &g, mean(acts)
-			gen, aGen = append(gen, g), append(aGen, acts...)
 		}
 		if len(e.Locality) > 0 {
 			var agr, acts []float64
@@ -173,36 +237,55 @@ func Evaluate(ed Editor, base *Base, edits []EditRequest, progress Progress) (*R
 				if err != nil {
 					return nil, fmt.Errorf("edit %d: locality: %w", i, err)
 				}
-				post, act, err := ed.Predict(ids, pl)
+				post, act, err := answer(ed, ids, pl)
 				if err != nil {
 					return nil, fmt.Errorf("edit %d: %w", i, err)
 				}
-				pre, err := base.Predict(ids)
+				pre, err := baseAnswer(ed, base, ids, pl)
 				if err != nil {
 					return nil, fmt.Errorf("edit %d: %w", i, err)
 				}
-				agr = append(agr, Agreement(TargetSpan(post, pl, len(ids)), TargetSpan(pre, pl, len(ids))))
+				agr = append(agr, Agreement(post, pre))
 				acts = append(acts, b2f(act))
 			}
 			l := mean(agr)
 			er.Locality, er.ActiveLocal = &l, mean(acts)
-			loc, aLoc = append(loc, l), append(aLoc, acts...)
-		}
-		if er.Generalization != nil {
-			res.Rephrased++
-		}
-		if er.Locality != nil {
-			res.Localized++
 		}
 		res.PerEdit = append(res.PerEdit, er)
 		if progress != nil {
 			progress("eval", i+1, len(edits))
 		}
 	}
-	res.Rates = Rates{mean(rel), mean(gen), mean(loc)}
-	res.Active = Rates{mean(aRel), mean(aGen), mean(aLoc)}
+	res.summarize()
 	res.EvalSeconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// summarize computes the rates from the per-edit results: reliability,
+// generalization and locality as means over the edits (of each edit's mean
+// over its rephrasings and locality prompts), the memory's use as the
+// share of all queries of each kind.
+func (r *Result) summarize() {
+	var rel, gen, loc, aRel []float64
+	var aGen, aLoc, nGen, nLoc float64
+	r.Rephrased, r.Localized = 0, 0
+	for _, e := range r.PerEdit {
+		rel, aRel = append(rel, e.Reliability), append(aRel, b2f(e.Active))
+		if e.Generalization != nil {
+			r.Rephrased++
+			gen = append(gen, *e.Generalization)
+			aGen += e.ActiveRephr * float64(e.Rephrases)
+			nGen += float64(e.Rephrases)
+		}
+		if e.Locality != nil {
+			r.Localized++
+			loc = append(loc, *e.Locality)
+			aLoc += e.ActiveLocal * float64(e.LocalityN)
+			nLoc += float64(e.LocalityN)
+		}
+	}
+	r.Rates = Rates{mean(rel), mean(gen), mean(loc)}
+	r.Active = Rates{mean(aRel), aGen / max(nGen, 1), aLoc / max(nLoc, 1)}
 }
 
 func b2f(b bool) float64 {
@@ -246,14 +329,32 @@ func ApplyEdits(ed Editor, edits []EditRequest, onEdit func(i int, st EditStats)
 // are applied deterministically in order, this gives each T's result as a
 // separate run of T edits would, with the edits done once).
 func RunSequential(ed Editor, base *Base, edits []EditRequest, checkpoints []int, progress Progress) ([]*Result, error) {
+	var out []*Result
+	err := ApplyInStages(ed, edits, checkpoints, progress, func(T int, stats []EditStats) error {
+		r, err := Evaluate(ed, base, edits[:T], progress)
+		if err != nil {
+			return err
+		}
+		r.attachStats(stats)
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// ApplyInStages applies edits in order and calls at after the first T,
+// for each T of checkpoints in increasing order, with the statistics of
+// those T edits: the loop of RunSequential, for callers that evaluate in
+// their own way at each stage (several routing thresholds of one memory,
+// overlap histograms).
+func ApplyInStages(ed Editor, edits []EditRequest, checkpoints []int, progress Progress, at func(T int, stats []EditStats) error) error {
 	cps := slices.Clone(checkpoints)
 	slices.Sort(cps)
 	cps = slices.Compact(cps)
 	if len(cps) == 0 || cps[0] < 1 || cps[len(cps)-1] > len(edits) {
-		return nil, fmt.Errorf("memoir: edit counts %v: each must be in 1..%d (the edits given)", checkpoints, len(edits))
+		return fmt.Errorf("memoir: edit counts %v: each must be in 1..%d (the edits given)", checkpoints, len(edits))
 	}
 	var stats []EditStats
-	var out []*Result
 	for _, T := range cps {
 		st, err := ApplyEdits(ed, edits[len(stats):T], func(i int, _ EditStats) {
 			if progress != nil {
@@ -262,16 +363,77 @@ func RunSequential(ed Editor, base *Base, edits []EditRequest, checkpoints []int
 		})
 		stats = append(stats, st...)
 		if err != nil {
-			return out, err
+			return err
 		}
-		r, err := Evaluate(ed, base, edits[:T], progress)
-		if err != nil {
-			return out, err
+		if err := at(T, stats[:T]); err != nil {
+			return err
 		}
-		r.attachStats(stats[:T])
-		out = append(out, r)
 	}
-	return out, nil
+	return nil
+}
+
+// RunSingleEdits is T = 1 averaged over many runs: for each edit, the
+// editor is reset to the unedited model, applies that edit alone and is
+// evaluated on it (EachAlone, then CombineSingle).
+func RunSingleEdits(ed Editor, base *Base, edits []EditRequest, progress Progress) (*Result, error) {
+	var runs []*Result
+	var stats []EditStats
+	err := EachAlone(ed, edits, progress, func(i int, st EditStats) error {
+		r, err := Evaluate(ed, base, edits[i:i+1], nil)
+		if err != nil {
+			return err
+		}
+		runs, stats = append(runs, r), append(stats, st)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return CombineSingle(runs, stats), nil
+}
+
+// EachAlone applies each edit alone: for each, the editor is reset to the
+// unedited model, applies it, and at is called (to evaluate it); the
+// editor is reset at the end.
+func EachAlone(ed Editor, edits []EditRequest, progress Progress, at func(i int, st EditStats) error) error {
+	if len(edits) == 0 {
+		return fmt.Errorf("memoir: no edits to run")
+	}
+	for i, e := range edits {
+		if err := ed.Reset(); err != nil {
+			return err
+		}
+		st, err := ed.Edit(e)
+		if err != nil {
+			return fmt.Errorf("edit %d (%q → %q): %w", i, e.Prompt, e.Target, err)
+		}
+		if err := at(i, st); err != nil {
+			return err
+		}
+		if progress != nil {
+			progress("edit", i+1, len(edits))
+		}
+	}
+	return ed.Reset()
+}
+
+// CombineSingle combines the results of single-edit runs (runs[i]
+// evaluated edit i alone, stats[i] its edit) into one result with Edits 1,
+// every run's scores in PerEdit and the rates their means.
+func CombineSingle(runs []*Result, stats []EditStats) *Result {
+	if len(runs) == 0 {
+		return nil
+	}
+	res := &Result{Method: runs[0].Method, Layer: runs[0].Layer, Edits: 1, Scoring: runs[0].Scoring}
+	for i, r := range runs {
+		e := *r.PerEdit[0]
+		e.Index = i
+		res.PerEdit = append(res.PerEdit, &e)
+		res.EvalSeconds += r.EvalSeconds
+	}
+	res.summarize()
+	res.attachStats(stats)
+	return res
 }
 
 // attachStats records the edits' statistics in the result.
@@ -310,10 +472,18 @@ func Markdown(results []*Result) string {
 			return fmt.Sprintf(format, x)
 		}
 		fmt.Fprintf(&sb, "| %s | %d | %.3f | %s | %s | %.2f / %s / %s | %s |\n",
-			methodTitle(r.Method), r.Edits, r.Reliability, rate(r.Generalization, r.Rephrased, "%.3f"), rate(r.Locality, r.Localized, "%.3f"),
+			r.title(), r.Edits, r.Reliability, rate(r.Generalization, r.Rephrased, "%.3f"), rate(r.Locality, r.Localized, "%.3f"),
 			r.Active.Reliability, rate(r.Active.Generalization, r.Rephrased, "%.2f"), rate(r.Active.Locality, r.Localized, "%.2f"), spe)
 	}
 	return sb.String()
+}
+
+// title names the result's row: its label, else its method.
+func (r *Result) title() string {
+	if r.Label != "" {
+		return r.Label
+	}
+	return methodTitle(r.Method)
 }
 
 func methodTitle(m Method) string {

@@ -74,6 +74,13 @@ func (f *FTL) update() error {
 // Method is MethodFTL.
 func (f *FTL) Method() Method { return MethodFTL }
 
+// Reset implements Editor: the original down_proj.
+func (f *FTL) Reset() error {
+	copy(f.w, f.w0)
+	f.edits = 0
+	return f.update()
+}
+
 // Layer is the edited layer.
 func (f *FTL) Layer() int { return f.cfg.Layer }
 

@@ -164,6 +164,13 @@ func NewGRACE(base *Base, c GRACEConfig) (*GRACE, error) {
 // Method is MethodGRACE.
 func (g *GRACE) Method() Method { return MethodGRACE }
 
+// Reset implements Editor: an empty codebook.
+func (g *GRACE) Reset() error {
+	g.book = Codebook{EpsInit: g.cfg.EpsInit}
+	g.edits = 0
+	return nil
+}
+
 // Layer is the edited layer.
 func (g *GRACE) Layer() int { return g.cfg.Layer }
 
@@ -272,6 +279,40 @@ func (g *GRACE) Predict(ids []int, promptLen int) ([]int, bool, error) {
 	n := g.base.padTo(len(ids))
 	p, err := predictWith(g.base, em, ids, sel(promptLen-1, n))
 	return p, true, err
+}
+
+// Generate decodes n tokens greedily after prompt, as EasyEdit scores GRACE
+// (test_prediction_acc with vanilla_generation: model.generate with
+// use_cache=False, greedy): GRACE.generate sets key_id = −1, so the adapter
+// takes its key at the last position of the first forward pass, the
+// prompt's last token, and keeps that position for the following steps.
+// The key depends on the prompt alone (attention is causal), so the
+// codebook decision is made once: when the key lies within the nearest
+// entry's radius, its value replaces the layer's output at the prompt's
+// last token at every step, and the generated tokens see it through the
+// layers above.
+func (g *GRACE) Generate(prompt []int, n int) ([]int, bool, error) {
+	if len(prompt) == 0 {
+		return nil, false, fmt.Errorf("grace: an empty prompt")
+	}
+	key, err := g.key(prompt)
+	if err != nil {
+		return nil, false, err
+	}
+	entry, ok := g.book.Lookup(key)
+	if !ok {
+		out, err := g.base.Greedy(prompt, n)
+		return out, false, err
+	}
+	mc := g.base.Model.Config
+	em, err := g.edited.WithWeights(withWeights(g.edited.Weights, models.Weights{valueName: tensorOf(g.book.Values[entry], mc.HiddenSize)}))
+	if err != nil {
+		return nil, false, err
+	}
+	out, err := greedyWith(g.base, em, prompt, n, func(padded int) []*tensors.Tensor {
+		return []*tensors.Tensor{sel(len(prompt)-1, padded)}
+	})
+	return out, true, err
 }
 
 // adam is torch.optim.Adam (β 0.9, 0.999, ε 1e-8, L2 weight decay).

@@ -23,6 +23,13 @@ type Config struct {
 	// Threshold τ: a query uses the stored mask of best overlap when
 	// |M_q ∧ M_i|/k ≥ τ (0.4, the reference's ZsRE setting).
 	Threshold float64 `json:"threshold"`
+	// FalseRoutingRate, when positive, replaces Threshold by the automatic
+	// τ = ChanceThreshold(intermediate, k, stored masks, FalseRoutingRate),
+	// recomputed as edits are stored: the least overlap that masks
+	// overlapping only by chance would reach for an unrelated query with
+	// probability at most FalseRoutingRate (DefaultFalseRoutingRate, 1%,
+	// for 'editkit memoir edit --threshold auto'). 0: the fixed Threshold.
+	FalseRoutingRate float64 `json:"false_routing_rate,omitempty"`
 	// Seed of the TopHash permutation (42).
 	Seed uint64 `json:"seed"`
 
@@ -120,6 +127,8 @@ func newMEMOIR(base *Base, c Config) (*MEMOIR, error) {
 	switch {
 	case c.Threshold < 0 || c.Threshold > 1:
 		return nil, fmt.Errorf("memoir: threshold %v must be in [0, 1]", c.Threshold)
+	case c.FalseRoutingRate < 0 || c.FalseRoutingRate >= 1:
+		return nil, fmt.Errorf("memoir: false-routing rate %v must be in (0, 1), or 0 for the fixed threshold", c.FalseRoutingRate)
 	case c.Iterations < 0:
 		return nil, fmt.Errorf("memoir: %d iterations", c.Iterations)
 	case c.LR <= 0:
@@ -157,6 +166,13 @@ func (m *MEMOIR) state(mask []float32) models.Weights {
 
 // Method is MethodMEMOIR.
 func (m *MEMOIR) Method() Method { return MethodMEMOIR }
+
+// Reset implements Editor: W_m back to zero, no masks.
+func (m *MEMOIR) Reset() error {
+	clear(m.memory)
+	m.masks = nil
+	return nil
+}
 
 // Layer is the edited layer.
 func (m *MEMOIR) Layer() int { return m.cfg.Layer }
@@ -224,6 +240,27 @@ func (m *MEMOIR) MaskOf(prompt []int) (Mask, error) {
 	return m.hash.Mask(v), nil
 }
 
+// SetRouting changes the routing settings, Config.Threshold and
+// Config.FalseRoutingRate. Routing only matters at inference (training an
+// edit uses the edit's own mask), so one memory can be evaluated at several
+// thresholds.
+func (m *MEMOIR) SetRouting(threshold, falseRoutingRate float64) error {
+	if threshold < 0 || threshold > 1 || falseRoutingRate < 0 || falseRoutingRate >= 1 {
+		return fmt.Errorf("memoir: threshold %v must be in [0, 1] and the false-routing rate %v in [0, 1)", threshold, falseRoutingRate)
+	}
+	m.cfg.Threshold, m.cfg.FalseRoutingRate = threshold, falseRoutingRate
+	return nil
+}
+
+// Threshold is the τ routing uses now: Config.Threshold, or with
+// Config.FalseRoutingRate the automatic τ for the masks stored so far.
+func (m *MEMOIR) Threshold() float64 {
+	if m.cfg.FalseRoutingRate > 0 {
+		return ChanceThreshold(m.base.Model.Config.IntermediateSize, m.cfg.TopK, max(1, len(m.masks)), m.cfg.FalseRoutingRate)
+	}
+	return m.cfg.Threshold
+}
+
 // Route finds the stored mask a prompt's mask overlaps most and whether
 // it reaches the threshold.
 func (m *MEMOIR) Route(prompt []int) (Match, error) {
@@ -231,7 +268,7 @@ func (m *MEMOIR) Route(prompt []int) (Match, error) {
 	if err != nil {
 		return Match{}, err
 	}
-	return BestMatch(q, m.masks, m.cfg.TopK, m.cfg.Threshold), nil
+	return BestMatch(q, m.masks, m.cfg.TopK, m.Threshold()), nil
 }
 
 // ModelFor returns the model a query with this prompt runs: the unedited
@@ -296,9 +333,14 @@ var trainChunk = 4
 
 // trainingBatch builds the edit's sequences: the prompt and target under
 // each template, padded on the right, with next-token targets and loss
-// weights 1/(n_i·B) on the n_i target tokens of row i, so that the weighted
-// mean of llama.Loss over all rows is the mean over rows of each row's mean
-// target cross-entropy. The rows are split in chunks of at most chunk.
+// weights 1/((n_i+1)·B) on the n_i target tokens of row i. The weighted sum
+// of the cross-entropies over all rows is then the mean over rows of each
+// row's target cross-entropy summed and divided by n_i + 1, the
+// reference's loss (WISE's _cal_ft_loss, which MEMOIR keeps: its label mask
+// starts one position before the first target, at a position whose label is
+// the ignored last prompt token, so it counts n_i + 1 positions of which n_i
+// carry a loss; with EasyEdit's left padding no padding is counted). The
+// rows are split in chunks of at most chunk.
 func trainingBatch(b *Base, templates []string, prompt, target string, chunk int) ([]batch, error) {
 	type row struct {
 		ids []int
@@ -331,10 +373,10 @@ func trainingBatch(b *Base, templates []string, prompt, target string, chunk int
 					tgtFlat[i*n+t] = int32(r.ids[t+1])
 				}
 			}
-			nt := len(r.ids) - r.pl
+			w := 1 / float64((len(r.ids)-r.pl+1)*B)
 			for t := r.pl - 1; t < len(r.ids)-1; t++ {
-				wFlat[i*n+t] = float32(1 / float64(nt*B))
-				sum += 1 / float64(nt*B)
+				wFlat[i*n+t] = float32(w)
+				sum += w
 			}
 		}
 		out = append(out, batch{
@@ -386,7 +428,7 @@ func (m *MEMOIR) Edit(req EditRequest) (EditStats, error) {
 		return st, err
 	}
 	if len(m.masks) > 0 {
-		r := BestMatch(mask, m.masks, m.cfg.TopK, m.cfg.Threshold)
+		r := BestMatch(mask, m.masks, m.cfg.TopK, m.Threshold())
 		st.Note = fmt.Sprintf("overlap %.3f with edit %d", r.Overlap, r.Index)
 	}
 	batches, err := trainingBatch(m.base, m.templates, req.Prompt, req.Target, trainChunk)

@@ -391,9 +391,9 @@ func ModelForGeneration(ed Editor, prompt []int) (m *llama.Model, desc string, e
 			if r.Index < 0 {
 				return m, "MEMOIR: the memory holds no edits; unedited model", nil
 			}
-			return m, fmt.Sprintf("MEMOIR: best mask overlap %.3f (edit %d) < τ %.2f; unedited model", r.Overlap, r.Index, e.cfg.Threshold), nil
+			return m, fmt.Sprintf("MEMOIR: best mask overlap %.3f (edit %d) < τ %.3f; unedited model", r.Overlap, r.Index, e.Threshold()), nil
 		}
-		return m, fmt.Sprintf("MEMOIR: routed to edit %d (mask overlap %.3f ≥ τ %.2f)", r.Index, r.Overlap, e.cfg.Threshold), nil
+		return m, fmt.Sprintf("MEMOIR: routed to edit %d (mask overlap %.3f ≥ τ %.3f)", r.Index, r.Overlap, e.Threshold()), nil
 	case *FTL:
 		return e.Model(), fmt.Sprintf("FT-L: down_proj of layer %d fine-tuned on %d edits", e.cfg.Layer, e.edits), nil
 	}

@@ -134,7 +134,7 @@ func (a *app) memoirEditCmd() *cobra.Command {
 		out       string
 		force     bool
 		topK      int
-		threshold float64
+		threshold = thresholdFlag{tau: 0.4}
 	)
 	c := &cobra.Command{
 		Use:   "edit --model DIR --edits FILE.json -o MEM.safetensors",
@@ -169,9 +169,7 @@ edits go into its metadata. Progress goes to stderr.`,
 			if m == memoir.MethodMEMOIR {
 				cfg := memoir.DefaultConfig()
 				cfg.Layer, cfg.TopK = f.layer, topK
-				if cmd.Flags().Changed("threshold") {
-					cfg.Threshold = threshold
-				}
+				threshold.apply(&cfg)
 				a.memoirLogf("memoir edit: computing the background mean and the augmentation prefixes")
 				ed, err = memoir.NewMEMOIR(base, cfg)
 			} else {
@@ -219,9 +217,8 @@ edits go into its metadata. Progress goes to stderr.`,
 	fs.StringVarP(&out, "output", "o", "", "the memory file to write, ending in .safetensors (required)")
 	fs.BoolVar(&force, "force", false, "replace the output if it exists")
 	fs.IntVar(&topK, "top-k", 0, "MEMOIR: features each mask keeps (default: 4096/14336 of the MLP width, the reference's ratio)")
-	fs.Float64Var(&threshold, "threshold", 0.4, "MEMOIR: mask overlap τ from which a query uses an edit's mask")
+	fs.Var(&threshold, "threshold", thresholdUsage)
 	markPaths(fs, pathOutput, "output")
-	markRange(fs, "threshold", "[0, 1]")
 	return c
 }
 

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/editkit/editkit/memoir"
 )
 
 const memoirEdits = "../../memoir/testdata/tinystories_edits.json"
@@ -38,6 +40,8 @@ func TestMemoirCLIErrors(t *testing.T) {
 		{[]string{"memoir", "edit", "--model", model, "--edits", memoirEdits, "-o", out, "--method", "rome"}, []string{"--method", "rome"}},
 		{[]string{"memoir", "edit", "--model", model, "--edits", memoirEdits, "-o", out, "--method", "grace", "--top-k", "3"}, []string{"MEMOIR settings"}},
 		{[]string{"memoir", "edit", "--model", model, "--edits", memoirEdits, "-o", out, "-n", "500"}, []string{"-n 500", "120 edits"}},
+		{[]string{"memoir", "edit", "--model", model, "--edits", memoirEdits, "-o", out, "--threshold", "1.5"}, []string{"--threshold", "[0, 1]", "auto"}},
+		{[]string{"memoir", "edit", "--model", model, "--edits", memoirEdits, "-o", out, "--method", "ft-l", "--threshold", "auto"}, []string{"MEMOIR settings"}},
 		{[]string{"memoir", "edit", "--model", model, "--edits", syntax, "-o", out}, []string{"syntax.json", "record 1", "line 3", "invalid JSON"}},
 		{[]string{"memoir", "edit", "--model", model, "--edits", missing, "-o", out}, []string{"missing.json", "record 1", `field "target_new"`, "missing required field"}},
 		{[]string{"memoir", "edit", "--model", model, "--edits", badType, "-o", out}, []string{"type.json", "record 0", `field "rephrase"`, "a number"}},
@@ -96,6 +100,14 @@ func TestMemoirCLI(t *testing.T) {
 	}
 	if _, stderr, code := runCLI("memoir", "edit", "--model", model, "--edits", memoirEdits, "-n", "1", "-o", mem); code != 1 || !strings.Contains(stderr, "already exists") {
 		t.Errorf("memoir edit over an existing memory: exit %d, %q", code, stderr)
+	}
+	// --threshold auto: the memory routes with the chance-calibrated τ.
+	auto := filepath.Join(tmp, "auto.safetensors")
+	if _, stderr, code := runCLI("memoir", "edit", "--model", model, "--edits", memoirEdits, "-n", "1", "--threshold", "auto", "-o", auto); code != 0 {
+		t.Fatalf("memoir edit --threshold auto: %s", stderr)
+	}
+	if info, err := memoir.ReadMemoryInfo(auto); err != nil || !strings.Contains(info.Metadata["config"], `"false_routing_rate":0.01`) {
+		t.Errorf("memory of --threshold auto: config %q (%v)", info.Metadata["config"], err)
 	}
 	stdout, stderr, code = runCLI("memoir", "eval", "--model", model, "--edits", memoirEdits, "--memory", mem, "--per-edit")
 	if code != 0 {

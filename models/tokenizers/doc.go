@@ -28,6 +28,10 @@
 // [EncodeBytes], [DecodeBytes]) lives here, in a package without GoMLX, so
 // every tokenizer can share it; models/clip's tokenizer has the same helpers.
 //
+// [TrainLlama2C] learns a byte-pair vocabulary from texts (SentencePiece's
+// BPE training, simplified; words can be kept whole) for models trained from
+// scratch, and [Llama2C.MarshalBinary] writes it as a tokenizer.bin.
+//
 // What each implementation does not support is listed on its type and
 // reported by an error when a file needs it.
 package tokenizers

@@ -60,6 +60,18 @@
 // open_clip does). From scratch, weight decay follows open_clip's rule:
 // matrices and embeddings only.
 //
+// # Causal language models
+//
+// CausalLM trains a LLaMA-family model (llama.NewRandom) on token sequences
+// with the next-token cross-entropy of transformers' LlamaForCausalLM
+// (labels = input ids, the mean over the batch's predicted tokens), with
+// the same AdamW, schedule, clipping and step loop; weight decay on
+// matrices and embeddings only, as from scratch above. Sequences are not
+// packed: each is one example, padded on the right within its batch to
+// one length for the whole run, so each starts at position 0 as a prompt
+// does at inference. The result saves as a Hugging Face folder
+// (llama.Model.Save) that llama.Load and 'editkit generate' read.
+//
 // # How the step is computed
 //
 // One compiled graph per batch shape takes the trained weights, Adam's
