@@ -109,6 +109,9 @@ type report struct {
 }
 
 func main() {
+	// An interrupted run removes the model, memory or table it was writing;
+	// a finished model stays, for a rerun to reuse.
+	sig := checkpoint.ExitOnSignal(os.Stderr, "knowledge-editing")
 	var o options
 	flag.BoolVar(&o.Quick, "quick", false, "tiny model and corpus (seconds; what the test runs)")
 	flag.StringVar(&o.Out, "out", "knowledge-editing-out", "folder for everything the run writes")
@@ -119,7 +122,7 @@ func main() {
 	r, err := run(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "knowledge-editing:", err)
-		os.Exit(1)
+		sig.Exit(1)
 	}
 	fmt.Printf("recall: training templates %.3f, held-out templates %.3f\n\n%s", r.RecallTrain, r.RecallHeldOut, r.Table)
 }
