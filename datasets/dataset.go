@@ -184,6 +184,19 @@ func (d *Dataset) Subset(indices []int) *Dataset {
 	return &c
 }
 
+// Head returns the first n examples of d, or d itself when n ≤ 0 or n ≥
+// Len() (a --limit's meaning everywhere).
+func (d *Dataset) Head(n int) *Dataset {
+	if n <= 0 || n >= d.Len() {
+		return d
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return d.Subset(idx)
+}
+
 // KeepClasses returns the examples of the given classes only, relabelled:
 // class keep[k] becomes label k, and Classes() lists the kept names in that
 // order. Examples keep their order.

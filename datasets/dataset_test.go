@@ -106,6 +106,11 @@ func TestFromPixelsAndSubset(t *testing.T) {
 	if s.Len() != 2 || s.Label(0) != 0 || s.Label(1) != 1 || s.SourceIndex(0) != 3 {
 		t.Errorf("subset: len %d labels %v", s.Len(), s.Labels())
 	}
+	for _, tc := range []struct{ n, want int }{{2, 2}, {0, 4}, {-1, 4}, {4, 4}, {9, 4}} {
+		if h := d.Head(tc.n); h.Len() != tc.want || h.SourceIndex(h.Len()-1) != tc.want-1 {
+			t.Errorf("Head(%d): %d examples ending at %d, want the first %d", tc.n, h.Len(), h.SourceIndex(h.Len()-1), tc.want)
+		}
+	}
 	ss := s.Subset([]int{1})
 	if ss.SourceIndex(0) != 1 {
 		t.Errorf("subset of subset maps to %d, want 1", ss.SourceIndex(0))

@@ -108,13 +108,7 @@ images as PNG files, each the original and the triggered image side by side
 			if err != nil {
 				return err
 			}
-			if limit > 0 && limit < ds.Len() {
-				idx := make([]int, limit)
-				for i := range idx {
-					idx[i] = i
-				}
-				ds = ds.Subset(idx)
-			}
+			ds = ds.Head(limit)
 			triggered, err := unlearn.Apply(ds, trig)
 			if err != nil {
 				return err

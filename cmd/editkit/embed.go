@@ -549,13 +549,7 @@ Text embeddings are always the plain text tower's.`,
 				if set, err = embOpenImages(images, sp, cmd.Flags().Changed("split"), datasets.Options{DataDir: data}); err != nil {
 					return err
 				}
-				if limit > 0 && limit < set.ds.Len() {
-					idx := make([]int, limit)
-					for i := range idx {
-						idx[i] = i
-					}
-					set.ds = set.ds.Subset(idx)
-				}
+				set.ds = set.ds.Head(limit)
 			}
 			m, err := openEmbModel(model)
 			if err != nil {

@@ -351,13 +351,7 @@ func loadEvalTasks(names, headPaths []string, split datasets.Split, dataDir stri
 		if err != nil {
 			return nil, err
 		}
-		if limit > 0 && limit < ds.Len() {
-			idx := make([]int, limit)
-			for k := range idx {
-				idx[k] = k
-			}
-			ds = ds.Subset(idx)
-		}
+		ds = ds.Head(limit)
 		h, err := heads.Load(headPaths[i])
 		if err != nil {
 			return nil, err

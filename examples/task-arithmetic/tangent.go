@@ -314,11 +314,7 @@ func (x *experiment) disentangle(st settings, ts []*task, rep *report, mode stri
 			return nil, nil, err
 		}
 		defer w[i].Finalize()
-		idx := make([]int, min(st.XiN, t.val.Len()))
-		for k := range idx {
-			idx[k] = k
-		}
-		ds[i], hs[i] = t.val.Subset(idx), t.head
+		ds[i], hs[i] = t.val.Head(st.XiN), t.head
 	}
 	var around models.Weights
 	if linearized {
