@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/llama"
 	"github.com/editkit/editkit/models/tokenizers"
@@ -110,14 +111,7 @@ func argmaxRow(logits *tensors.Tensor, r, n int) []int {
 	flat := tensors.MustCopyFlatData[float32](logits)
 	out := make([]int, n)
 	for t := range n {
-		row := flat[(r*seq+t)*vocab : (r*seq+t+1)*vocab]
-		best := 0
-		for j, v := range row {
-			if v > row[best] {
-				best = j
-			}
-		}
-		out[t] = best
+		out[t] = eval.Argmax(flat[(r*seq+t)*vocab : (r*seq+t+1)*vocab])
 	}
 	return out
 }

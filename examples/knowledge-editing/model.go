@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/editkit/editkit/eval"
 	"github.com/editkit/editkit/models/llama"
 	"github.com/editkit/editkit/models/tokenizers"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -99,14 +100,7 @@ func argmaxAll(logits *tensors.Tensor) []int {
 	flat := tensors.MustCopyFlatData[float32](logits)
 	out := make([]int, len(flat)/vocab)
 	for i := range out {
-		row := flat[i*vocab : (i+1)*vocab]
-		best := 0
-		for j, v := range row {
-			if v > row[best] {
-				best = j
-			}
-		}
-		out[i] = best
+		out[i] = eval.Argmax(flat[i*vocab : (i+1)*vocab])
 	}
 	return out
 }
