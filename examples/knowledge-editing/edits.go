@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"slices"
 
+	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/memoir"
 )
 
@@ -90,7 +90,7 @@ func writeEditSet(path string, recs []counterFactRecord) ([]memoir.EditRequest, 
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+	if err := checkpoint.WriteFileAtomic(path, append(data, '\n')); err != nil {
 		return nil, err
 	}
 	edits, _, err := memoir.LoadEdits(path)

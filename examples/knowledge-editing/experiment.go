@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/editkit/editkit/checkpoint"
 	"github.com/editkit/editkit/memoir"
 )
 
@@ -172,7 +173,7 @@ func runEditing(base *memoir.Base, edits []memoir.EditRequest, es editingSetting
 			return err
 		}
 		rec.Plot = fmt.Sprintf("overlaps-T%d.png", T)
-		if err := os.WriteFile(filepath.Join(out, rec.Plot), png, 0o644); err != nil {
+		if err := checkpoint.WriteFileAtomic(filepath.Join(out, rec.Plot), png); err != nil {
 			return err
 		}
 		overlaps = append(overlaps, rec)

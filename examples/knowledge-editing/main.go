@@ -292,14 +292,14 @@ func run(o options) (*report, error) {
 		}
 	}
 	rep.Table = memoir.Markdown(all)
-	if err := os.WriteFile(filepath.Join(o.Out, "table.md"), []byte(rep.Table), 0o644); err != nil {
+	if err := checkpoint.WriteFileAtomic(filepath.Join(o.Out, "table.md"), []byte(rep.Table)); err != nil {
 		return nil, err
 	}
 	png, err := plotMetrics(rep.Variants)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(o.Out, "metrics.png"), png, 0o644); err != nil {
+	if err := checkpoint.WriteFileAtomic(filepath.Join(o.Out, "metrics.png"), png); err != nil {
 		return nil, err
 	}
 	lap("editing")
@@ -307,7 +307,7 @@ func run(o options) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(o.Out, "per-edit.json"), perEdit, 0o644); err != nil {
+	if err := checkpoint.WriteFileAtomic(filepath.Join(o.Out, "per-edit.json"), perEdit); err != nil {
 		return nil, err
 	}
 	for _, v := range rep.Variants {
@@ -320,7 +320,7 @@ func run(o options) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(o.Out, "results.json"), data, 0o644); err != nil {
+	if err := checkpoint.WriteFileAtomic(filepath.Join(o.Out, "results.json"), data); err != nil {
 		return nil, err
 	}
 	return rep, nil
