@@ -297,7 +297,7 @@ func run(o options) (*report, error) {
 		return nil, err
 	}
 	logf("wrote %s", filepath.Join(o.Out, "table.md"))
-	return rep, nil
+	return rep, pretraining.Finish(o.Out)
 }
 
 // contrastive pre-trains the CLIP again from scratch on the same pairs,

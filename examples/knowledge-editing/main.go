@@ -20,10 +20,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/editkit/editkit/checkpoint"
+	"github.com/editkit/editkit/examples/internal/pretraining"
 	"github.com/editkit/editkit/memoir"
 	"github.com/editkit/editkit/models"
 	"github.com/editkit/editkit/models/llama"
@@ -130,27 +130,23 @@ func main() {
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func run(o options) (*report, error) {
-	start := time.Now()
-	logf := func(format string, a ...any) {
-		if o.Log != nil {
-			fmt.Fprintf(o.Log, "[%6.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
-		}
-	}
+	logf := pretraining.Logger(o.Log)
 	st := fullSettings()
 	if o.Quick {
 		st = quickSettings()
 	}
-	if o.Settings != "" {
-		d := json.NewDecoder(strings.NewReader(o.Settings))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&st); err != nil {
-			return nil, fmt.Errorf("--settings %s: %w (the fields are those of results.json's \"settings\")", o.Settings, err)
-		}
+	if err := pretraining.Override(&st, o.Settings); err != nil {
+		return nil, err
 	}
 	rep := &report{Quick: o.Quick, Settings: st, Backend: models.Backend().Description(), Seconds: map[string]float64{}, RecallByAttr: map[string][2]float64{}}
 	stage := time.Now()
 	lap := func(name string) { rep.Seconds[name] = time.Since(stage).Seconds(); stage = time.Now() }
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, err
+	}
+	// The model and memories in o.Out are reused only by a run with the
+	// same settings.
+	if err := pretraining.Stamp(o.Out, st, o.Redo); err != nil {
 		return nil, err
 	}
 
@@ -255,6 +251,9 @@ func run(o options) (*report, error) {
 	bgPeople := backgroundPeople(c, st.BackgroundPeople, st.Seed)
 	n := max(slices.Max(st.Counts), st.Singles)
 	recs := editSet(c, n+st.Calibration, st.Locality, bgPeople, st.Seed)
+	if len(recs) <= st.Calibration {
+		return nil, fmt.Errorf("settings: the corpus has %d editable (person, attribute) pairs outside the %d background people, not more than Calibration %d: raise People, or lower BackgroundPeople or Calibration", len(recs), len(bgPeople), st.Calibration)
+	}
 	calibRecs := recs[min(n, len(recs)-st.Calibration):]
 	recs = recs[:len(recs)-len(calibRecs)]
 	rep.EditSet = filepath.Join(o.Out, "edits.json")
@@ -323,7 +322,7 @@ func run(o options) (*report, error) {
 	if err := checkpoint.WriteFileAtomic(filepath.Join(o.Out, "results.json"), data); err != nil {
 		return nil, err
 	}
-	return rep, nil
+	return rep, pretraining.Finish(o.Out)
 }
 
 // fraction is the share of hits among the queries of attribute attr.

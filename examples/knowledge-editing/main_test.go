@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/editkit/editkit/examples/internal/pretraining"
 	"github.com/editkit/editkit/memoir"
 	"github.com/editkit/editkit/models/llama"
 	"github.com/editkit/editkit/models/tokenizers"
@@ -21,7 +22,7 @@ func TestQuick(t *testing.T) {
 		t.Skip("the quick experiment trains a model (about 10 s)")
 	}
 	out := t.TempDir()
-	r, err := run(options{Quick: true, Out: out, Log: testLog{t}})
+	r, err := run(options{Quick: true, Out: out, Log: pretraining.TestLog(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,11 +99,21 @@ func TestQuick(t *testing.T) {
 	if !strings.HasPrefix(tok.Decode(gen), edits[0].Prompt) {
 		t.Errorf("generation %q does not start with the prompt %q", tok.Decode(gen), edits[0].Prompt)
 	}
+
+	// The trained model is reused only by a run with the same settings.
+	if _, err := run(options{Quick: true, Out: out, Settings: `{"Seed":2}`}); err == nil || !strings.Contains(err.Error(), "other settings") {
+		t.Errorf("a rerun with other settings into the same folder: %v", err)
+	}
 }
 
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+// TestTooFewEdits: settings that leave no edit beside the calibration
+// edits are an error naming them, not a panic.
+func TestTooFewEdits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a tiny model")
+	}
+	_, err := run(options{Quick: true, Out: t.TempDir(), Settings: `{"Calibration":1000}`})
+	if err == nil || !strings.Contains(err.Error(), "Calibration 1000") {
+		t.Errorf("Calibration 1000 on the quick corpus: %v", err)
+	}
 }

@@ -328,7 +328,7 @@ func run(o options) (*report, error) {
 		return nil, err
 	}
 	logf("wrote %s (load average %s)", filepath.Join(o.Out, "table.md"), rep.LoadAverage[1])
-	return rep, nil
+	return rep, pretraining.Finish(o.Out)
 }
 
 func knownProbes(ts []*task) []probe {

@@ -10,6 +10,7 @@ package pretraining
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -230,17 +231,42 @@ func Override(st any, js string) error {
 
 // Stamp records the run's settings in out/settings.json, and refuses to
 // reuse the stages of a folder made with other settings (whose checkpoints
-// would not be what this run describes) unless redo.
+// would not be what this run describes) unless redo. A redo that changes
+// the settings leaves a marker until [Finish]: if it is interrupted, its
+// folder mixes stages of two settings, and a later run without redo is
+// refused rather than reusing them.
 func Stamp(out string, st any, redo bool) error {
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(out, "settings.json")
-	if old, err := os.ReadFile(p); err == nil && !redo && string(old) != string(data) {
+	p, pending := filepath.Join(out, "settings.json"), filepath.Join(out, redoMarker)
+	if _, err := os.Stat(pending); err == nil && !redo {
+		return fmt.Errorf("%s: a --redo run with other settings did not finish, so its stages mix two settings: rerun with --redo", out)
+	}
+	old, err := os.ReadFile(p)
+	changed := err == nil && string(old) != string(data)
+	if changed && !redo {
 		return fmt.Errorf("%s holds the stages of a run with other settings (--quick or not, --settings): rerun with --redo to replace them, or give another --out", out)
 	}
+	if changed {
+		if err := checkpoint.WriteFileAtomic(pending, old); err != nil {
+			return err
+		}
+	}
 	return checkpoint.WriteFileAtomic(p, data)
+}
+
+// redoMarker holds the settings a --redo run is replacing, until it ends.
+const redoMarker = "settings.redo"
+
+// Finish marks the run in out complete (see [Stamp]).
+func Finish(out string) error {
+	err := os.Remove(filepath.Join(out, redoMarker))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // Logger returns the examples' log: each line prefixed with the seconds
