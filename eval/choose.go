@@ -195,7 +195,9 @@ func Choose(d *merge.Direction, base models.Weights, c Choice) (*Chosen, error) 
 			if _, ok := acc[m]; !ok {
 				return nil, fmt.Errorf("eval: the evaluator measured no %q", m)
 			}
-			if acc[m] == 0 {
+			// A control or normalizer of 0 means a wrong head; a floor of 0
+			// (GoalLowest) only means there is nothing to keep.
+			if acc[m] == 0 && c.Goal != GoalLowest {
 				return nil, fmt.Errorf("the model at coefficient 0 (θ₀) scores 0 on %s, the search's reference: check its head", m)
 			}
 		}

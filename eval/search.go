@@ -196,6 +196,16 @@ func Tradeoff(target string, controls []string, normalizer map[string]float64, w
 		}}
 }
 
+// At is the k-th coefficient a search over s evaluates: Values[k], then,
+// past them, the extension Values' last + (k − len(Values) + 1)·Step (which
+// the search takes while its points are feasible and the value is ≤ Max).
+func (s Steps) At(k int) float64 {
+	if k < len(s.Values) {
+		return s.Values[k]
+	}
+	return round9(s.Values[len(s.Values)-1] + float64(k-len(s.Values)+1)*s.Step)
+}
+
 // SearchCoefficient evaluates eval at each coefficient of steps and picks
 // the point that obj prefers. When no point is feasible it returns the
 // points with an error.
@@ -222,9 +232,8 @@ func SearchCoefficient(steps Steps, obj Objective, eval EvalFunc) (*Search, erro
 		}
 	}
 	if steps.Step > 0 {
-		last := steps.Values[len(steps.Values)-1]
-		for i := 1; s.Points[len(s.Points)-1].Feasible; i++ {
-			c := round9(last + float64(i)*steps.Step)
+		for k := len(steps.Values); s.Points[len(s.Points)-1].Feasible; k++ {
+			c := steps.At(k)
 			if c > steps.Max {
 				break
 			}

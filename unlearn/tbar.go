@@ -3,8 +3,10 @@ package unlearn
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -285,28 +287,34 @@ func TBAR(o TBAROptions) (*TBARResult, error) {
 		}
 		return map[string][]bool{MetricCA: clean.Hits, MetricASR: att.Hits}, nil
 	}
-	base, hits, err := eval.Measure(evaluate, bd.Weights)
-	if err != nil {
-		return nil, err
-	}
-	r.Backdoored = metricsOf(o.Val.Name(), base, hits)
-	r.MinCA = o.Floor * base[MetricCA]
 	steps := o.steps()
 	if o.OnPoint != nil {
-		inner, k := evaluate, 0
+		// Choose measures the backdoored model (the floor's reference)
+		// first, then the grid's points in order.
+		inner, k := evaluate, -1
 		evaluate = func(w models.Weights) (map[string][]bool, error) {
 			h, err := inner(w)
-			if err == nil {
-				o.OnPoint(eval.Point{Coef: alphaAt(steps, k), Accuracy: map[string]float64{MetricCA: eval.Share(h[MetricCA]), MetricASR: eval.Share(h[MetricASR])}})
+			if err == nil && k >= 0 {
+				o.OnPoint(eval.Point{Coef: steps.At(k), Accuracy: map[string]float64{MetricCA: eval.Share(h[MetricCA]), MetricASR: eval.Share(h[MetricASR])}})
 			}
 			k++
 			return h, err
 		}
 	}
-	if r.Search, err = eval.SearchDirection(dir, bd.Weights, steps, AlphaObjective(r.MinCA), evaluate); err != nil {
-		return nil, fmt.Errorf("tbar: choosing α: %w (%s)", err, r.Search.Summary())
+	// The shared search with TBAR's goal (AlphaObjective): the lowest ASR
+	// keeping CA ≥ Floor × the backdoored model's.
+	ch, err := eval.Choose(dir, bd.Weights, eval.Choice{Goal: eval.GoalLowest, Metrics: []string{MetricASR, MetricCA},
+		Steps: steps, Evaluate: evaluate, Fraction: o.Floor})
+	if err != nil {
+		if ch != nil && ch.Search != nil {
+			return nil, fmt.Errorf("tbar: choosing α: %w (%s)", err, ch.Search.Summary())
+		}
+		return nil, fmt.Errorf("tbar: choosing α: %w", err)
 	}
-	r.Alpha = r.Search.Chosen()
+	r.Backdoored = metricsOf(o.Val.Name(), ch.Reference, ch.ReferenceHits)
+	r.MinCA = o.Floor * ch.Reference[MetricCA]
+	r.Search = ch.Search
+	r.Alpha = ch.Coef
 	best := r.Search.Points[r.Search.Best]
 	r.Cleaned = metricsOf(o.Val.Name(), best.Accuracy, best.Hits)
 	if r.Weights, err = eval.WeightsAt(dir, bd.Weights, r.Alpha); err != nil {
@@ -337,15 +345,6 @@ func (o TBAROptions) steps() eval.Steps {
 		return eval.Steps{Values: eval.Grid(0, 1, DefaultAlphaStep), Step: DefaultAlphaStep, Max: DefaultAlphaMax}
 	}
 	return eval.Steps{Values: o.Alphas, Step: o.AlphaStep, Max: o.AlphaMax}
-}
-
-// alphaAt is the k-th coefficient a search over steps evaluates (Values,
-// then the extension by Step), for progress reports.
-func alphaAt(s eval.Steps, k int) float64 {
-	if k < len(s.Values) {
-		return s.Values[k]
-	}
-	return math.Round((s.Values[len(s.Values)-1]+float64(k-len(s.Values)+1)*s.Step)*1e9) / 1e9
 }
 
 // AlphaObjective is TBAR's choice of α: the lowest validation attack
@@ -401,11 +400,12 @@ func TriggerVector(ft, start models.Weights) models.Weights {
 	return out
 }
 
-// norm is the L2 norm over all tensors of w.
+// norm is the L2 norm over all tensors of w, summed in name order so the
+// record is the same bytes on every run.
 func norm(w models.Weights) float64 {
 	s := 0.0
-	for _, t := range w {
-		tensors.MustConstFlatData(t, func(v []float32) {
+	for _, name := range slices.Sorted(maps.Keys(w)) {
+		tensors.MustConstFlatData(w[name], func(v []float32) {
 			for _, x := range v {
 				s += float64(x) * float64(x)
 			}

@@ -110,8 +110,14 @@ func TestAlphaSearchByHand(t *testing.T) {
 	if s.Chosen() != 1.2 || math.Abs(last.Coef-1.35) > 1e-9 || last.Feasible {
 		t.Errorf("chose α = %v, last point %v (feasible %v); want 1.2, the extension stopping at 1.35", s.Chosen(), last.Coef, last.Feasible)
 	}
-	if got := alphaAt(TBAROptions{}.steps(), 27); math.Abs(got-1.35) > 1e-9 {
+	steps := TBAROptions{}.steps()
+	if got := steps.At(27); math.Abs(got-1.35) > 1e-9 {
 		t.Errorf("the 28th α of the default steps is %v, want 1.35", got)
+	}
+	for i, p := range s.Points { // what progress reports label each point with
+		if p.Coef != steps.At(i) {
+			t.Errorf("point %d at α %v, Steps.At says %v", i, p.Coef, steps.At(i))
+		}
 	}
 	// No α keeps the floor.
 	if _, err := run(func(float64) float64 { return 0.5 }, func(float64) float64 { return 1 }, 0.9); err == nil {
