@@ -63,7 +63,8 @@ func baseParams(c *Config, n int) *tensorParams {
 }
 
 // orDefault is *v when set, else the default of the named parameter for
-// c's method and semantics (the zero value when the method has none).
+// c's method and semantics (the zero value when the method has none). A
+// default of another type than the field is a bug in the method table.
 func orDefault[T any](v *T, c *Config, name string) T {
 	if v != nil {
 		return *v
@@ -77,10 +78,14 @@ func orDefault[T any](v *T, c *Config, name string) T {
 	if c.Semantics == Mergekit {
 		d = u.mergekit
 	}
-	if x, ok := d.v.(T); ok {
-		return x
+	if d.v == nil {
+		return zero
 	}
-	return zero
+	x, ok := d.v.(T)
+	if !ok {
+		panic(fmt.Sprintf("merge: %s's default for %s is a %T, its field a %T", c.Method, name, d.v, zero))
+	}
+	return x
 }
 
 func (tp *tensorParams) setWeights(w []float64, n int) {
