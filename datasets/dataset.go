@@ -197,6 +197,18 @@ func (d *Dataset) Head(n int) *Dataset {
 	return d.Subset(idx)
 }
 
+// Sample returns n examples of d drawn without replacement by
+// Permutation(Len(), seed), kept in d's order, or d itself when n ≤ 0 or
+// n ≥ Len() (a seeded --limit).
+func (d *Dataset) Sample(n int, seed uint64) *Dataset {
+	if n <= 0 || n >= d.Len() {
+		return d
+	}
+	idx := Permutation(d.Len(), seed)[:n]
+	slices.Sort(idx)
+	return d.Subset(idx)
+}
+
 // KeepClasses returns the examples of the given classes only, relabelled:
 // class keep[k] becomes label k, and Classes() lists the kept names in that
 // order. Examples keep their order.

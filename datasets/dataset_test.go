@@ -111,6 +111,15 @@ func TestFromPixelsAndSubset(t *testing.T) {
 			t.Errorf("Head(%d): %d examples ending at %d, want the first %d", tc.n, h.Len(), h.SourceIndex(h.Len()-1), tc.want)
 		}
 	}
+	for _, n := range []int{0, -1, 4, 9} {
+		if d.Sample(n, 7) != d {
+			t.Errorf("Sample(%d) is not the whole dataset", n)
+		}
+	}
+	a, b := d.Sample(2, 7), d.Sample(2, 7)
+	if a.Len() != 2 || a.SourceIndex(0) >= a.SourceIndex(1) || a.SourceIndex(0) != b.SourceIndex(0) || a.SourceIndex(1) != b.SourceIndex(1) {
+		t.Errorf("Sample(2, 7): sources %d %d, again %d %d; want 2 in order, the same each time", a.SourceIndex(0), a.SourceIndex(1), b.SourceIndex(0), b.SourceIndex(1))
+	}
 	ss := s.Subset([]int{1})
 	if ss.SourceIndex(0) != 1 {
 		t.Errorf("subset of subset maps to %d, want 1", ss.SourceIndex(0))

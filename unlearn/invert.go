@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -158,7 +157,7 @@ func Invert(enc *encoder.Encoder, ds *datasets.Dataset, o InvertOptions) (*Inver
 	if n < 2 {
 		return nil, fmt.Errorf("%s has %d images: inversion needs at least 2", ds.Name(), ds.Len())
 	}
-	shadow := ds.Subset(sortedPrefix(datasets.Permutation(ds.Len(), o.Seed), n))
+	shadow := ds.Sample(n, o.Seed)
 	pix, h, w, err := rawRGB(shadow)
 	if err != nil {
 		return nil, err
@@ -359,13 +358,6 @@ func meanPairwiseCosine(e *graph.Node) *graph.Node {
 	sim := graph.Einsum("id,jd->ij", u, u)
 	off := graph.Sub(graph.ReduceAllSum(sim), graph.ReduceAllSum(graph.Mul(u, u)))
 	return graph.DivScalar(off, float64(b*(b-1)))
-}
-
-// sortedPrefix returns the first n entries of p, sorted.
-func sortedPrefix(p []int, n int) []int {
-	out := slices.Clone(p[:n])
-	slices.Sort(out)
-	return out
 }
 
 // rawRGB reads ds's images as float32 [n, h, w, 3] (0…255), gray

@@ -161,7 +161,5 @@ func TriggeredSample(ds *datasets.Dataset, t Trigger, target, n int, seed uint64
 	if n <= 0 || n > ds.Len() {
 		return nil, fmt.Errorf("%d triggered examples asked of %s, which has %d", n, ds.Name(), ds.Len())
 	}
-	idx := datasets.Permutation(ds.Len(), seed)[:n]
-	slices.Sort(idx)
-	return rewrite(ds.Subset(idx), t, triggerName(t), func(int) bool { return true }, target)
+	return rewrite(ds.Sample(n, seed), t, triggerName(t), func(int) bool { return true }, target)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strconv"
 	"time"
 
@@ -183,11 +182,7 @@ and the label C (see 'editkit backdoor apply --help' for trigger specs).`,
 			if err != nil {
 				return err
 			}
-			if limit > 0 && limit < ds.Len() {
-				idx := datasets.Permutation(ds.Len(), seed)[:limit]
-				slices.Sort(idx)
-				ds = ds.Subset(idx)
-			}
+			ds = ds.Sample(limit, seed)
 			if err := train.CheckHead(enc, head, ds, ignoreNames); err != nil {
 				return fmt.Errorf("%s and %s: %w", headPath, model, err)
 			}

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -242,11 +241,7 @@ that a folder dataset ordered by class still gives every class.`,
 			if err != nil {
 				return err
 			}
-			if limit > 0 && limit < ds.Len() {
-				idx := datasets.Permutation(ds.Len(), 0)[:limit]
-				slices.Sort(idx)
-				ds = ds.Subset(idx)
-			}
+			ds = ds.Sample(limit, 0)
 			m, err := openEmbModel(model)
 			if err != nil {
 				return err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -182,9 +181,7 @@ defaults to the class the inversion estimated.
 			if err != nil {
 				return err
 			}
-			if valLimit > 0 && valLimit < val.Len() {
-				val = val.Subset(sortedFirst(datasets.Permutation(val.Len(), seed), valLimit))
-			}
+			val = val.Sample(valLimit, seed)
 			ft := train.Options{}
 			if cmd.Flags().Changed("lr") || cmd.Flags().Changed("wd") || cmd.Flags().Changed("batch") || cmd.Flags().Changed("epochs") ||
 				cmd.Flags().Changed("steps") || cmd.Flags().Changed("warmup") || cmd.Flags().Changed("clip") {
@@ -306,13 +303,6 @@ defaults to the class the inversion estimated.
 		return ins, []checkpoint.Output{{Flag: "the TBAR record", Path: js}, {Flag: "the TBAR plot", Path: png}}, nil
 	})
 	return c
-}
-
-// sortedFirst returns the first n entries of p, in increasing order.
-func sortedFirst(p []int, n int) []int {
-	out := slices.Clone(p[:n])
-	slices.Sort(out)
-	return out
 }
 
 // invertSummary is unlearn invert's --json result.
