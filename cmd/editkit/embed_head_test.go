@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"github.com/editkit/editkit/models/tokenizers"
 	"image"
 	"image/color"
 	"image/png"
@@ -43,18 +42,8 @@ func ehTinyCLIP(n clip.Naming) clip.Config {
 // merges.txt into dir.
 func ehByteVocab(t *testing.T, dir string) {
 	t.Helper()
-	vocab := map[string]int{}
-	for b, r := range tokenizers.BytesToUnicode() {
-		vocab[string(r)] = b
-		vocab[string(r)+"</w>"] = 256 + b
-	}
-	vocab[clip.StartOfText], vocab[clip.EndOfText] = 512, 513
-	data, err := json.Marshal(vocab)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ehWriteFile(t, filepath.Join(dir, clip.HFVocabFile), data)
-	ehWriteFile(t, filepath.Join(dir, clip.HFMergesFile), []byte("#version: 0.2\n"))
+	ehWriteFile(t, filepath.Join(dir, clip.HFVocabFile), clip.ByteVocab())
+	ehWriteFile(t, filepath.Join(dir, clip.HFMergesFile), []byte(clip.ByteMerges))
 }
 
 func ehWriteFile(t *testing.T, path string, data []byte) {

@@ -233,6 +233,33 @@ func LoadHFTokenizer(vocabPath, mergesPath string) (*Tokenizer, error) {
 	return NewHFTokenizer(vdata, mdata, vocabPath, mergesPath)
 }
 
+// ByteVocab is Hugging Face's vocab.json of a CLIP tokenizer over bytes,
+// with no merges: the 256 byte symbols (ids 0–255), the same with "</w>"
+// (256–511), then the start and end of text (512, 513: the end token
+// highest, as in CLIP's vocabulary). With an empty merges.txt it
+// tokenizes any text without a vocabulary file, one token per byte.
+func ByteVocab() []byte {
+	vocab := map[string]int{}
+	for b, r := range tokenizers.BytesToUnicode() {
+		vocab[string(r)] = b
+		vocab[string(r)+"</w>"] = 256 + b
+	}
+	vocab[StartOfText], vocab[EndOfText] = 512, 513
+	data, err := json.Marshal(vocab)
+	if err != nil {
+		panic(err) // a map of strings to ints always marshals
+	}
+	return data
+}
+
+// ByteMerges is the merges.txt that goes with ByteVocab: none.
+const ByteMerges = "#version: 0.2\n"
+
+// NewByteTokenizer returns the tokenizer of ByteVocab (514 tokens).
+func NewByteTokenizer() (*Tokenizer, error) {
+	return NewHFTokenizer(ByteVocab(), []byte(ByteMerges), HFVocabFile, HFMergesFile)
+}
+
 // NewHFTokenizer is [LoadHFTokenizer] on the files' contents; vocabName and
 // mergesName name them in errors.
 func NewHFTokenizer(vocabJSON, mergesTxt []byte, vocabName, mergesName string) (*Tokenizer, error) {

@@ -2,7 +2,6 @@ package heads
 
 import (
 	"encoding/json"
-	"github.com/editkit/editkit/models/tokenizers"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -20,17 +19,7 @@ import (
 // end token highest as in CLIP's vocabulary).
 func byteTokenizer(t testing.TB) *clip.Tokenizer {
 	t.Helper()
-	vocab := map[string]int{}
-	for b, r := range tokenizers.BytesToUnicode() {
-		vocab[string(r)] = b
-		vocab[string(r)+"</w>"] = 256 + b
-	}
-	vocab[clip.StartOfText], vocab[clip.EndOfText] = 512, 513
-	data, err := json.Marshal(vocab)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := clip.NewHFTokenizer(data, []byte("#version: 0.2\n"), "vocab.json", "merges.txt")
+	tok, err := clip.NewByteTokenizer()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,6 @@ import (
 	"github.com/editkit/editkit/datasets"
 	"github.com/editkit/editkit/models/clip"
 	"github.com/editkit/editkit/models/heads"
-	"github.com/editkit/editkit/models/tokenizers"
 	"github.com/editkit/editkit/models/train"
 )
 
@@ -118,25 +117,8 @@ func LoadTokenizer(dopt datasets.Options) (tok *clip.Tokenizer, vocab, context i
 			return tok, 49408, 48, p, err
 		}
 	}
-	tok, err = byteTokenizer()
+	tok, err = clip.NewByteTokenizer()
 	return tok, 514, 96, "byte-level (no BPE vocabulary found)", err
-}
-
-// byteTokenizer is a CLIP tokenizer over bytes (no merges): 256 byte tokens,
-// 256 end-of-word byte tokens, then start and end of text, so the examples
-// need no vocabulary file.
-func byteTokenizer() (*clip.Tokenizer, error) {
-	vocab := map[string]int{}
-	for b, r := range tokenizers.BytesToUnicode() {
-		vocab[string(r)] = b
-		vocab[string(r)+"</w>"] = 256 + b
-	}
-	vocab[clip.StartOfText], vocab[clip.EndOfText] = 512, 513
-	data, err := json.Marshal(vocab)
-	if err != nil {
-		return nil, err
-	}
-	return clip.NewHFTokenizer(data, []byte("#version: 0.2\n"), "vocab.json", "merges.txt")
 }
 
 // Data is one dataset's share of the pre-training: its examples (of the
