@@ -70,14 +70,30 @@ func TestQuick(t *testing.T) {
 				t.Errorf("%s/%s: no row %q", c.Task, c.Attack, name)
 			}
 		}
-		dir := filepath.Join(out, c.Task, caseDir(r.Settings.Attacks[0]))
-		for _, f := range []string{"backdoored/config.json", "tbar/config.json", "tbar.tbar.png", "tbar.tbar.json", "inverted.safetensors"} {
-			if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
-				t.Errorf("output %s missing or empty: %v", f, err)
+		// Every checkpoint, record and plot of the case.
+		files := []string{"inverted.safetensors", "inverted.json"}
+		for _, m := range []string{"backdoored", "clean-fine-tuning-N", "clean-fine-tuning-50N", "tbar", "tbar-from-pretrained", "tbar-inverted"} {
+			files = append(files, m+"/config.json", m+"/model.safetensors")
+		}
+		for _, m := range []string{"tbar", "tbar-from-pretrained", "tbar-inverted"} {
+			files = append(files, m+".tbar.json", m+".tbar.png")
+		}
+		if c.Xi != nil {
+			files = append(files, "xi.json", "xi.png")
+		}
+		if rel, err := filepath.Rel(out, c.Dir); err != nil || !filepath.IsLocal(rel) {
+			t.Errorf("%s/%s: case folder %s outside %s", c.Task, c.Attack, c.Dir, out)
+		}
+		for _, f := range files {
+			if st, err := os.Stat(filepath.Join(c.Dir, f)); err != nil || st.Size() == 0 {
+				t.Errorf("%s/%s: output %s missing or empty: %v", c.Task, c.Attack, f, err)
 			}
 		}
+		if c.Xi == nil && c == r.Cases[0] {
+			t.Errorf("%s/%s: no weight disentanglement for the first case", c.Task, c.Attack)
+		}
 	}
-	for _, f := range []string{"table.md", "table.json"} {
+	for _, f := range []string{"table.md", "table.json", filepath.Join(r.Cases[0].Task, "clean-finetuned", "config.json")} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("output %s missing or empty: %v", f, err)
 		}
