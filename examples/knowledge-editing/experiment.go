@@ -177,9 +177,9 @@ func runEditing(base *memoir.Base, edits []memoir.EditRequest, es editingSetting
 			return err
 		}
 		overlaps = append(overlaps, rec)
-		logf("MEMOIR overlaps after %d edits: rephrasing vs own mask %.2f/%.2f/%.2f, locality best %.2f/%.2f/%.2f (10/50/90th percentiles); locality routed at τ 0.4: %.2f (chance %.3f), at τ auto %.3f: %.2f (chance %.3f)",
+		logf("MEMOIR overlaps after %d edits: rephrasing vs own mask %.2f/%.2f/%.2f, locality best %.2f/%.2f/%.2f (10/50/90th percentiles); locality routed at τ %g: %.2f (chance %.3f), at τ auto %.3f: %.2f (chance %.3f)",
 			T, rec.Rephrase[0], rec.Rephrase[1], rec.Rephrase[2], rec.Locality[0], rec.Locality[1], rec.Locality[2],
-			rec.LocalityRouted04, rec.ChanceRouted04, rec.AutoTau, rec.LocalityRoutedAuto, rec.ChanceRoutedAuto)
+			m.Config().Threshold, rec.LocalityRouted04, rec.ChanceRouted04, rec.AutoTau, rec.LocalityRoutedAuto, rec.ChanceRoutedAuto)
 		rs, err := evalBoth(edits[:T])
 		if err != nil {
 			return err
