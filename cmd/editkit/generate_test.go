@@ -21,16 +21,7 @@ func runCLI(args ...string) (stdout, stderr string, code int) {
 // is the expected_stdout literal of llama2.c's test_all.py (run.c's output
 // without its final newline).
 func TestGenerateStories260K(t *testing.T) {
-	dir := os.Getenv("EDITKIT_LLM_DATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "data", "llm")
-	}
-	bin, tok := filepath.Join(dir, "stories260K.bin"), filepath.Join(dir, "tok512.bin")
-	for _, p := range []string{bin, tok} {
-		if _, err := os.Stat(p); err != nil {
-			t.Skipf("skipping: %s is absent (stories260K.bin and tok512.bin live in ../shared/data/llm beside the repository, or set EDITKIT_LLM_DATA)", p)
-		}
-	}
+	bin, tok := stories260K(t)
 	const want = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said, \"Lily, let's go to the park.\" Lily was sad and didn't know what to do. She said, \"I want to play with your ball, but I can't find it.\"\nLily was sad and didn't know what to do. She said, \"I'm sorry, Lily. I didn't know what to do.\"\nLily didn't want to help her mom, so she"
 	out := filepath.Join(t.TempDir(), "stories260K")
 	if _, errOut, code := runCLI("-q", "convert", "llama2c", bin, "--tokenizer", tok, "-o", out); code != 0 {
@@ -84,4 +75,21 @@ func TestGenerateStories260K(t *testing.T) {
 			t.Errorf("editkit %s: exit %d, stderr %q; want an error mentioning %q", strings.Join(tc.args, " "), code, stderr, tc.want)
 		}
 	}
+}
+
+// stories260K returns llama2.c's stories260K.bin and tok512.bin from
+// ../shared/data/llm (or $EDITKIT_LLM_DATA), skipping the test without them.
+func stories260K(t *testing.T) (bin, tok string) {
+	t.Helper()
+	dir := os.Getenv("EDITKIT_LLM_DATA")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "data", "llm")
+	}
+	bin, tok = filepath.Join(dir, "stories260K.bin"), filepath.Join(dir, "tok512.bin")
+	for _, p := range []string{bin, tok} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("skipping: %s is absent (stories260K.bin and tok512.bin live in ../shared/data/llm beside the repository, or set EDITKIT_LLM_DATA)", p)
+		}
+	}
+	return bin, tok
 }

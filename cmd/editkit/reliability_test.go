@@ -466,16 +466,7 @@ func TestHostileCheckpoints(t *testing.T) {
 // TestGenerateWarnsOfALongPrompt: a prompt longer than --steps generates
 // nothing, and says so.
 func TestGenerateWarnsOfALongPrompt(t *testing.T) {
-	dir := os.Getenv("EDITKIT_LLM_DATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "data", "llm")
-	}
-	bin, tok := filepath.Join(dir, "stories260K.bin"), filepath.Join(dir, "tok512.bin")
-	for _, p := range []string{bin, tok} {
-		if _, err := os.Stat(p); err != nil {
-			t.Skipf("skipping: %s is absent (stories260K.bin and tok512.bin live in ../shared/data/llm beside the repository, or set EDITKIT_LLM_DATA)", p)
-		}
-	}
+	bin, tok := stories260K(t)
 	model := filepath.Join(t.TempDir(), "stories260K")
 	if _, errOut, code := runCLI("-q", "convert", "llama2c", bin, "--tokenizer", tok, "-o", model); code != 0 {
 		t.Fatalf("convert: %s", errOut)
